@@ -1,0 +1,10 @@
+"""spacy-elmo: ELMo contextual word vectors for spaCy v3.
+
+Importing this package does not import spaCy: the biLM and the AllenNLP-compatible
+API are plain PyTorch. The spaCy component ``"elmo"`` and the ``spacy-elmo.*``
+architectures are found by spaCy through entry points.
+"""
+from .bilm import BiLM, BiLMOptions, ScalarMix, load_bilm
+
+__all__ = ["BiLM", "BiLMOptions", "ScalarMix", "load_bilm"]
+__version__ = "0.1.0"

@@ -1,0 +1,7 @@
+"""The ELMo biLM in pure PyTorch + h5py (no spaCy)."""
+from .chars import batch_char_ids, token_char_ids
+from .mix import ScalarMix
+from .model import BiLM, load_bilm
+from .options import BiLMOptions
+
+__all__ = ["BiLM", "BiLMOptions", "ScalarMix", "batch_char_ids", "load_bilm", "token_char_ids"]

@@ -1,0 +1,180 @@
+"""The ELMo bidirectional language model and its loading / saving."""
+from __future__ import annotations
+
+import json
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .atomic import write_text
+from .chars import batch_char_ids, bos_char_ids, check_sentences, eos_char_ids
+from .encoder import CharCNNEncoder
+from .lstm import BiLstmStack
+from .options import BiLMOptions
+from .weights import load_weights, save_weights
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
+PRECISIONS = ("fp32", "bf16")
+
+
+class BiLM(nn.Module):
+    """ELMo's biLM: a context-free character CNN layer and ``n_layers`` biLSTM layers.
+
+    ``forward`` takes character ids without sentence markers and returns every
+    layer: layer 0 the token layer duplicated to ``2 * projection_dim`` (as AllenNLP
+    does), layers 1..L the biLSTM outputs with forward and backward halves concatenated.
+    """
+
+    def __init__(self, options: BiLMOptions, vocab: list[str] | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.options = options
+        self.vocab = vocab
+        self.encoder = CharCNNEncoder(options)
+        self.lstm = BiLstmStack(
+            options.projection_dim,
+            options.lstm_dim,
+            options.n_layers,
+            options.cell_clip,
+            options.proj_clip,
+            options.use_skip_connections,
+            dropout,
+        )
+        self.register_buffer("bos_ids", torch.tensor(bos_char_ids(options.max_chars)), persistent=False)
+        self.register_buffer("eos_ids", torch.tensor(eos_char_ids(options.max_chars)), persistent=False)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of output layers (token layer + biLSTM layers)."""
+        return self.options.n_output_layers
+
+    @property
+    def dim(self) -> int:
+        return self.options.output_dim
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder.projection.weight.device
+
+    def add_boundaries(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)`` with ``<S>`` first and ``</S>`` after each sentence."""
+        batch, tokens, chars = char_ids.shape
+        out = char_ids.new_zeros(batch, tokens + 2, chars)
+        out[:, 1:-1] = char_ids
+        out[:, 0] = self.bos_ids
+        out[torch.arange(batch, device=char_ids.device), lengths.to(char_ids.device) + 1] = self.eos_ids
+        return out
+
+    def contextual_layers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """All layers for ids that already hold the sentence markers.
+
+        ``char_ids`` ``(batch, time, chars)``, ``lengths`` ``(batch,)`` counting the markers.
+        Returns ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions.
+        """
+        lengths = lengths.cpu()
+        order = torch.argsort(lengths, descending=True, stable=True)
+        sorted_lengths = lengths[order]
+        ids = char_ids[order.to(char_ids.device)]
+        mask = ids.gt(0).any(-1)
+        encoded = self.encoder(ids[mask])  # only real tokens go through the CNN
+        tokens = encoded.new_zeros(*mask.shape, encoded.shape[-1]).masked_scatter(mask.unsqueeze(-1), encoded)
+        layers = [torch.cat([tokens, tokens], dim=-1), *self.lstm(tokens, sorted_lengths)]
+        inverse = torch.argsort(order).to(char_ids.device)
+        return [layer[inverse] for layer in layers]
+
+    def forward(self, char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``char_ids`` ``(batch, tokens, chars)`` without markers (0 = padded token).
+
+        Returns the layers ``(n_layers, batch, tokens, dim)`` and the mask ``(batch, tokens)``.
+        """
+        if char_ids.dim() != 3 or char_ids.shape[-1] != self.options.max_chars or char_ids.is_floating_point():
+            raise ValueError(
+                f"character ids must be an integer tensor of shape (batch, tokens, {self.options.max_chars}), "
+                f"found {str(char_ids.dtype).replace('torch.', '')} {tuple(char_ids.shape)}"
+            )
+        mask = char_ids.gt(0).any(-1)
+        lengths = mask.sum(-1)
+        with_markers = self.add_boundaries(char_ids, lengths)
+        layers = self.contextual_layers(with_markers, lengths + 2)
+        stripped = torch.stack([layer[:, 1:-1] for layer in layers])
+        return stripped * mask.unsqueeze(-1).to(stripped.dtype), mask
+
+    def embed_sentences(
+        self, sentences: Sequence[Sequence[str]], batch_size: int = 64, precision: str = "fp32"
+    ) -> list[np.ndarray]:
+        """One float32 array ``(n_layers, n_tokens, dim)`` per tokenized sentence.
+
+        Sentences are batched by length; the result for a sentence does not depend
+        on the other sentences or on earlier calls.
+        """
+        check_sentences(sentences)
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, found {precision!r}")
+        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
+        results: list[np.ndarray] = [np.empty(0)] * len(sentences)
+        autocast = (
+            torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        )
+        with torch.inference_mode(), autocast:
+            for start in range(0, len(order), batch_size):
+                index = order[start : start + batch_size]
+                ids = batch_char_ids([sentences[i] for i in index], self.options.max_chars).to(self.device)
+                layers = self(ids)[0].float().cpu().numpy()
+                for k, i in enumerate(index):
+                    results[i] = np.ascontiguousarray(layers[:, k, : len(sentences[i])])
+        return results
+
+    def save(self, directory: str | Path) -> None:
+        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) in the bilm-tf / AllenNLP format."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        save_weights(self, directory / "weights.hdf5")
+        write_text(directory / "options.json", json.dumps(self.options.to_json(), indent=1) + "\n")
+        if self.vocab is not None:
+            write_text(directory / "vocab.txt", "".join(f"{word}\n" for word in self.vocab))
+
+
+def read_vocab(path: str | Path) -> list[str]:
+    """A bilm-tf ``vocab.txt``: one token per line, ``<S>``, ``</S>``, ``<UNK>`` among them."""
+    words = Path(path).read_text(encoding="utf-8").split("\n")
+    return [w for w in words if w]
+
+
+def load_bilm(
+    options_file: str | Path | None = None,
+    weight_file: str | Path | None = None,
+    device: str | torch.device = "cpu",
+) -> BiLM:
+    """Load a biLM from bilm-tf / AllenNLP files; ``None, None`` loads the bundled default model.
+
+    A ``vocab.txt`` beside the weight file is read too (needed only to go on training).
+    """
+    if (options_file is None) != (weight_file is None):
+        raise ValueError("give both options_file and weight_file, or neither for the bundled default model")
+    if options_file is None:
+        options_file, weight_file = DEFAULT_MODEL_DIR / "options.json", DEFAULT_MODEL_DIR / "weights.hdf5"
+        if not Path(weight_file).is_file():
+            raise ValueError(
+                f"the bundled default ELMo model is not installed ({DEFAULT_MODEL_DIR}); "
+                "pass options_file and weight_file"
+            )
+    device = resolve_device(device)
+    options = BiLMOptions.read(options_file)
+    vocab_file = Path(weight_file).with_name("vocab.txt")
+    model = BiLM(options, vocab=read_vocab(vocab_file) if vocab_file.is_file() else None)
+    load_weights(model, weight_file, options_source=str(options_file))
+    return model.to(device).eval()
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``...; a clear error when CUDA is asked for but absent."""
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'cuda:N'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(device)!r} was asked for, but CUDA is not available on this machine")
+    return device

@@ -1,0 +1,165 @@
+"""The biLM hyper-parameters, read from and written to bilm-tf's ``options.json``."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ACTIVATIONS = ("relu", "tanh")
+# Keys bilm-tf writes next to "lstm"/"char_cnn" when training; they do not change the network.
+TRAINING_KEYS = {
+    "bidirectional", "dropout", "n_epochs", "batch_size", "n_train_tokens", "unroll_steps",
+    "n_negative_samples_batch", "all_clip_norm_val", "n_tokens_vocab", "share_embedding_softmax",
+}
+
+
+@dataclass(frozen=True)
+class BiLMOptions:
+    """Architecture of an ELMo biLM: char CNN + highway + projection, then a stacked biLSTM."""
+
+    filters: tuple[tuple[int, int], ...]
+    n_highway: int
+    char_dim: int
+    projection_dim: int
+    lstm_dim: int
+    n_layers: int
+    activation: str = "relu"
+    max_chars: int = 50
+    cell_clip: float | None = 3.0
+    proj_clip: float | None = 3.0
+    use_skip_connections: bool = True
+
+    @property
+    def n_filters(self) -> int:
+        return sum(num for _, num in self.filters)
+
+    @property
+    def output_dim(self) -> int:
+        """Width of every output layer: forward + backward halves."""
+        return 2 * self.projection_dim
+
+    @property
+    def n_output_layers(self) -> int:
+        return self.n_layers + 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "lstm": {
+                "use_skip_connections": self.use_skip_connections,
+                "projection_dim": self.projection_dim,
+                "cell_clip": self.cell_clip or 0,
+                "proj_clip": self.proj_clip or 0,
+                "dim": self.lstm_dim,
+                "n_layers": self.n_layers,
+            },
+            "char_cnn": {
+                "activation": self.activation,
+                "filters": [list(f) for f in self.filters],
+                "n_highway": self.n_highway,
+                "embedding": {"dim": self.char_dim},
+                "n_characters": 262,
+                "max_characters_per_token": self.max_chars,
+            },
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "options") -> "BiLMOptions":
+        """Validate a parsed ``options.json``; every problem is a ``ValueError`` naming ``source``."""
+
+        def fail(msg: str) -> ValueError:
+            return ValueError(f"{source}: {msg}")
+
+        if not isinstance(data, dict):
+            raise fail(f"expected a JSON object, found {type(data).__name__}")
+        unknown = set(data) - {"lstm", "char_cnn"} - TRAINING_KEYS
+        if unknown:
+            raise fail(f"unsupported option(s) {sorted(unknown)}; expected 'lstm' and 'char_cnn'")
+        if data.get("bidirectional") is False:
+            raise fail("unsupported option bidirectional=false: ELMo biLMs are bidirectional")
+        lstm = _section(data, "lstm", fail)
+        cnn = _section(data, "char_cnn", fail)
+        _no_unknown(lstm, "lstm", {"use_skip_connections", "projection_dim", "cell_clip", "proj_clip", "dim", "n_layers"}, fail)
+        _no_unknown(cnn, "char_cnn", {"activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token"}, fail)
+
+        filters = cnn.get("filters")
+        if (
+            not isinstance(filters, list)
+            or not filters
+            or not all(isinstance(f, list) and len(f) == 2 and all(_is_int(x) and x > 0 for x in f) for f in filters)
+        ):
+            raise fail(f"char_cnn.filters must be a non-empty list of [width, num] positive ints, found {filters!r}")
+        activation = cnn.get("activation", "relu")
+        if activation not in ACTIVATIONS:
+            raise fail(f"unsupported char_cnn.activation {activation!r}; expected one of {ACTIVATIONS}")
+        n_characters = cnn.get("n_characters", 262)
+        if n_characters not in (261, 262):
+            raise fail(f"unsupported char_cnn.n_characters {n_characters!r}; expected 262 (or 261 from bilm-tf training)")
+        embedding = cnn.get("embedding")
+        if not isinstance(embedding, dict) or set(embedding) != {"dim"}:
+            raise fail(f"char_cnn.embedding must be {{'dim': int}}, found {embedding!r}")
+        max_chars = _positive_int(cnn, "max_characters_per_token", "char_cnn", fail, default=50)
+        if max_chars < 3:
+            raise fail(f"char_cnn.max_characters_per_token must be >= 3, found {max_chars}")
+        if max(w for w, _ in filters) > max_chars:
+            raise fail(f"char_cnn.filters has a width wider than max_characters_per_token={max_chars}")
+        skip = lstm.get("use_skip_connections", True)
+        if not isinstance(skip, bool):
+            raise fail(f"lstm.use_skip_connections must be true or false, found {skip!r}")
+        return cls(
+            filters=tuple((int(w), int(n)) for w, n in filters),
+            n_highway=_positive_int(cnn, "n_highway", "char_cnn", fail, minimum=0),
+            char_dim=_positive_int(embedding, "dim", "char_cnn.embedding", fail),
+            projection_dim=_positive_int(lstm, "projection_dim", "lstm", fail),
+            lstm_dim=_positive_int(lstm, "dim", "lstm", fail),
+            n_layers=_positive_int(lstm, "n_layers", "lstm", fail),
+            activation=activation,
+            max_chars=max_chars,
+            cell_clip=_clip(lstm, "cell_clip", fail),
+            proj_clip=_clip(lstm, "proj_clip", fail),
+            use_skip_connections=skip,
+        )
+
+    @classmethod
+    def read(cls, path: str | Path) -> "BiLMOptions":
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"ELMo options file not found: {path}")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a valid JSON options file ({err})") from None
+        return cls.from_json(data, source=str(path))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _section(data: dict, key: str, fail) -> dict:
+    section = data.get(key)
+    if not isinstance(section, dict):
+        raise fail(f"missing or invalid '{key}' section (expected an object, found {section!r})")
+    return section
+
+
+def _no_unknown(section: dict, name: str, known: set[str], fail) -> None:
+    unknown = set(section) - known
+    if unknown:
+        raise fail(f"unsupported option(s) {sorted(unknown)} in '{name}'; known: {sorted(known)}")
+
+
+def _positive_int(section: dict, key: str, name: str, fail, minimum: int = 1, default: int | None = None) -> int:
+    value = section.get(key, default)
+    if not _is_int(value) or value < minimum:
+        raise fail(f"{name}.{key} must be an integer >= {minimum}, found {value!r}")
+    return value
+
+
+def _clip(section: dict, key: str, fail) -> float | None:
+    value = section.get(key)
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise fail(f"lstm.{key} must be a non-negative number or null, found {value!r}")
+    return float(value)
