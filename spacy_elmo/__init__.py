@@ -4,7 +4,8 @@ Importing this package does not import spaCy: the biLM and the AllenNLP-compatib
 API are plain PyTorch. The spaCy component ``"elmo"`` and the ``spacy-elmo.*``
 architectures are found by spaCy through entry points.
 """
+from .allennlp import Elmo, ElmoEmbedder, batch_to_ids
 from .bilm import BiLM, BiLMOptions, ScalarMix, load_bilm
 
-__all__ = ["BiLM", "BiLMOptions", "ScalarMix", "load_bilm"]
+__all__ = ["BiLM", "BiLMOptions", "Elmo", "ElmoEmbedder", "ScalarMix", "batch_to_ids", "load_bilm"]
 __version__ = "0.1.0"

@@ -75,6 +75,9 @@ class BiLM(nn.Module):
         Returns ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions.
         """
         lengths = lengths.cpu()
+        if len(lengths) == 0:
+            empty = char_ids.new_zeros(*char_ids.shape[:2], self.dim, dtype=torch.float32)
+            return [empty] * self.n_layers
         order = torch.argsort(lengths, descending=True, stable=True)
         sorted_lengths = lengths[order]
         ids = char_ids[order.to(char_ids.device)]

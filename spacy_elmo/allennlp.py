@@ -1,0 +1,300 @@
+"""AllenNLP-compatible ELMo API: ``Elmo``, ``batch_to_ids``, ``ElmoEmbedder``.
+
+Code written for ``allennlp.modules.elmo`` / ``allennlp.commands.elmo`` runs unchanged
+after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
+
+- Outputs do not depend on earlier batches: AllenNLP's biLM carries its LSTM state
+  from one batch to the next, here every sentence starts from a zero state
+  (AllenNLP's values after a state reset).
+- Files and URLs: options and weights are local paths (nothing is downloaded);
+  ``None, None`` loads the bundled default model.
+- ``Elmo(vocab_to_cache=...)`` is not supported (the character CNN always runs).
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, TextIO, Union
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .bilm import BiLM, ScalarMix, batch_char_ids, load_bilm
+from .bilm.atomic import atomic_path
+from .bilm.encoder import N_CHAR_IDS
+
+DEFAULT_BATCH_SIZE = 64
+OUTPUT_FORMATS = ("all", "top", "average")
+PathOrFile = Union[str, os.PathLike, TextIO, Iterable[str]]
+
+
+def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
+    """AllenNLP's character ids of tokenized sentences: int64 ``(batch, max_tokens, 50)``, 0 for padding."""
+    return batch_char_ids(batch)
+
+
+def _load(options_file: str | os.PathLike | None, weight_file: str | os.PathLike | None, device: str) -> BiLM:
+    for name, path in (("options_file", options_file), ("weight_file", weight_file)):
+        if isinstance(path, str) and "://" in path:
+            raise ValueError(
+                f"{name} {path!r} is a URL: spacy-elmo downloads nothing; "
+                "download the file and pass its local path (or pass None, None for the bundled default model)"
+            )
+    return load_bilm(options_file, weight_file, device)
+
+
+class Elmo(nn.Module):
+    """AllenNLP's ``Elmo`` module: ``num_output_representations`` trainable scalar mixes of the biLM layers.
+
+    ``forward(inputs)`` takes character ids ``(batch, tokens, 50)`` (from ``batch_to_ids``; more leading
+    dimensions are allowed) and returns ``{"elmo_representations": [(batch, tokens, dim)] * n, "mask":
+    (batch, tokens) bool}``; with ``keep_sentence_boundaries`` the ``<S>`` / ``</S>`` positions are kept
+    (``tokens + 2``). Dropout is applied after mixing. ``scalar_mix_parameters`` (pre-softmax, one per
+    layer) fixes the mix weights and gamma = 1. With ``requires_grad=False`` the biLM is frozen and runs
+    without autograd. ``module`` passes an already loaded ``BiLM`` instead of the two files.
+    """
+
+    def __init__(
+        self,
+        options_file: str | os.PathLike | None = None,
+        weight_file: str | os.PathLike | None = None,
+        num_output_representations: int = 1,
+        requires_grad: bool = False,
+        do_layer_norm: bool = False,
+        dropout: float = 0.5,
+        vocab_to_cache: list[str] | None = None,
+        keep_sentence_boundaries: bool = False,
+        scalar_mix_parameters: Sequence[float] | None = None,
+        module: BiLM | None = None,
+    ) -> None:
+        super().__init__()
+        if vocab_to_cache is not None:
+            raise ValueError(
+                "vocab_to_cache is not supported by spacy-elmo: leave it out (the character CNN always runs; "
+                "the outputs are the same, caching only saved time)"
+            )
+        n = num_output_representations
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"num_output_representations must be an int >= 1, found {num_output_representations!r}")
+        if module is not None:
+            if options_file is not None or weight_file is not None:
+                raise ValueError("pass either module or options_file / weight_file, not both")
+            self.bilm = module
+        else:
+            self.bilm = _load(options_file, weight_file, "cpu")
+        self.bilm.requires_grad_(requires_grad)
+        self.requires_grad = requires_grad
+        self.keep_sentence_boundaries = keep_sentence_boundaries
+        n_layers = self.bilm.n_layers
+        if scalar_mix_parameters is not None and len(scalar_mix_parameters) != n_layers:
+            raise ValueError(
+                f"scalar_mix_parameters has {len(scalar_mix_parameters)} values; this biLM has {n_layers} layers"
+            )
+        for k in range(n):
+            mix = ScalarMix(n_layers, do_layer_norm, scalar_mix_parameters, trainable=scalar_mix_parameters is None)
+            self.add_module(f"scalar_mix_{k}", mix)
+        self._dropout = nn.Dropout(p=dropout)
+
+    @property
+    def scalar_mixes(self) -> list[ScalarMix]:
+        """One ``ScalarMix`` per output representation (modules ``scalar_mix_0``, ``scalar_mix_1``, ...)."""
+        return [module for name, module in self.named_children() if name.startswith("scalar_mix_")]
+
+    def get_output_dim(self) -> int:
+        """Width of each representation (``2 * projection_dim``)."""
+        return self.bilm.dim
+
+    def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Character ids ``(..., tokens, 50)`` -> mixed representations ``(..., tokens, dim)`` and mask."""
+        ids = self._check_ids(inputs)
+        leading = ids.shape[:-2]
+        ids = ids.flatten(0, -3)  # (batch, tokens, chars)
+        mask = ids.gt(0).any(-1)
+        lengths = mask.sum(-1)
+        with_markers = self.bilm.add_boundaries(ids, lengths)
+        mask_with_markers = with_markers.gt(0).any(-1)
+        with torch.set_grad_enabled(self.requires_grad and torch.is_grad_enabled()):
+            layers = self.bilm.contextual_layers(with_markers, lengths + 2)
+        representations = []
+        for mix in self.scalar_mixes:
+            # AllenNLP mixes (and layer-normalises) with the sentence markers in, then strips them.
+            mixed = mix(layers, mask_with_markers)
+            if not self.keep_sentence_boundaries:
+                mixed = mixed[:, 1:-1] * mask.unsqueeze(-1).to(mixed.dtype)
+            representations.append(self._dropout(mixed).unflatten(0, leading))
+        out_mask = mask_with_markers if self.keep_sentence_boundaries else mask
+        return {"elmo_representations": representations, "mask": out_mask.unflatten(0, leading)}
+
+    def _check_ids(self, inputs: object) -> torch.Tensor:
+        max_chars = self.bilm.options.max_chars
+        if not isinstance(inputs, torch.Tensor):
+            raise TypeError(
+                f"Elmo expects character ids as a torch tensor (batch, tokens, {max_chars}), "
+                f"found {type(inputs).__name__}; build them with batch_to_ids(sentences)"
+            )
+        if (
+            inputs.dim() < 3
+            or inputs.shape[-1] != max_chars
+            or inputs.is_floating_point()
+            or inputs.is_complex()
+            or inputs.dtype == torch.bool
+        ):
+            raise ValueError(
+                f"character ids must be an integer tensor of shape (batch, tokens, {max_chars}), found "
+                f"{str(inputs.dtype).replace('torch.', '')} {tuple(inputs.shape)}; "
+                "build them with batch_to_ids(sentences)"
+            )
+        if inputs.numel() and (inputs.min() < 0 or inputs.max() >= N_CHAR_IDS):
+            raise ValueError(
+                f"character ids must lie in [0, {N_CHAR_IDS - 1}], found values in "
+                f"[{int(inputs.min())}, {int(inputs.max())}]; build them with batch_to_ids(sentences)"
+            )
+        return inputs.long()
+
+
+def _check_tokens(tokens: object) -> None:
+    if isinstance(tokens, (str, bytes)) or not isinstance(tokens, Sequence):
+        hint = ": split it into tokens first, e.g. text.split()" if isinstance(tokens, str) else ""
+        raise TypeError(f"expected a list of token strings, found {type(tokens).__name__}{hint}")
+
+
+class ElmoEmbedder:
+    """AllenNLP's ``ElmoEmbedder``: raw biLM layers as numpy arrays ``(n_layers, n_tokens, dim)``.
+
+    ``None, None`` loads the bundled default model; ``cuda_device`` -1 is the CPU, N >= 0 the GPU ``cuda:N``.
+    """
+
+    def __init__(
+        self,
+        options_file: str | os.PathLike | None = None,
+        weight_file: str | os.PathLike | None = None,
+        cuda_device: int = -1,
+    ) -> None:
+        self.cuda_device = cuda_device
+        self.bilm = _load(options_file, weight_file, f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu")
+
+    def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layers ``(batch, n_layers, max_tokens, dim)`` (zero at padding) and mask ``(batch, max_tokens)``."""
+        with torch.no_grad():
+            layers, mask = self.bilm(batch_to_ids(batch).to(self.bilm.device))
+        return layers.transpose(0, 1), mask
+
+    def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
+        """float32 ``(n_layers, len(sentence), dim)``."""
+        _check_tokens(sentence)
+        return self.embed_batch([sentence])[0]
+
+    def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        """One float32 array ``(n_layers, n_tokens, dim)`` per sentence."""
+        return self.bilm.embed_sentences(batch, batch_size=max(len(batch), 1))
+
+    def embed_sentences(
+        self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
+    ) -> Iterator[np.ndarray]:
+        """Lazily embed ``batch_size`` sentences at a time; yields ``(n_layers, n_tokens, dim)`` per sentence."""
+        _check_batch_size(batch_size)
+        iterator = iter(sentences)
+        while batch := list(itertools.islice(iterator, batch_size)):
+            yield from self.embed_batch(batch)
+
+    def embed_file(
+        self,
+        input_file: PathOrFile,
+        output_file_path: str | os.PathLike,
+        output_format: str = "all",
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        forget_sentences: bool = False,
+        use_sentence_keys: bool = False,
+    ) -> None:
+        """Embed a file of one whitespace-tokenized sentence per line into hdf5; see ``embed_file``."""
+        embed_file(
+            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys
+        )
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be an int >= 1, found {batch_size!r}")
+
+
+def _numbered_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, str]]:
+    """``(index, stripped line)`` from 0; a blank line is a ``ValueError`` naming its (1-based) line number."""
+    for index, line in enumerate(lines):
+        line = line.strip()
+        if not line:
+            raise ValueError(
+                f"{source}: line {index + 1} is blank; every line must hold one sentence (remove blank lines)"
+            )
+        yield index, line
+
+
+def embed_file(
+    bilm: BiLM,
+    input_file: PathOrFile,
+    output_file_path: str | os.PathLike,
+    output_format: str = "all",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    forget_sentences: bool = False,
+    use_sentence_keys: bool = False,
+    precision: str = "fp32",
+    progress: bool = True,
+) -> None:
+    """Write the biLM layers of each line of ``input_file`` to hdf5, in the layout of AllenNLP's ``elmo`` command.
+
+    ``input_file``: a path, an open text file or an iterable of lines; one sentence per line, tokens
+    separated by whitespace, blank lines are an error. One float32 dataset per line, keyed by the line index (``"0"``, ``"1"``, ...)
+    or, with ``use_sentence_keys``, by the line itself: ``"all"`` ``(n_layers, n_tokens, dim)``, ``"top"``
+    (top layer) and ``"average"`` (mean of the layers) ``(n_tokens, dim)``. Unless ``forget_sentences`` or
+    ``use_sentence_keys``, a dataset ``sentence_to_index`` holds a JSON string mapping each line to its key.
+    Reads, embeds and writes ``batch_size`` lines at a time (a seekable input is first checked for blank
+    lines); the output file appears only when complete. ``precision``: ``"fp32"`` or ``"bf16"`` autocast;
+    ``progress``: show a tqdm bar.
+    """
+    if output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, found {output_format!r}")
+    _check_batch_size(batch_size)
+    with ExitStack() as stack:
+        if isinstance(input_file, (str, os.PathLike)):
+            source = str(input_file)
+            if not Path(input_file).is_file():
+                raise ValueError(f"input file not found: {source}")
+            lines = stack.enter_context(open(input_file, encoding="utf-8"))
+        else:
+            source, lines = getattr(input_file, "name", "input"), input_file
+        total = None
+        if getattr(lines, "seekable", lambda: False)():  # check all lines before embedding; count them for tqdm
+            start = lines.tell()
+            total = sum(1 for _ in _numbered_lines(lines, source))
+            lines.seek(start)
+        numbered = _numbered_lines(lines, source)
+        sentence_to_index: dict[str, str] = {}
+        tmp = stack.enter_context(atomic_path(output_file_path))
+        out = stack.enter_context(h5py.File(tmp, "w"))
+        bar = stack.enter_context(tqdm(total=total, unit="sentence", desc="embedding", disable=not progress))
+        while batch := list(itertools.islice(numbered, batch_size)):
+            embeddings = bilm.embed_sentences([line.split() for _, line in batch], batch_size, precision)
+            for (index, line), layers in zip(batch, embeddings):
+                key = line if use_sentence_keys else str(index)
+                if use_sentence_keys and ("/" in key or key == "." or key in out):
+                    problem = "contains '/'" if "/" in key else "repeats an earlier line" if key in out else "is '.'"
+                    raise ValueError(
+                        f"{source}: line {index + 1} {problem}, so it cannot be an hdf5 key; "
+                        "leave out use_sentence_keys to key the lines by their index"
+                    )
+                if not (forget_sentences or use_sentence_keys):
+                    sentence_to_index[line] = key
+                if output_format == "top":
+                    layers = layers[-1]
+                elif output_format == "average":
+                    layers = layers.mean(axis=0)
+                out.create_dataset(key, data=layers.astype(np.float32, copy=False))
+            bar.update(len(batch))
+        if not (forget_sentences or use_sentence_keys):
+            index_dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
+            index_dataset[0] = json.dumps(sentence_to_index)
