@@ -1,0 +1,108 @@
+"""The ``spacy-elmo`` command line (also ``python -m spacy_elmo``)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=1)
+
+
+@app.command()
+def pretrain(
+    train_file: Path = typer.Argument(..., help="tokenized training text: one sentence per line"),
+    output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
+    heldout: Path = typer.Option(..., "--heldout", help="tokenized held-out text for perplexity"),
+    options: Optional[Path] = typer.Option(None, "--options", help="options.json giving the architecture of a new biLM"),
+    init_from: Optional[Path] = typer.Option(
+        None, "--init-from", help="continue training an exported biLM (its options, weights, vocab and lm_head.pt)"
+    ),
+    vocab_size: int = typer.Option(50000, help="softmax vocabulary size, specials included"),
+    min_count: int = typer.Option(3, help="least count for a word to enter the vocabulary"),
+    max_length: int = typer.Option(64, help="longer sentences are cut to this many tokens"),
+    batch_tokens: int = typer.Option(4096, help="tokens per batch (per process)"),
+    optimizer: str = typer.Option("adam", help="adam or adagrad"),
+    lr: float = typer.Option(1e-3, help="learning rate"),
+    clip: float = typer.Option(1.0, help="gradient norm clipping"),
+    warmup_steps: int = typer.Option(0, help="linear learning-rate warm-up over this many steps"),
+    dropout: float = typer.Option(0.1, help="dropout on LSTM inputs and before the softmax"),
+    max_steps: int = typer.Option(0, help="stop after this many steps (0: no limit)"),
+    max_minutes: float = typer.Option(0.0, help="stop after this much training time (0: no limit)"),
+    max_epochs: int = typer.Option(1, help="passes over the corpus"),
+    eval_every: int = typer.Option(500, help="held-out evaluation every N steps"),
+    checkpoint_every: int = typer.Option(200, help="checkpoint every N steps"),
+    seed: int = typer.Option(0),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast)"),
+    device: str = typer.Option("cpu", help="cpu or cuda"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
+) -> None:
+    """Pretrain a biLM (forward + backward LM, adaptive softmax) and export options.json + weights.hdf5 + vocab.txt.
+
+    Runs under `torchrun --nproc_per_node=N` with DistributedDataParallel (each rank reads its shard).
+    """
+    from .training import TrainConfig, train
+
+    config = TrainConfig(
+        train_file=str(train_file), heldout_file=str(heldout), output_dir=str(output_dir),
+        options_file=str(options or ""), init_from=str(init_from or ""),
+        vocab_size=vocab_size, min_count=min_count, max_length=max_length, batch_tokens=batch_tokens,
+        optimizer=optimizer, lr=lr, clip=clip, warmup_steps=warmup_steps, dropout=dropout, max_steps=max_steps, max_minutes=max_minutes,
+        max_epochs=max_epochs, eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed,
+        precision=precision, device=device,
+    )
+    try:
+        metrics = train(config, resume=resume)
+    except ValueError as err:
+        _fail(str(err))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps(metrics, indent=1))
+
+
+@app.command()
+def embed(
+    input_file: Path = typer.Argument(..., help="text file: one whitespace-tokenized sentence per line"),
+    output_file: Path = typer.Argument(..., help="hdf5 file to write (one dataset per line)"),
+    options_file: Optional[Path] = typer.Option(None, "--options", help="options.json (default: bundled model)"),
+    weight_file: Optional[Path] = typer.Option(None, "--weights", help="weights.hdf5 (default: bundled model)"),
+    output_format: str = typer.Option("all", help="all (every layer), top, or average"),
+    batch_size: int = typer.Option(64, help="sentences per biLM batch"),
+    forget_sentences: bool = typer.Option(False, "--forget-sentences", help="no sentence_to_index map"),
+    use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="key datasets by the sentence"),
+    precision: str = typer.Option("fp32", help="fp32 or bf16"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+) -> None:
+    """Embed a text file into hdf5 like `allennlp elmo`: dataset "0", "1", ... per line, plus sentence_to_index."""
+    from .allennlp import embed_file
+    from .bilm import load_bilm
+
+    try:
+        bilm = load_bilm(options_file, weight_file, device)
+        embed_file(
+            bilm, input_file, output_file, output_format, batch_size, forget_sentences, use_sentence_keys, precision
+        )
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"wrote {output_file}")
+
+
+@app.command()
+def info(
+    options_file: Optional[Path] = typer.Argument(None), weight_file: Optional[Path] = typer.Argument(None)
+) -> None:
+    """Describe a biLM (the bundled default without arguments)."""
+    from .bilm import load_bilm
+
+    try:
+        bilm = load_bilm(options_file, weight_file)
+    except ValueError as err:
+        _fail(str(err))
+    params = sum(p.numel() for p in bilm.parameters())
+    typer.echo(json.dumps({"options": bilm.options.to_json(), "parameters": params, "layers": bilm.n_layers, "dim": bilm.dim}, indent=1))
