@@ -1,0 +1,273 @@
+"""Write the comparison report (markdown + PNG charts) of the NER / textcat runs and the similarity scores.
+
+Reads the ``spacy evaluate`` test scores ``<runs>/<task>_<features>/seed<n>/test_metrics.json``, the trained
+``<runs>/<task>_elmo/seed<n>/model-best`` pipelines (for the learned scalar-mix weights) and the saved
+training configs, and the similarity scores of ``scripts/similarity.py``; writes ``<output>/report.md``,
+``scores.json`` (all test scores), ``layer_weights.json`` and the charts ``scores.png``, ``ner_per_type.png``,
+``layer_weights.png``:
+
+    python scripts/report.py --runs runs --similarity results/similarity.json --output results
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy  # noqa: E402
+import spacy  # noqa: E402
+from spacy.util import load_config  # noqa: E402
+
+from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
+
+TASKS = {"ner": "WNUT-16 NER (test)", "textcat": "Rotten Tomatoes fresh/rotten (test)"}
+FEATURES = {"baseline": "baseline (tok2vec)", "static": "+ static word2vec", "elmo": "+ ELMo"}
+# (metric key in the spacy evaluate JSON, column title); the first one is the main score
+METRICS = {
+    "ner": [("ents_f", "F1"), ("ents_p", "precision"), ("ents_r", "recall")],
+    "textcat": [("cats_macro_f", "macro F1"), ("cats_micro_f", "accuracy"), ("cats_macro_auc", "macro AUC")],
+}
+RUN_NAME = re.compile(r"(?P<task>ner|textcat)_(?P<features>\w+)$")
+Runs = Dict[Tuple[str, str], Dict[int, dict]]
+
+
+def read_metrics(runs_dir: Path) -> Runs:
+    """``{(task, features): {seed: scores}}`` from ``<task>_<features>/seed<n>/test_metrics.json``."""
+    runs: Runs = defaultdict(dict)
+    for path in sorted(runs_dir.glob("*/seed*/test_metrics.json")):
+        match = RUN_NAME.match(path.parent.parent.name)
+        if match:
+            seed = int(path.parent.name.removeprefix("seed"))
+            runs[match["task"], match["features"]][seed] = json.loads(path.read_text())
+    return runs
+
+
+def mean_std(values: Sequence[float]) -> Tuple[float, float]:
+    """Mean and sample standard deviation (0.0 for a single value)."""
+    array = numpy.asarray(values, dtype="float64")
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def sample_std(array: numpy.ndarray) -> numpy.ndarray:
+    """Sample standard deviation over axis 0 (zeros for a single row)."""
+    return array.std(axis=0, ddof=1) if len(array) > 1 else numpy.zeros(array.shape[1:])
+
+
+def fmt(values: Sequence[float], scale: float = 100.0) -> str:
+    """``mean ± std`` of ``values * scale`` with one decimal."""
+    mean, std = mean_std([v * scale for v in values])
+    return f"{mean:.1f} ± {std:.1f}"
+
+
+def scores_table(runs: Runs, task: str) -> List[str]:
+    """Markdown rows: one per feature set, mean ± std over seeds of each metric and test speed."""
+    titles = [title for _, title in METRICS[task]]
+    lines = ["| features | seeds | " + " | ".join(titles) + " | words/s (test) |", "|---" * (len(titles) + 3) + "|"]
+    for features, label in FEATURES.items():
+        seeds = runs.get((task, features))
+        if not seeds:
+            continue
+        cells = [fmt([s[key] for s in seeds.values()]) for key, _ in METRICS[task]]
+        speed = mean_std([s["speed"] for s in seeds.values()])[0]
+        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {speed:,.0f} |")
+    return lines
+
+
+def ner_per_type(runs: Runs) -> Tuple[List[str], Dict[str, Dict[str, Tuple[float, float]]]]:
+    """Markdown rows of F1 per entity type (mean ± std), and ``{features: {label: (mean, std)}}``."""
+    labels = sorted({label for seeds in (runs.get(("ner", f), {}) for f in FEATURES) for s in seeds.values()
+                     for label in (s.get("ents_per_type") or {})})
+    present = [f for f in FEATURES if runs.get(("ner", f))]
+    lines = ["| type | " + " | ".join(FEATURES[f] for f in present) + " |", "|---" * (len(present) + 1) + "|"]
+    values: Dict[str, Dict[str, Tuple[float, float]]] = {f: {} for f in present}
+    for label in labels:
+        cells = []
+        for features in present:
+            f1 = [(s.get("ents_per_type") or {}).get(label, {}).get("f", 0.0) for s in runs["ner", features].values()]
+            values[features][label] = tuple(v * 100 for v in mean_std(f1))
+            cells.append(fmt(f1))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines, values
+
+
+def similarity_tables(similarity: dict) -> List[str]:
+    """Markdown tables of the Lee (Pearson) and word-similarity (Spearman) scores."""
+    lee = similarity["lee"]
+    lines = [f"Lee et al. (2005), {lee['documents']} news documents, {lee['pairs']} off-diagonal pairs: Pearson r "
+             "between the mean human rating and the cosine of mean vectors.", "", "| method | Pearson r |", "|---|---|"]
+    lines += [f"| {name} | {r:.3f} |" for name, r in lee["pearson"].items()]
+    lines += ["", "Word similarity: Spearman rho between the human score and the cosine of the two words' vectors "
+              "(ELMo: layer 0, the context-free character-CNN layer, of the word embedded alone; static: the "
+              "word2vec vector, so only pairs with both words in its vocabulary).", "",
+              "| method | " + " | ".join(f"{name} ({data['covered_pairs']}/{data['pairs']} pairs covered)"
+                                      for name, data in _word_sets(similarity)) + " |",
+              "|---" * (1 + len(_word_sets(similarity))) + "|"]
+    methods = list(_word_sets(similarity)[0][1]["spearman"])
+    for method in methods:
+        lines.append(f"| {method} | " + " | ".join(f"{d['spearman'][method]:.3f}" for _, d in _word_sets(similarity)) + " |")
+    return lines
+
+
+def _word_sets(similarity: dict) -> List[Tuple[str, dict]]:
+    return [(name, data) for name, data in similarity.items() if name != "lee"]
+
+
+def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
+    """``{task: [{"seed", "weights" (n_layers,), "gamma"}]}`` from the trained ELMo pipelines."""
+    found: Dict[str, List[dict]] = {}
+    for task in TASKS:
+        for path in sorted(runs_dir.glob(f"{task}_elmo/seed*/model-best")):
+            nlp = spacy.load(path, exclude=["elmo"])
+            mix = get_scalar_mix_weights(nlp.get_pipe(task).model)
+            if mix is not None:
+                seed = int(path.parent.name.removeprefix("seed"))
+                found.setdefault(task, []).append({"seed": seed, "weights": mix[0].tolist(), "gamma": mix[1]})
+    return found
+
+
+def training_settings(runs_dir: Path) -> Dict[str, str]:
+    """``{run name: "max_steps ..., eval_frequency ..."}`` from the saved configs of seed 0."""
+    settings = {}
+    for path in sorted(runs_dir.glob("*/seed0/model-best/config.cfg")):
+        training = load_config(path)["training"]
+        settings[path.parent.parent.parent.name] = (
+            f"max_steps {training['max_steps']}, eval_frequency {training['eval_frequency']}"
+        )
+    return settings
+
+
+def settings_lines(settings: Dict[str, str]) -> List[str]:
+    """One markdown bullet per distinct training setting, naming the runs that used it."""
+    by_value: Dict[str, List[str]] = defaultdict(list)
+    for name, value in settings.items():
+        by_value[value].append(f"`{name}`")
+    return ["Training (seed 0 of each run):", ""] + [f"- {value}: {', '.join(names)}" for value, names in by_value.items()] + [""]
+
+
+def plot_scores(runs: Runs, path: Path) -> None:
+    """Bar chart of the main score per task and feature set, error bars = std over seeds."""
+    fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4))
+    for ax, task in zip(axes, TASKS):
+        key, title = METRICS[task][0]
+        names, means, stds = [], [], []
+        for features, label in FEATURES.items():
+            if runs.get((task, features)):
+                mean, std = mean_std([s[key] * 100 for s in runs[task, features].values()])
+                names.append(label)
+                means.append(mean)
+                stds.append(std)
+        bars = ax.bar(names, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#dd8452"][: len(names)])
+        ax.bar_label(bars, [f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds)], label_type="center", color="white")
+        ax.set_title(f"{TASKS[task]}: {title}")
+        ax.set_ylabel(f"{title} (%)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: Path) -> None:
+    """Grouped bars of NER F1 per entity type and feature set."""
+    labels = sorted({label for per_type in values.values() for label in per_type})
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / max(len(values), 1)
+    x = numpy.arange(len(labels))
+    for i, (features, per_type) in enumerate(values.items()):
+        ax.bar(x + i * width, [per_type[l][0] for l in labels], width, yerr=[per_type[l][1] for l in labels],
+               capsize=2, label=FEATURES[features])
+    ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=30, ha="right")
+    ax.set_ylabel("F1 (%)")
+    ax.set_title("WNUT-16 NER test F1 per entity type (mean ± std over seeds)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_layer_weights(weights: Dict[str, List[dict]], path: Path) -> None:
+    """Bars of the learned softmax layer weights s per task (mean ± std over seeds)."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    width = 0.8 / max(len(weights), 1)
+    for i, (task, runs) in enumerate(weights.items()):
+        array = numpy.asarray([run["weights"] for run in runs])
+        x = numpy.arange(array.shape[1])
+        gamma = numpy.mean([run["gamma"] for run in runs])
+        ax.bar(x + i * width, array.mean(axis=0), width, yerr=sample_std(array), capsize=3,
+               label=f"{task} (gamma {gamma:.2f})")
+    n_layers = max(len(runs[0]["weights"]) for runs in weights.values())
+    ax.axhline(1 / n_layers, color="grey", linestyle=":", label="uniform (initial)")
+    ax.set_xticks(numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
+                  ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)])
+    ax.set_ylabel("softmax(s)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
+    ax.set_title("Learned ELMo scalar-mix weights (mean ± std over seeds)")
+    ax.legend(loc="upper center", ncol=3, fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def layer_weight_table(weights: Dict[str, List[dict]]) -> List[str]:
+    n_layers = max(len(runs[0]["weights"]) for runs in weights.values())
+    lines = ["| task | " + " | ".join(f"s{k}" for k in range(n_layers)) + " | gamma |", "|---" * (n_layers + 2) + "|"]
+    for task, runs in weights.items():
+        array = numpy.asarray([run["weights"] for run in runs])
+        cells = [f"{m:.3f} ± {s:.3f}" for m, s in zip(array.mean(axis=0), sample_std(array))]
+        gamma = numpy.asarray([run["gamma"] for run in runs])
+        lines.append(f"| {task} | " + " | ".join(cells) + f" | {gamma.mean():.3f} ± {float(sample_std(gamma)):.3f} |")
+    return lines
+
+
+def write_report(runs: Runs, similarity: Optional[dict], weights: Dict[str, List[dict]],
+                 settings: Dict[str, str], output: Path) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    lines = ["# ELMo features for spaCy NER and textcat: results", "",
+             "Generated by `spacy project run report` (`scripts/report.py`). Scores on the held-out **test** splits, "
+             "mean ± sample std over training seeds; model-best (by dev score) of each run.", ""]
+    if settings:
+        lines += settings_lines(settings)
+    lines += ["![scores](scores.png)", ""]
+    for task, title in TASKS.items():
+        lines += [f"## {title}", ""] + scores_table(runs, task) + [""]
+    if runs.get(("ner", "baseline")):
+        per_type, values = ner_per_type(runs)
+        plot_ner_per_type(values, output / "ner_per_type.png")
+        lines += ["## NER F1 per entity type", "", "![ner per type](ner_per_type.png)", ""] + per_type + [""]
+    if weights:
+        plot_layer_weights(weights, output / "layer_weights.png")
+        (output / "layer_weights.json").write_text(json.dumps(weights, indent=2) + "\n")
+        lines += ["## Learned scalar mix", "",
+                  "softmax-normalised layer weights s and scale gamma of the listener's task-specific scalar mix "
+                  "(mean ± std over seeds; layer 0 = character CNN, then the biLSTM layers).", "",
+                  "![layer weights](layer_weights.png)", ""] + layer_weight_table(weights) + [""]
+    if similarity:
+        lines += ["## Similarity", ""] + similarity_tables(similarity) + [""]
+    plot_scores(runs, output / "scores.png")
+    scores = {f"{task}_{features}": {f"seed{seed}": s for seed, s in sorted(seeds.items())}
+              for (task, features), seeds in sorted(runs.items())}
+    (output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    (output / "report.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--similarity", type=Path, default=Path("results/similarity.json"), help="similarity scores")
+    parser.add_argument("--runs", type=Path, default=Path("runs"), help="trained pipelines")
+    parser.add_argument("--output", type=Path, default=Path("results"), help="report folder")
+    args = parser.parse_args()
+    runs = read_metrics(args.runs)
+    if not runs:
+        raise SystemExit(f"error: no <task>_<features>/seed<n>/test_metrics.json in {args.runs}")
+    similarity = json.loads(args.similarity.read_text()) if args.similarity.is_file() else None
+    write_report(runs, similarity, layer_weights(args.runs), training_settings(args.runs), args.output)
+    print(f"wrote {args.output / 'report.md'}")
+
+
+if __name__ == "__main__":
+    main()

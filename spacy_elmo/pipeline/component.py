@@ -1,0 +1,234 @@
+"""The spaCy component ``"elmo"``: runs the biLM over Docs and sets the ELMo extension attributes."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, List, Optional
+
+import numpy as np
+import srsly
+import torch
+from spacy.language import Language
+from spacy.pipeline import Pipe
+from spacy.tokens import Doc
+from spacy.util import ensure_path, minibatch
+from spacy.vocab import Vocab
+from thinc.api import get_current_ops
+
+from ..bilm.model import BiLM, load_bilm
+from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, install_extensions
+from .hooks import set_vector_hooks
+from .sequences import sequence_ranges
+from .settings import Mix, check_mix_against_files, check_settings, layer_weights
+
+MODEL_FILES = ("options.json", "weights.hdf5", "vocab.txt")
+
+DEFAULT_CONFIG = {
+    "options_file": None,
+    "weight_file": None,
+    "mix": "average",
+    "max_length": 256,
+    "batch_size": 64,
+    "store_layers": True,
+    "set_vector_hooks": True,
+    "precision": "fp32",
+}
+
+
+@Language.factory("elmo", default_config=DEFAULT_CONFIG)
+def make_elmo(
+    nlp: Language,
+    name: str,
+    options_file: Optional[str],
+    weight_file: Optional[str],
+    mix: Mix,
+    max_length: int,
+    batch_size: int,
+    store_layers: bool,
+    set_vector_hooks: bool,
+    precision: str,
+) -> "ElmoComponent":
+    """ELMo contextual vectors: ``Doc._.elmo_layers``, ``Token/Span/Doc._.elmo`` and vector hooks."""
+    return ElmoComponent(
+        nlp.vocab,
+        name,
+        options_file=options_file,
+        weight_file=weight_file,
+        mix=mix,
+        max_length=max_length,
+        batch_size=batch_size,
+        store_layers=store_layers,
+        set_vector_hooks=set_vector_hooks,
+        precision=precision,
+    )
+
+
+class ElmoComponent(Pipe):
+    """Runs an ELMo biLM over each sentence (or window of ``max_length`` tokens) of the Docs.
+
+    The biLM loads lazily from ``options_file`` / ``weight_file`` (``None``: the
+    bundled default model) the first time it is needed, unless ``from_disk`` /
+    ``from_bytes`` supplied it; so the component works without ``initialize()``
+    (frozen components) and a saved pipeline never needs the original files.
+    """
+
+    def __init__(
+        self,
+        vocab: Vocab,
+        name: str = "elmo",
+        *,
+        options_file: Optional[str] = None,
+        weight_file: Optional[str] = None,
+        mix: Mix = "average",
+        max_length: int = 256,
+        batch_size: int = 64,
+        store_layers: bool = True,
+        set_vector_hooks: bool = True,
+        precision: str = "fp32",
+    ) -> None:
+        check_settings(options_file, weight_file, mix, max_length, batch_size, precision)
+        check_mix_against_files(mix, options_file)
+        self.vocab = vocab
+        self.name = name
+        self.options_file = options_file
+        self.weight_file = weight_file
+        self.mix = mix
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.store_layers = store_layers
+        self.set_vector_hooks = set_vector_hooks
+        self.precision = precision
+        self._bilm: Optional[BiLM] = None
+        self._mix_weights: Optional[np.ndarray] = None
+        self._pid = os.getpid()
+        install_extensions()
+
+    @property
+    def bilm(self) -> BiLM:
+        """The biLM, loaded from the configured files on first access."""
+        return self.load()
+
+    def load(self) -> BiLM:
+        """Load the biLM from ``options_file`` / ``weight_file`` unless it is loaded already."""
+        if self._bilm is None:
+            self._set_bilm(load_bilm(self.options_file, self.weight_file, device=_device()))
+        return self._bilm
+
+    @property
+    def n_layers(self) -> int:
+        return self.bilm.n_layers
+
+    @property
+    def dim(self) -> int:
+        return self.bilm.dim
+
+    @property
+    def mix_weights(self) -> np.ndarray:
+        """The per-layer weights ``(n_layers,)`` of the mixed vectors."""
+        self.load()
+        return self._mix_weights
+
+    def _set_bilm(self, bilm: BiLM) -> None:
+        self._mix_weights = layer_weights(self.mix, bilm.n_layers)
+        self._bilm = bilm
+
+    def initialize(
+        self, get_examples: Optional[Callable[[], Iterable]] = None, *, nlp: Optional[Language] = None
+    ) -> None:
+        """Load the biLM now (a missing or bad file fails here, naming the path)."""
+        self.load()
+
+    def __call__(self, doc: Doc) -> Doc:
+        self.set_annotations([doc], self.predict([doc]))
+        return doc
+
+    def pipe(self, stream: Iterable[Doc], *, batch_size: Optional[int] = None) -> Iterator[Doc]:
+        """Process Docs in groups of ``batch_size`` Docs (spaCy passes ``nlp.pipe``'s batch size).
+
+        Within a group the sequences of all Docs are sorted by length and fed to the
+        biLM ``self.batch_size`` sequences at a time.
+        """
+        error_handler = self.get_error_handler()
+        for docs in minibatch(stream, size=batch_size or self.batch_size):
+            try:
+                self.set_annotations(docs, self.predict(docs))
+                yield from docs
+            except Exception as error:
+                error_handler(self.name, self, docs, error)
+
+    def predict(self, docs: List[Doc]) -> List[np.ndarray]:
+        """One float32 array ``(n_layers, len(doc), dim)`` per Doc."""
+        bilm = self.bilm
+        self._limit_threads_after_fork()
+        ranges = [sequence_ranges(doc, self.max_length) for doc in docs]
+        sequences = []
+        for doc, doc_ranges in zip(docs, ranges):
+            words = [token.text for token in doc]
+            sequences.extend(words[start:end] for start, end in doc_ranges)
+        outputs = iter(bilm.embed_sentences(sequences, batch_size=self.batch_size, precision=self.precision))
+        layers = []
+        for doc_ranges in ranges:
+            parts = [next(outputs) for _ in doc_ranges]
+            if not parts:
+                layers.append(np.zeros((bilm.n_layers, 0, bilm.dim), dtype=np.float32))
+            else:
+                layers.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
+        return layers
+
+    def set_annotations(self, docs: Iterable[Doc], layers: List[np.ndarray]) -> None:
+        weights = self.mix_weights
+        for doc, doc_layers in zip(docs, layers):
+            if self.store_layers:
+                doc._.set(LAYERS, doc_layers)
+                doc._.set(MIX_WEIGHTS, weights.copy())
+                doc._.set(TOKEN_VECTORS, None)
+            else:
+                doc._.set(LAYERS, None)
+                doc._.set(MIX_WEIGHTS, None)
+                doc._.set(TOKEN_VECTORS, np.tensordot(weights, doc_layers, axes=1))
+            if self.set_vector_hooks:
+                set_vector_hooks(doc)
+
+    def _limit_threads_after_fork(self) -> None:
+        """In a process other than the creating one (``nlp.pipe(n_process>1)``) use one torch thread.
+
+        A forked child that uses the parent's OpenMP thread pool can hang.
+        """
+        pid = os.getpid()
+        if pid != self._pid:
+            torch.set_num_threads(1)
+            self._pid = pid
+
+    def to_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> None:
+        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) into ``path``."""
+        self.bilm.save(ensure_path(path))
+
+    def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
+        path = ensure_path(path)
+        self._set_bilm(load_bilm(path / "options.json", path / "weights.hdf5", device=_device()))
+        return self
+
+    def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
+        """The model files' bytes, msgpack-encoded."""
+        with tempfile.TemporaryDirectory() as tmp:
+            self.to_disk(tmp)
+            files = {name: (Path(tmp) / name).read_bytes() for name in MODEL_FILES if (Path(tmp) / name).is_file()}
+        return srsly.msgpack_dumps({"files": files})
+
+    def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
+        files = srsly.msgpack_loads(bytes_data)["files"]
+        with tempfile.TemporaryDirectory() as tmp:
+            for name, data in files.items():
+                if name not in MODEL_FILES:
+                    raise ValueError(f"elmo: unexpected file {name!r} in the serialized component")
+                (Path(tmp) / name).write_bytes(data)
+            return self.from_disk(tmp)
+
+
+def _device() -> str:
+    """``cuda:N`` when spaCy runs on a GPU (``spacy.require_gpu``) and torch sees it, else ``cpu``."""
+    ops = get_current_ops()
+    if ops.name == "cupy" and torch.cuda.is_available():
+        return f"cuda:{getattr(ops, 'device_id', 0)}"
+    return "cpu"

@@ -1,0 +1,96 @@
+"""Validation of the ``elmo`` component's settings and the mix weights they define."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import List, Optional, Union
+
+import numpy as np
+
+from ..bilm.model import DEFAULT_MODEL_DIR, PRECISIONS
+from ..bilm.options import BiLMOptions
+
+Mix = Union[str, int, List[float]]
+MIX_NAMES = ("average", "top")
+
+
+def check_settings(
+    options_file: Optional[str],
+    weight_file: Optional[str],
+    mix: Mix,
+    max_length: int,
+    batch_size: int,
+    precision: str,
+) -> None:
+    """Raise ``ValueError`` for settings that are wrong whatever the model."""
+    if (options_file is None) != (weight_file is None):
+        raise ValueError(
+            "elmo: give both options_file and weight_file, or neither (null) for the bundled default model; "
+            f"found options_file={options_file!r}, weight_file={weight_file!r}"
+        )
+    for name, path in (("options_file", options_file), ("weight_file", weight_file)):
+        if path is not None and not isinstance(path, str):
+            raise ValueError(f"elmo: {name} must be a path string or null, found {type(path).__name__} {path!r}")
+    if isinstance(mix, list):
+        if not mix or not all(_is_number(w) and math.isfinite(w) for w in mix):
+            raise ValueError(f"elmo: mix weights must be a non-empty list of finite numbers, found {mix!r}")
+    elif mix not in MIX_NAMES and not _is_int(mix):
+        raise ValueError(
+            f"elmo: mix must be 'average', 'top', a layer index or a list of per-layer weights, found {mix!r}"
+        )
+    for name, value in (("max_length", max_length), ("batch_size", batch_size)):
+        if not _is_int(value) or value < 1:
+            raise ValueError(f"elmo: {name} must be an integer >= 1, found {value!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"elmo: precision must be one of {PRECISIONS}, found {precision!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarray:
+    """Per-layer weights ``(n_layers,)`` float32: the vector of a token is ``sum_k w_k * layer_k``.
+
+    ``"average"``: ``1 / n_layers`` each; ``"top"``: the last layer; an int: that layer
+    (negative counts from the top); a list: the weights as given.
+    """
+    weights = np.zeros(n_layers, dtype=np.float32)
+    if mix == "average":
+        weights[:] = 1.0 / n_layers
+    elif mix == "top":
+        weights[-1] = 1.0
+    elif isinstance(mix, int):
+        if not -n_layers <= mix < n_layers:
+            raise ValueError(
+                f"elmo: mix={mix} is not a layer of {source}, which has {n_layers} layers "
+                f"(0 = token layer ... {n_layers - 1} = top biLSTM layer)"
+            )
+        weights[mix] = 1.0
+    else:
+        if len(mix) != n_layers:
+            raise ValueError(
+                f"elmo: mix has {len(mix)} weights, but {source} has {n_layers} layers: give one weight per layer"
+            )
+        weights[:] = mix
+    return weights
+
+
+def check_mix_against_files(mix: Mix, options_file: Optional[str]) -> None:
+    """Check ``mix`` against the layer count in ``options.json`` when that file is readable now.
+
+    Only the small JSON file is read; an absent file is not an error here (the model
+    loads lazily, and a saved pipeline brings its own copy).
+    """
+    path = Path(options_file) if options_file is not None else DEFAULT_MODEL_DIR / "options.json"
+    if not path.is_file():
+        return
+    try:
+        options = BiLMOptions.read(path)
+    except (ValueError, OSError):
+        return  # reported with the path when the model loads
+    layer_weights(mix, options.n_output_layers, source=f"the biLM of {path}")
