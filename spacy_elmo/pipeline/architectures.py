@@ -110,13 +110,7 @@ def _softmax(s: numpy.ndarray) -> numpy.ndarray:
 
 
 def _mix_init(model: Model, X: Optional[List[Doc]] = None, Y: Any = None) -> None:
-    if X is not None:
-        for doc in X:
-            layers = get_elmo_layers(doc)
-            if layers is not None:
-                _set_mix_dims(model, layers)
-                break
-    _allocate_mix(model)
+    _allocate_mix(model, X or [])
 
 
 def _set_mix_dims(model: Model, layers: numpy.ndarray) -> None:
@@ -133,7 +127,13 @@ def _set_mix_dims(model: Model, layers: numpy.ndarray) -> None:
             )
 
 
-def _allocate_mix(model: Model) -> None:
+def _allocate_mix(model: Model, docs: List[Doc]) -> None:
+    """Create ``s`` and ``gamma`` once the sizes are known (set in the config, or read from the first annotated doc)."""
+    for doc in docs:
+        layers = get_elmo_layers(doc)
+        if layers is not None:
+            _set_mix_dims(model, layers)
+            break
     if model.has_dim("n_layers") and model.has_dim("nO") and not model.has_param("s"):
         model.set_param("s", model.ops.alloc1f(model.get_dim("n_layers")))
         model.set_param("gamma", model.ops.asarray1f([1.0]))
@@ -160,12 +160,7 @@ def _stack_layers(model: Model, docs: List[Doc]) -> Floats3d:
 
 def _mix_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
     if not model.has_param("s"):
-        for doc in docs:
-            layers = get_elmo_layers(doc)
-            if layers is not None:
-                _set_mix_dims(model, layers)
-                break
-        _allocate_mix(model)
+        _allocate_mix(model, docs)
     n_tokens = sum(len(doc) for doc in docs)
     if not model.has_param("s"):
         return model.ops.alloc2f(n_tokens, 0), lambda dY: []
