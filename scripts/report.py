@@ -252,6 +252,9 @@ def write_report(runs: Runs, similarity: Optional[dict], weights: Dict[str, List
     scores = {f"{task}_{features}": {f"seed{seed}": s for seed, s in sorted(seeds.items())}
               for (task, features), seeds in sorted(runs.items())}
     (output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    if (output / "ANALYSIS.md").is_file():
+        lines += ["## Analysis", "", "Written by hand after the runs (kept when this report is regenerated): "
+                  "[ANALYSIS.md](ANALYSIS.md).", ""]
     (output / "report.md").write_text("\n".join(lines))
 
 
