@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from . import onednn
 from .options import BiLMOptions
 
 N_CHAR_IDS = 262  # 256 bytes + 4 markers + padding, shifted by one (0 = padded token)
@@ -37,8 +38,16 @@ class CharCNNEncoder(nn.Module):
         self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
         self.projection = nn.Linear(options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else F.relu
+        #: run inference on CPU through oneDNN when available (False: the plain PyTorch path)
+        self.use_onednn = True
+
+    def __getstate__(self) -> dict:
+        return onednn.drop_cache(self.__dict__)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
+        dtype = onednn.compute_dtype(self.projection.weight)
+        if onednn.use_for(char_ids, dtype, self):
+            return self._forward_onednn(char_ids, dtype)
         # (n_tokens, char_dim, max_chars)
         chars = self.char_embedding(char_ids.reshape(-1, char_ids.shape[-1])).transpose(1, 2)
         pooled = [self.activation(conv(chars).amax(dim=-1)) for conv in self.convs]
@@ -46,3 +55,65 @@ class CharCNNEncoder(nn.Module):
         for highway in self.highways:
             hidden = highway(hidden)
         return self.projection(hidden).reshape(*char_ids.shape[:-1], -1)
+
+    def _packed(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+        """All convolutions as one product over windows of the widest filter's width (the narrower
+        filters' kernels zero-padded), each highway's two products as one; packed for oneDNN."""
+
+        def build() -> dict[str, torch.Tensor]:
+            widths = [w for w, _ in self.options.filters]
+            width, char_dim, n_chars = max(widths), self.options.char_dim, self.options.max_chars
+            kernels = torch.zeros(self.options.n_filters, width, char_dim)
+            invalid = torch.zeros(n_chars, self.options.n_filters)  # -inf where a filter runs past the token
+            col = 0
+            for (w, num), conv in zip(self.options.filters, self.convs):
+                kernels[col : col + num, :w] = conv.weight.transpose(1, 2)
+                invalid[n_chars - w + 1 :, col : col + num] = float("-inf")
+                col += num
+            return {
+                "embedding": self.char_embedding.weight.to(dtype),
+                "conv": onednn.pack(kernels.reshape(self.options.n_filters, -1), dtype),
+                "conv_bias": torch.cat([conv.bias for conv in self.convs]).to(dtype),
+                "invalid": invalid.to(dtype),
+                "highways": [
+                    (
+                        onednn.pack(torch.cat([h.transform.weight, h.carry.weight]), dtype),
+                        torch.cat([h.transform.bias, h.carry.bias]).to(dtype),
+                    )
+                    for h in self.highways
+                ],
+                "projection": onednn.pack(self.projection.weight, dtype),
+                "projection_bias": self.projection.bias.to(dtype),
+            }
+
+        return onednn.cached(self, dtype, build)
+
+    def _forward_onednn(self, char_ids: torch.Tensor, dtype: torch.dtype, chunk: int = 8) -> torch.Tensor:
+        """Inference on CPU, the same function as the plain path, in blocks of ``onednn.BLOCK`` tokens:
+        per ``chunk`` tokens one product of the character windows with all filters, then the max over
+        each filter's valid positions, then the activation (monotonic, so it commutes with the max)."""
+        p = self._packed(dtype)
+        ids = char_ids.reshape(-1, char_ids.shape[-1])
+        n_tokens, n_chars = ids.shape
+        width = max(w for w, _ in self.options.filters)
+        out = torch.empty(n_tokens, self.options.projection_dim, dtype=dtype)
+        for start in range(0, n_tokens, onednn.BLOCK):
+            block = ids[start : start + onednn.BLOCK]
+            size = block.shape[0]
+            if size < onednn.BLOCK:  # pad with empty tokens to a bounded set of sizes
+                block = torch.cat([block, block.new_zeros(onednn.padded_rows(size) - size, n_chars)])
+            chars = F.pad(F.embedding(block, p["embedding"]), (0, 0, 0, width - 1))  # (tokens, chars + width - 1, dim)
+            pooled = chars.new_empty(block.shape[0], self.options.n_filters)
+            for k in range(0, block.shape[0], chunk):
+                part = chars[k : k + chunk]
+                windows = part.unfold(1, width, 1)[:, :n_chars].transpose(2, 3).reshape(-1, width * part.shape[-1])
+                conv = onednn.linear(windows, p["conv"], p["conv_bias"]).view(part.shape[0], n_chars, -1)
+                torch.amax(conv.add_(p["invalid"]), dim=1, out=pooled[k : k + chunk])
+            hidden = self.activation(pooled)
+            dim = hidden.shape[-1]
+            for packed, bias in p["highways"]:
+                both = onednn.linear(hidden, packed, bias)
+                transform, gate = F.relu(both[:, :dim]), torch.sigmoid(both[:, dim:])
+                hidden = torch.addcmul(hidden, gate, transform - hidden)  # g * t + (1 - g) * x
+            out[start : start + size] = onednn.linear(hidden, p["projection"], p["projection_bias"])[:size]
+        return out.reshape(*char_ids.shape[:-1], -1)

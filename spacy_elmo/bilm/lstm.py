@@ -4,21 +4,45 @@ Gates are kept in TensorFlow's order (input, candidate, forget, output) so that
 bilm-tf's ``W_0`` / ``B`` datasets map onto the parameters without permutation;
 TensorFlow's constant forget bias of +1.0 is added at run time, not stored.
 
-Sequences in a batch must be sorted by length, longest first: at step ``t`` only
-the sequences longer than ``t`` are computed, so padding costs nothing and the
-result for a sentence does not depend on what else is in the batch.
+Sequences run in a time-major *packed* layout (as in ``torch.nn.utils.rnn.PackedSequence``):
+with the batch sorted by length, longest first, step ``t`` holds the ``n_t`` sequences
+longer than ``t`` as rows ``offset_t .. offset_t + n_t`` of one ``(n_positions, dim)``
+matrix. Padding is never computed, the per-step slices are contiguous, and the backward
+direction is the same layout with every sequence read back to front, so both directions
+share the step sizes. Consequently the result for a sentence does not depend on what else
+is in the batch.
+
+Three execution paths compute the same function:
+
+- with autograd (training, CPU or CUDA): both directions in one batched product per step
+  (``torch.bmm`` on the stacked ``(2, ...)`` weights), functional gate math;
+- without autograd on CPU, when PyTorch has oneDNN (``use_onednn``, on by default): the
+  weights pre-packed once for oneDNN per dtype (see :mod:`.onednn`; cached until a parameter
+  changes), the input-to-hidden products of all steps in a few large products, only the
+  recurrent product in the loop, fused there with the addition of the input gates, the
+  projection fused with its clip, in-place gate math with ``tanh`` written through
+  ``sigmoid`` (``tanh(x) = 2 sigmoid(2x) - 1``, the factors 2 folded exactly into the packed
+  weights), and the cell state kept in float32 also under bfloat16 autocast;
+- without autograd elsewhere (CUDA, or CPU without oneDNN): the batched path of training,
+  in place into preallocated buffers.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
-from torch.nn import functional as F
+
+from . import onednn
 
 FORGET_BIAS = 1.0
 
 
 class ProjectedLstm(nn.Module):
-    """One direction of one layer: ``(batch, time, input_dim) -> (batch, time, hidden_dim)``."""
+    """The parameters of one direction of one layer (run by :class:`BiLstmStack`).
+
+    ``forward`` runs this direction alone: ``(batch, time, input_dim) -> (batch, time, hidden_dim)``.
+    """
 
     def __init__(
         self,
@@ -42,49 +66,192 @@ class ProjectedLstm(nn.Module):
             nn.init.xavier_uniform_(weight)
         nn.init.zeros_(self.bias)
 
+    def gate_bias(self) -> torch.Tensor:
+        """The bias with TensorFlow's forget bias added (differentiable)."""
+        c = self.cell_dim
+        offset = torch.zeros_like(self.bias)
+        offset[2 * c : 3 * c] = FORGET_BIAS
+        return self.bias + offset
+
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``inputs`` ``(batch, time, input_dim)`` sorted by ``lengths`` (descending, on CPU)."""
-        batch, steps, _ = inputs.shape
-        bias = self.bias.clone()
-        bias[2 * self.cell_dim : 3 * self.cell_dim] += FORGET_BIAS
-        # All time steps' input products in one matrix product; only the recurrence loops.
-        input_gates = F.linear(inputs, self.input_weight, bias)
-        active = (lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)).sum(1).tolist()
-        state = inputs.new_zeros(batch, self.hidden_dim)
-        memory = inputs.new_zeros(batch, self.cell_dim)
-        outputs = []
-        for t in range(steps):
-            n = active[t]
+        """``inputs`` ``(batch, time, input_dim)`` sorted by ``lengths`` (descending)."""
+        plan = Plan.build(lengths, inputs.shape[1], inputs.device)
+        packed = inputs.reshape(-1, inputs.shape[-1])[plan.forward_index]
+        stacked = [(self.input_weight, self.state_weight, self.gate_bias(), self.projection)]
+        out = _run_batched(packed.unsqueeze(0), stacked, plan, self.cell_clip, self.proj_clip)[0]
+        return plan.unpack(out, plan.forward_index, inputs.shape[0], inputs.shape[1])
+
+
+class Plan(NamedTuple):
+    """The packed layout of a length-sorted batch."""
+
+    steps: list[tuple[int, int]]  # (offset, n) per time step
+    forward_index: torch.Tensor  # packed row -> flat (batch * time) position, read forwards
+    backward_index: torch.Tensor  # the same, each sequence read back to front
+
+    @staticmethod
+    def build(lengths: torch.Tensor, time: int, device: torch.device) -> "Plan":
+        lengths = lengths.cpu()
+        if len(lengths) > 1 and bool((lengths[1:] > lengths[:-1]).any()):
+            raise ValueError("sequences must be sorted by length, longest first")
+        t = torch.arange(time)
+        valid = t.unsqueeze(1) < lengths.unsqueeze(0)  # (time, batch)
+        counts = valid.sum(1).tolist()
+        steps, offset = [], 0
+        for n in counts:
             if n == 0:
                 break
-            state, memory = state[:n], memory[:n]
-            gates = input_gates[:n, t] + F.linear(state, self.state_weight)
+            steps.append((offset, n))
+            offset += n
+        step_of, seq_of = valid.nonzero(as_tuple=True)  # time-major order
+        forward_index = seq_of * time + step_of
+        backward_index = seq_of * time + (lengths[seq_of] - 1 - step_of)
+        return Plan(steps, forward_index.to(device), backward_index.to(device))
+
+    @staticmethod
+    def unpack(packed: torch.Tensor, index: torch.Tensor, batch: int, time: int) -> torch.Tensor:
+        """Rows of a packed ``(n_positions, dim)`` matrix back to ``(batch, time, dim)``, zero padding."""
+        out = packed.new_zeros(batch * time, packed.shape[-1])
+        out[index] = packed
+        return out.view(batch, time, -1)
+
+
+def _run_batched(
+    inputs: torch.Tensor,
+    weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    plan: Plan,
+    cell_clip: float | None,
+    proj_clip: float | None,
+) -> torch.Tensor:
+    """``len(weights)`` directions at once: packed ``(d, n_positions, input_dim) -> (d, n_positions, hidden)``.
+
+    Each direction's ``(input_weight, state_weight, bias, projection)``; the products are
+    batched over directions. Functional under autograd, in place into buffers without it.
+    """
+    w_in = torch.stack([w[0] for w in weights]).transpose(1, 2)  # (d, in, 4c)
+    w_state = torch.stack([w[1] for w in weights]).transpose(1, 2)  # (d, h, 4c)
+    bias = torch.stack([w[2] for w in weights]).unsqueeze(1)  # (d, 1, 4c)
+    w_proj = torch.stack([w[3] for w in weights]).transpose(1, 2)  # (d, c, h)
+    directions, positions, _ = inputs.shape
+    cell_dim, hidden_dim = w_proj.shape[1], w_proj.shape[2]
+    if positions == 0:
+        return inputs.new_zeros(directions, 0, hidden_dim)
+    input_gates = torch.baddbmm(bias, inputs, w_in)  # all steps' input products at once
+    batch = plan.steps[0][1]
+    if torch.is_grad_enabled():
+        outputs = []
+        state = memory = None
+        for offset, n in plan.steps:
+            gates = input_gates[:, offset : offset + n]
+            if state is not None:
+                gates = torch.baddbmm(gates, state[:, :n], w_state)
             i, j, f, o = gates.chunk(4, dim=-1)
-            memory = torch.sigmoid(i) * torch.tanh(j) + torch.sigmoid(f) * memory
-            if self.cell_clip:
-                memory = memory.clamp(-self.cell_clip, self.cell_clip)
-            state = F.linear(torch.sigmoid(o) * torch.tanh(memory), self.projection)
-            if self.proj_clip:
-                state = state.clamp(-self.proj_clip, self.proj_clip)
-            outputs.append(F.pad(state, (0, 0, 0, batch - n)))
-        out = torch.stack(outputs, dim=1)
-        return F.pad(out, (0, 0, 0, steps - out.shape[1]))
+            memory = torch.sigmoid(i) * torch.tanh(j) + (0 if memory is None else torch.sigmoid(f) * memory[:, :n])
+            if cell_clip:
+                memory = memory.clamp(-cell_clip, cell_clip)
+            state = torch.bmm(torch.sigmoid(o) * torch.tanh(memory), w_proj)
+            if proj_clip:
+                state = state.clamp(-proj_clip, proj_clip)
+            outputs.append(state)
+        return torch.cat(outputs, dim=1)
+    out = input_gates.new_empty(directions, positions, hidden_dim)
+    memory = torch.zeros(directions, batch, cell_dim, dtype=torch.float32, device=inputs.device)
+    hidden = input_gates.new_empty(directions, batch, cell_dim)
+    state = None
+    for offset, n in plan.steps:
+        gates = input_gates[:, offset : offset + n]
+        if state is not None:
+            gates = torch.baddbmm(gates, state[:, :n], w_state)
+        mem, h = memory[:, :n], hidden[:, :n]
+        i, j, f, o = gates.chunk(4, dim=-1)
+        i.sigmoid_(), j.tanh_(), f.sigmoid_(), o.sigmoid_()
+        mem.mul_(f).addcmul_(i, j)
+        if cell_clip:
+            mem.clamp_(-cell_clip, cell_clip)
+        torch.mul(torch.tanh(mem), o, out=h)
+        state = torch.bmm(h, w_proj)
+        if proj_clip:
+            state.clamp_(-proj_clip, proj_clip)
+        out[:, offset : offset + n] = state
+    return out
 
 
-def reverse_padded(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Reverse each sequence of ``(batch, time, dim)`` within its own length; padding stays in place."""
-    steps = x.shape[1]
-    positions = torch.arange(steps, device=x.device).unsqueeze(0)
-    lengths = lengths.to(x.device).unsqueeze(1)
-    index = torch.where(positions < lengths, lengths - 1 - positions, positions)
-    return x.gather(1, index.unsqueeze(-1).expand_as(x))
+class _Packed(NamedTuple):
+    """One direction's weights pre-packed for oneDNN in one dtype, rescaled (by powers of two,
+    so exactly) for cheaper gate math: the candidate gate's rows doubled, so that one sigmoid
+    over all gates gives ``tanh(j) = 2 sigmoid(2 j) - 1``; the projection doubled, so that the
+    cell state can be kept doubled (``m = 2 c``) and ``tanh(c) = 2 (sigmoid(m) - 1/2)``.
+    (PyTorch's float32 ``tanh`` on CPU costs ~7 sigmoids.)"""
+
+    input_weight: torch.Tensor
+    bias: torch.Tensor
+    state_weight: torch.Tensor
+    projection: torch.Tensor
+
+
+def _pack(cell: ProjectedLstm, dtype: torch.dtype) -> _Packed:
+    c = cell.cell_dim
+    scale = torch.ones(4 * c, 1, device=cell.bias.device)
+    scale[c : 2 * c] = 2.0
+    return _Packed(
+        onednn.pack(cell.input_weight * scale, dtype),
+        (cell.gate_bias() * scale[:, 0]).to(dtype).contiguous(),
+        onednn.pack(cell.state_weight * scale, dtype),
+        onednn.pack(cell.projection * 2.0, dtype),
+    )
+
+
+def _run_onednn(
+    inputs: list[torch.Tensor], packed: list[_Packed], plan: Plan, cell_clip: float | None, proj_clip: float | None
+) -> list[torch.Tensor]:
+    """Inference on CPU, one direction after the other within each step: packed ``(n_positions, input_dim)``
+    per direction -> ``(n_positions, hidden)`` per direction.
+
+    A step of ``n`` rows computes its products over ``onednn.step_rows(n) >= n`` rows (to bound
+    the number of distinct shapes); the extra rows hold finite leftovers and are never read back.
+    """
+    linear = torch.ops.mkldnn._linear_pointwise
+    add = torch.ops.mkldnn._linear_pointwise.binary
+    clip = ("hardtanh", [-proj_clip, proj_clip]) if proj_clip else ("none", [])
+    dtype = packed[0].bias.dtype
+    positions = inputs[0].shape[0]
+    rows = onednn.step_rows(plan.steps[0][1]) if plan.steps else 0
+    # all steps' input products at once (in fixed-size blocks), bias included
+    gates = [onednn.RowBlocks(x.to(dtype), p.input_weight, p.bias, spare=rows) for x, p in zip(inputs, packed)]
+    cell_dim = packed[0].projection.size(1)
+    hidden_dim = packed[0].projection.size(0)
+    outs = [torch.empty(positions, hidden_dim, dtype=dtype) for _ in inputs]
+    memories = [torch.zeros(rows, cell_dim) for _ in inputs]  # 2 * cell state, float32
+    scratch = torch.empty(rows, cell_dim)
+    hidden = torch.zeros(rows, cell_dim, dtype=dtype)
+    states: list[torch.Tensor | None] = [None] * len(inputs)
+    for offset, n in plan.steps:
+        m_rows = onednn.step_rows(n)
+        for d, p in enumerate(packed):
+            g = gates[d](offset, m_rows)  # rows offset .. offset + n are read at this step only: free to overwrite
+            if states[d] is not None:
+                g = add(states[d][:m_rows], g, p.state_weight, None, "add")
+            g = g[:n].sigmoid_() if g.dtype == torch.float32 else torch.sigmoid(g[:n].float())
+            i, j, f, o = g.chunk(4, dim=1)  # j holds sigmoid(2 j)
+            m = memories[d][:n]
+            m.mul_(f).addcmul_(i, j, value=4.0).add_(i, alpha=-2.0)  # m = f m + 2 i tanh(j)
+            if cell_clip:
+                m.clamp_(-2.0 * cell_clip, 2.0 * cell_clip)
+            s = scratch[:n]
+            torch.sigmoid(m, out=s).sub_(0.5)  # tanh(c) / 2
+            torch.mul(s, o, out=hidden[:n])
+            state = linear(hidden[:m_rows], p.projection, None, clip[0], clip[1], "")
+            outs[d][offset : offset + n] = state[:n]
+            states[d] = state
+    return outs
 
 
 class BiLstmStack(nn.Module):
     """Stacked forward and backward projected LSTMs, with a residual connection
     between layers (bilm-tf's ``use_skip_connections``) and dropout on each layer's input.
 
-    ``(batch, time, dim) -> [(batch, time, 2 * dim)] * n_layers``, forward half first.
+    ``(batch, time, dim) -> [(batch, time, 2 * dim)] * n_layers``, forward half first;
+    the batch must be sorted by length, longest first.
     """
 
     def __init__(
@@ -106,18 +273,41 @@ class BiLstmStack(nn.Module):
             ProjectedLstm(dim, dim, cell_dim, cell_clip, proj_clip) for _ in range(n_layers)
         )
         self.dropout = nn.Dropout(dropout)
+        #: run inference on CPU through oneDNN when available (False: the plain PyTorch path)
+        self.use_onednn = True
+
+    def __getstate__(self) -> dict:
+        return onednn.drop_cache(self.__dict__)
+
+    def _packed(self, dtype: torch.dtype) -> list[list[_Packed]]:
+        """oneDNN copies of the weights in ``dtype``, rebuilt whenever a parameter changed."""
+        pairs = list(zip(self.forward_layers, self.backward_layers))
+        return onednn.cached(self, dtype, lambda: [[_pack(cell, dtype) for cell in pair] for pair in pairs])
 
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        lengths = lengths.cpu()
-        forward_seq = inputs
-        backward_seq = reverse_padded(inputs, lengths)
+        batch, time, dim = inputs.shape
+        plan = Plan.build(lengths, time, inputs.device)
+        flat = inputs.reshape(batch * time, dim)
+        seqs = [flat[plan.forward_index], flat[plan.backward_index]]  # packed, backward read back to front
+        layer_pairs = list(zip(self.forward_layers, self.backward_layers))
+        clips = (self.forward_layers[0].cell_clip, self.forward_layers[0].proj_clip)
+        dtype = onednn.compute_dtype(inputs)
+        if onednn.use_for(inputs, dtype, self):
+            packed = self._packed(dtype)
+            run = lambda k, xs: _run_onednn(xs, packed[k], plan, *clips)  # noqa: E731
+        else:
+            def run(k: int, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+                weights = [(c.input_weight, c.state_weight, c.gate_bias(), c.projection) for c in layer_pairs[k]]
+                return list(_run_batched(torch.stack(xs), weights, plan, *clips).unbind(0))
         layers = []
-        for k, (fwd, bwd) in enumerate(zip(self.forward_layers, self.backward_layers)):
-            forward_out = fwd(self.dropout(forward_seq), lengths)
-            backward_out = bwd(self.dropout(backward_seq), lengths)
+        for k in range(len(layer_pairs)):
+            outs = run(k, [self.dropout(x) for x in seqs])
             if self.use_skip_connections and k > 0:
-                forward_out = forward_out + forward_seq
-                backward_out = backward_out + backward_seq
-            forward_seq, backward_seq = forward_out, backward_out
-            layers.append(torch.cat([forward_seq, reverse_padded(backward_seq, lengths)], dim=-1))
+                outs = [out + x.to(out.dtype) for out, x in zip(outs, seqs)]
+            seqs = outs
+            layer = seqs[0].new_zeros(batch * time, 2 * dim)
+            layer[plan.forward_index, :dim] = seqs[0]
+            layer[plan.backward_index, dim:] = seqs[1]
+            layers.append(layer.view(batch, time, 2 * dim))
         return layers
+

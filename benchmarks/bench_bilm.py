@@ -1,0 +1,523 @@
+#!/usr/bin/env python
+"""Throughput of the ELMo biLM (issue #6): tokens/s, achieved GFLOP/s against the machine's
+measured matrix-product throughput, peak RSS, bf16-vs-fp32 deviation; optionally RSS growth
+while streaming 10,000 Docs through ``nlp.pipe``.
+
+    python benchmarks/bench_bilm.py              # full table (a few minutes on 2 CPU cores)
+    python benchmarks/bench_bilm.py --quick      # short run
+    python benchmarks/bench_bilm.py --device cuda --quick   # GPU; needs only torch, h5py, numpy
+    python benchmarks/bench_bilm.py --memory-check          # 10,000 Docs through nlp.pipe
+
+Models: "original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway) with random
+weights; "default" is the bundled model (or ``--options/--weights``), skipped when absent.
+Paths: "bare" is ``BiLM.embed_sentences``; "pipe" is ``nlp.pipe`` over pre-tokenized Docs with the
+``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is the best of ``--repeats`` runs
+over the same sentences after one warm-up batch (the median is printed too); the load average
+is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+try:  # spacy_elmo's package init imports tqdm (AllenNLP API); a GPU box may have only torch/h5py/numpy
+    import tqdm  # noqa: F401
+except ImportError:
+    sys.modules["tqdm"] = types.SimpleNamespace(tqdm=lambda it=None, *a, **k: it)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from spacy_elmo.bilm import BiLM, BiLMOptions  # noqa: E402
+from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, load_bilm  # noqa: E402
+
+try:
+    from spacy_elmo.bilm import onednn  # noqa: E402
+except ImportError:  # an older checkout (to compare against): matmul bound with torch.matmul only
+    onednn = None
+
+
+def onednn_on(device: torch.device) -> bool:
+    return onednn is not None and onednn.available() and device.type == "cpu"
+
+ORIGINAL = BiLMOptions(
+    filters=((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)),
+    n_highway=2,
+    char_dim=16,
+    projection_dim=512,
+    lstm_dim=4096,
+    n_layers=2,
+    cell_clip=3.0,
+    proj_clip=3.0,
+    use_skip_connections=True,
+)
+PARITY = ROOT / "tests" / "data" / "elmo_parity"
+
+# (label, batch size, min tokens, max tokens, sentences in a full run, in a quick run)
+CASES = [
+    ("bs=1, 5-45 tok", 1, 5, 45, 16, 4),
+    ("bs=16, 5-45 tok", 16, 5, 45, 64, 16),
+    ("bs=64, 5-45 tok", 64, 5, 45, 128, 64),
+    ("bs=32, 20-30 tok", 32, 20, 30, 96, 32),  # the target case
+]
+
+
+# --------------------------------------------------------------------------- workload
+
+
+def vocabulary(size: int = 5000, seed: int = 0) -> list[str]:
+    """A fixed set of pseudo-words with English-like lengths (a fixed set keeps spaCy's StringStore bounded)."""
+    rng = random.Random(seed)
+    letters = "etaoinshrdlcumwfgypbvkjxqz"
+    weights = [26 - i for i in range(26)]
+    lengths = [1, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 6, 6, 7, 7, 8, 9, 10, 12]
+    words = {"".join(rng.choices(letters, weights, k=rng.choice(lengths))) for _ in range(size * 2)}
+    return sorted(words)[:size]
+
+
+def make_sentences(n: int, lo: int, hi: int, seed: int, words: list[str]) -> list[list[str]]:
+    rng = random.Random(seed)
+    return [[rng.choice(words) for _ in range(rng.randint(lo, hi))] for _ in range(n)]
+
+
+# --------------------------------------------------------------------------- FLOPs
+
+
+def model_flops(options: BiLMOptions) -> dict[str, float]:
+    """Multiply-adds x 2 per position, by part. A sentence of n tokens is n + 2 positions (with
+    <S> and </S>); the recurrent product is counted for n + 1 of them, the first step's state being
+    zero (and skipped). Elementwise work (gates, highway gates, max-pooling) is not counted."""
+    P, C, F = options.projection_dim, options.lstm_dim, options.n_filters
+    conv = sum(2 * w * options.char_dim * num * (options.max_chars - w + 1) for w, num in options.filters)
+    highway = options.n_highway * 2 * (2 * F * F)
+    projection = 2 * F * P
+    per_direction_layer_in = 2 * P * 4 * C + 2 * C * P  # input product + projection
+    per_direction_layer_rec = 2 * P * 4 * C  # recurrent product
+    lstm_in = 2 * options.n_layers * per_direction_layer_in
+    lstm_rec = 2 * options.n_layers * per_direction_layer_rec
+    return {"cnn": conv, "highway": highway, "projection": projection, "lstm": lstm_in, "recurrent": lstm_rec}
+
+
+def sentences_flops(options: BiLMOptions, sentences: list[list[str]]) -> float:
+    parts = model_flops(options)
+    per_position = parts["cnn"] + parts["highway"] + parts["projection"] + parts["lstm"]
+    return sum((len(s) + 2) * per_position + (len(s) + 1) * parts["recurrent"] for s in sentences)
+
+
+# --------------------------------------------------------------------------- machine
+
+
+def loadavg() -> str:
+    try:
+        return Path("/proc/loadavg").read_text().split()[0]
+    except OSError:
+        return "n/a"
+
+
+def reset_peak_rss() -> bool:
+    """Reset the kernel's per-process RSS high-water mark (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def rss_mb(field: str = "VmHWM") -> float:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap back to the OS (glibc), so the next row's peak RSS is its own."""
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def cpu_flags() -> str:
+    try:
+        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
+    except (OSError, StopIteration):
+        return ""
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return " ".join(f for f in wanted if f in flags)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device, dtype, m, k, n, method, budget_s: float) -> float:
+    """Best-of GFLOP/s of ``(m, k) x (k, n)``: ``torch.matmul`` or oneDNN with a pre-packed weight."""
+    x = torch.randn(m, k, device=device).to(dtype)
+    w = torch.randn(k, n, device=device).to(dtype)
+    if method == "torch.matmul":
+        fn = lambda: torch.matmul(x, w)  # noqa: E731
+    else:
+        packed = onednn.pack(w.t(), dtype)
+        fn = lambda: onednn.linear(x, packed)  # noqa: E731
+    flops = 2.0 * m * k * n
+    with torch.inference_mode():
+        fn(), fn()
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        once = max(time.perf_counter() - t, 1e-6)
+        reps = max(1, min(200, int(budget_s / 5 / once)))
+        best = float("inf")
+        for _ in range(5):
+            t = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            sync(device)
+            best = min(best, (time.perf_counter() - t) / reps)
+    return flops / best / 1e9
+
+
+def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
+    """Print the matrix-product throughput table; return the bound (best GFLOP/s measured) per precision."""
+    shapes = [("square 2048", 2048, 2048, 2048)]
+    for name, options in models.items():
+        P, C, F = options.projection_dim, options.lstm_dim, options.n_filters
+        shapes += [
+            (f"{name}: LSTM input, 864 pos", 864, P, 4 * C),
+            (f"{name}: LSTM recurrent, 32 seq", 32, P, 4 * C),
+            (f"{name}: LSTM projection, 32 seq", 32, C, P),
+            (f"{name}: highway, 864 tok", 864, F, 2 * F),
+        ]
+    methods = ["torch.matmul"]
+    if onednn_on(device):
+        methods.append("oneDNN packed")
+    budget = 0.3 if quick else 1.0
+    bound = {}
+    print(f"\nMatrix-product throughput, GFLOP/s (best of 5; load {loadavg()} at start)")
+    print(f"{'shape (m x k x n)':44} " + " ".join(f"{p + ' ' + m:>22}" for p in ("fp32", "bf16") for m in methods))
+    for label, m, k, n in shapes:
+        cells = []
+        for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            for method in methods:
+                try:
+                    g = matmul_gflops(device, dtype, m, k, n, method, budget)
+                    bound[prec] = max(bound.get(prec, 0.0), g)
+                    cells.append(f"{g:22.1f}")
+                except Exception as err:  # noqa: BLE001 - a missing kernel is a table cell, not a failure
+                    cells.append(f"{'error: ' + type(err).__name__:>22}")
+        print(f"{label + f' ({m}x{k}x{n})':44} " + " ".join(cells))
+    print(
+        f"bound (best measured): fp32 {bound.get('fp32', float('nan')):.1f} GFLOP/s, "
+        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s; load {loadavg()} at end"
+    )
+    return bound
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def time_runs(run, repeats: int) -> tuple[float, float]:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    return min(times), statistics.median(times)
+
+
+class Row:
+    header = (
+        f"{'model':9} {'path':5} {'prec':5} {'case':17} {'sents':>5} {'tokens':>6} {'tok/s':>8} {'(median)':>8} "
+        f"{'GFLOP/s':>8} {'of bound':>8} {'peak RSS MB':>11} {'load':>5}"
+    )
+
+    @staticmethod
+    def print(model, path, prec, case, sentences=None, best=None, median=None, gflop=None, bound=None, rss=None, note=""):
+        if best is None:
+            print(f"{model:9} {path:5} {prec:5} {case:17} skipped: {note}")
+            return
+        tokens = sum(map(len, sentences))
+        frac = f"{100 * gflop / bound:7.1f}%" if bound else f"{'n/a':>8}"
+        print(
+            f"{model:9} {path:5} {prec:5} {case:17} {len(sentences):5d} {tokens:6d} {tokens / best:8.1f} "
+            f"{tokens / median:8.1f} {gflop:8.1f} {frac} {rss:11.0f} {loadavg():>5}" + (f"  {note}" if note else "")
+        )
+
+
+def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
+    for prec in precisions:
+        for label, batch, sentences in cases:
+            bilm.embed_sentences(sentences[:batch], batch_size=batch, precision=prec)  # warm-up (packs weights)
+            release_memory()
+            exact = reset_peak_rss()
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            best, median = time_runs(lambda: bilm.embed_sentences(sentences, batch_size=batch, precision=prec), repeats)
+            gflop = sentences_flops(bilm.options, sentences) / best / 1e9
+            note = "" if exact else "RSS = process peak"
+            if device.type == "cuda":
+                note += f"GPU peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
+            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(), note)
+
+
+def load_spacy():
+    """``(spacy, None)`` or ``(None, reason)``."""
+    try:
+        import spacy
+    except ImportError:
+        return None, "spaCy not installed"
+    try:
+        import spacy_elmo.pipeline  # noqa: F401 - registers the "elmo" factory
+    except Exception as err:  # noqa: BLE001
+        return None, f"no 'elmo' component ({type(err).__name__}: {err})"
+    return spacy, None
+
+
+def make_nlp(spacy, model_dir: Path, batch: int, prec: str):
+    nlp = spacy.blank("en")
+    nlp.add_pipe(
+        "elmo",
+        config={
+            "options_file": str(model_dir / "options.json"),
+            "weight_file": str(model_dir / "weights.hdf5"),
+            "batch_size": batch,
+            "precision": prec,
+        },
+    )
+    return nlp
+
+
+def bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, device):
+    spacy, reason = load_spacy() if device.type == "cpu" else (None, "nlp.pipe rows run on CPU only")
+    for prec in precisions:
+        for label, batch, sentences in cases:
+            if spacy is None:
+                Row.print(name, "pipe", prec, label, note=reason)
+                continue
+            try:
+                from spacy.tokens import Doc
+
+                nlp = make_nlp(spacy, model_dir, batch, prec)
+                docs = lambda part: (Doc(nlp.vocab, words=s) for s in part)  # noqa: E731 - pre-tokenized
+                list(nlp.pipe(docs(sentences[:batch]), batch_size=batch))  # warm-up: loads the biLM, packs weights
+            except Exception as err:  # noqa: BLE001
+                Row.print(name, "pipe", prec, label, note=f"{type(err).__name__}: {err}")
+                continue
+            release_memory()
+            exact = reset_peak_rss()
+            best, median = time_runs(lambda: list(nlp.pipe(docs(sentences), batch_size=batch)), repeats)
+            gflop = sentences_flops(options, sentences) / best / 1e9
+            Row.print(name, "pipe", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(),
+                      "" if exact else "RSS = process peak")
+            del nlp
+            release_memory()
+
+
+def deviation(bilm: BiLM, sentences) -> str:
+    a = bilm.embed_sentences(sentences, batch_size=32, precision="fp32")
+    b = bilm.embed_sentences(sentences, batch_size=32, precision="bf16")
+    diff = max(float(np.abs(x - y).max()) for x, y in zip(a, b))
+    scale = max(float(np.abs(x).max()) for x in a)
+    per_layer = [max(float(np.abs(x[k] - y[k]).max()) for x, y in zip(a, b)) for k in range(a[0].shape[0])]
+    return f"max |bf16 - fp32| = {diff:.3g} (largest |fp32| value {scale:.3g}); per layer " + ", ".join(
+        f"{d:.3g}" for d in per_layer
+    )
+
+
+def parity_deviation(device) -> str | None:
+    if not (PARITY / "expected.npz").is_file():
+        return None
+    import json
+
+    bilm = load_bilm(PARITY / "options.json", PARITY / "weights.hdf5", device=device)
+    sentences = json.loads((PARITY / "sentences.json").read_text(encoding="utf-8"))
+    expected = np.load(PARITY / "expected.npz")
+    out = []
+    for prec in ("fp32", "bf16"):
+        got = bilm.embed_sentences(sentences, precision=prec)
+        out.append(f"{prec} {max(float(np.abs(g - expected[f's{i}']).max()) for i, g in enumerate(got)):.3g}")
+    return "parity fixture, max |ours - AllenNLP|: " + ", ".join(out) + "; " + deviation(bilm, sentences)
+
+
+# --------------------------------------------------------------------------- memory check
+
+
+def memory_check(args, device) -> None:
+    spacy, reason = load_spacy()
+    print("\nMemory check: 10,000 Docs through nlp.pipe")
+    if spacy is None:
+        print(f"skipped: {reason}")
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.options:
+            model_dir = Path(tmp) / "model"
+            model_dir.mkdir()
+            for src, dst in ((args.options, "options.json"), (args.weights, "weights.hdf5")):
+                os.symlink(Path(src).resolve(), model_dir / dst)
+            which = f"{args.options}"
+        elif (DEFAULT_MODEL_DIR / "weights.hdf5").is_file():
+            model_dir, which = DEFAULT_MODEL_DIR, "the bundled default model"
+        else:
+            small = BiLMOptions(((1, 32), (2, 32), (3, 64)), 1, 16, 64, 256, 2)
+            model_dir, which = Path(tmp) / "small", "a small random model (no default model installed)"
+            torch.manual_seed(0)
+            BiLM(small).save(model_dir)
+        nlp = make_nlp(spacy, model_dir, 64, args.memory_precision)
+        words = vocabulary()
+        texts = (" ".join(s) for s in make_sentences(10_000, 5, 30, 7, words))  # tokenized by spaCy
+        marks, start = [], time.perf_counter()
+        for i, doc in enumerate(nlp.pipe(texts, batch_size=64), 1):
+            assert doc._.elmo_layers is not None
+            if i % 1000 == 0:
+                gc.collect()
+                marks.append(rss_mb("VmRSS"))
+        elapsed = time.perf_counter() - start
+    print(f"model: {which}; precision {args.memory_precision}; {elapsed:.0f} s; load {loadavg()}")
+    print("RSS after each 1,000 Docs (MB): " + " ".join(f"{m:.0f}" for m in marks))
+    print(f"RSS growth between the first and the last thousand: {marks[-1] - marks[0]:+.1f} MB")
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="fewer sentences, one timed run per row")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--options", help="options.json of the model to benchmark instead of the bundled default")
+    parser.add_argument("--weights", help="weights.hdf5 to go with --options")
+    parser.add_argument("--models", default="original,default", help="comma list of: original, default")
+    parser.add_argument("--paths", default="bare,pipe", help="comma list of: bare, pipe")
+    parser.add_argument("--precisions", default="fp32,bf16", help="comma list of: fp32, bf16")
+    parser.add_argument("--cases", default=None, help="comma list of case numbers 1-4 (default: all)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (default 3, --quick 1)")
+    parser.add_argument("--no-bound", action="store_true", help="skip the matrix-product measurement")
+    parser.add_argument("--memory-check", action="store_true", help="only the 10,000-Doc nlp.pipe RSS check")
+    parser.add_argument("--memory-precision", default="fp32", choices=("fp32", "bf16"))
+    args = parser.parse_args()
+    if (args.options is None) != (args.weights is None):
+        parser.error("give both --options and --weights")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    print(f"torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs; {cpu_flags()})")
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+    print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {loadavg()}")
+    if args.memory_check:
+        memory_check(args, device)
+        return
+
+    repeats = args.repeats or (1 if args.quick else 3)
+    wanted_models = args.models.split(",")
+    precisions = args.precisions.split(",")
+    paths = args.paths.split(",")
+    words = vocabulary()
+    picked = [CASES[int(i) - 1] for i in args.cases.split(",")] if args.cases else CASES
+    cases = [
+        (label, batch, make_sentences(n_quick if args.quick else n_full, lo, hi, seed=k, words=words))
+        for k, (label, batch, lo, hi, n_full, n_quick) in enumerate(picked)
+    ]
+
+    models: dict[str, tuple] = {}  # name -> (options, loader, files or None); the small model first (RSS)
+    if "default" in wanted_models:
+        options_file = Path(args.options) if args.options else DEFAULT_MODEL_DIR / "options.json"
+        weight_file = Path(args.weights) if args.weights else DEFAULT_MODEL_DIR / "weights.hdf5"
+        name = "custom" if args.options else "default"
+        if weight_file.is_file() and options_file.is_file():
+            models[name] = (
+                BiLMOptions.read(options_file),
+                lambda: load_bilm(options_file, weight_file, device=device),
+                (options_file, weight_file),
+            )
+        else:
+            print(f"\n{name} model: skipped ({weight_file} not found; --options/--weights point elsewhere)")
+
+    if "original" in wanted_models:
+        def original():
+            torch.manual_seed(0)
+            return BiLM(ORIGINAL).to(device).eval()
+
+        models["original"] = (ORIGINAL, original, None)
+    bound = {} if args.no_bound else matmul_bound(device, {n: m[0] for n, m in models.items()}, args.quick)
+    for name, (options, _, _) in models.items():
+        parts = model_flops(options)
+        print(
+            f"\n{name}: {sum(parts.values()) / 1e6:.1f} MFLOP per token ("
+            + ", ".join(f"{k} {v / 1e6:.1f}" for k, v in parts.items())
+            + ")"
+        )
+
+    print("\n" + Row.header)
+    notes = []
+    for name, (options, loader, files) in models.items():
+        if "bare" in paths:
+            bilm = loader()
+            bench_bare(name, bilm, cases, precisions, repeats, bound, device)
+            target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
+            notes.append(f"{name}: {deviation(bilm, target[:64])}")
+            del bilm
+            release_memory()
+        if "pipe" in paths:
+            with tempfile.TemporaryDirectory() as tmp:
+                if files is None:
+                    spacy_ok = device.type == "cpu" and load_spacy()[0] is not None
+                    model_dir = Path(tmp)
+                    if spacy_ok:
+                        bilm = loader()
+                        bilm.save(model_dir)
+                        del bilm
+                        release_memory()
+                else:
+                    model_dir = Path(tmp)
+                    os.symlink(files[0].resolve(), model_dir / "options.json")
+                    os.symlink(files[1].resolve(), model_dir / "weights.hdf5")
+                bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, device)
+    parity = parity_deviation(device)
+    if parity:
+        notes.append(parity)
+    print("\nbf16 deviation:")
+    for note in notes:
+        print("  " + note)
+    print(f"\nload {loadavg()} at end")
+
+
+if __name__ == "__main__":
+    main()

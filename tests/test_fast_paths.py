@@ -1,0 +1,76 @@
+"""The biLM's execution paths agree: autograd (training), plain no-grad, oneDNN inference on CPU."""
+from __future__ import annotations
+
+import copy
+import pickle
+import random
+
+import pytest
+import torch
+
+from spacy_elmo.bilm import BiLM, BiLMOptions, batch_char_ids, onednn
+
+OPTIONS = BiLMOptions(
+    filters=((1, 8), (2, 8), (3, 16)), n_highway=2, char_dim=8, projection_dim=16, lstm_dim=32, n_layers=2
+)
+needs_onednn = pytest.mark.skipif(not onednn.available(), reason="PyTorch built without oneDNN")
+
+
+@pytest.fixture(scope="module")
+def bilm() -> BiLM:
+    torch.manual_seed(0)
+    return BiLM(OPTIONS).eval()
+
+
+def _sentences(n: int, max_len: int, seed: int) -> list[list[str]]:
+    rng = random.Random(seed)
+    word = lambda: "".join(rng.choice("abcdefghij") for _ in range(rng.randint(1, 9)))  # noqa: E731
+    return [[word() for _ in range(rng.randint(0, max_len))] for _ in range(n)]
+
+
+def _run(bilm: BiLM, ids: torch.Tensor, path: str, bf16: bool = False) -> torch.Tensor:
+    bilm.lstm.use_onednn = bilm.encoder.use_onednn = path == "onednn"
+    try:
+        grad = torch.enable_grad() if path == "autograd" else torch.inference_mode()
+        with grad, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            return bilm(ids)[0].detach().float()
+    finally:
+        bilm.lstm.use_onednn = bilm.encoder.use_onednn = True
+
+
+# batches: small; > 64 sequences (padded per-step rows); > 256 positions (several row blocks); one long sequence
+@pytest.mark.parametrize("n, max_len", [(9, 12), (100, 40), (1, 300)])
+@needs_onednn
+def test_paths_agree(bilm, n, max_len):
+    ids = batch_char_ids(_sentences(n, max_len, seed=n))
+    reference = _run(bilm, ids, "autograd")
+    assert (_run(bilm, ids, "plain") - reference).abs().max() < 1e-5
+    assert (_run(bilm, ids, "onednn") - reference).abs().max() < 1e-5
+    bf16 = _run(bilm, ids, "onednn", bf16=True)
+    assert (bf16 - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_training_path_gives_gradients_with_dropout():
+    torch.manual_seed(0)
+    model = BiLM(OPTIONS, dropout=0.2).train()
+    sentences = _sentences(6, 10, seed=1)
+    ids = batch_char_ids(sentences)
+    layers, _ = model(ids)
+    layers.sum().backward()
+    for cell in (*model.lstm.forward_layers, *model.lstm.backward_layers):
+        for param in (cell.input_weight, cell.state_weight, cell.bias, cell.projection):
+            assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+
+
+@needs_onednn
+def test_packed_weights_follow_parameter_updates(bilm):
+    model = copy.deepcopy(bilm)  # also: the packed-weight cache does not break deepcopy / pickle
+    pickle.dumps(model)
+    ids = batch_char_ids(_sentences(4, 8, seed=2))
+    before = _run(model, ids, "onednn")
+    with torch.no_grad():
+        model.lstm.forward_layers[1].state_weight.mul_(1.5)
+        model.encoder.highways[0].carry.bias.add_(0.5)
+    after = _run(model, ids, "onednn")
+    assert (after - _run(model, ids, "autograd")).abs().max() < 1e-5
+    assert (after - before).abs().max() > 1e-3
