@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -209,3 +210,11 @@ def test_init_from_continues_an_exported_model(trained, corpus, tmp_path):
         train(_config(corpus, tmp_path, options_file="", init_from=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="either an options file"):
         train(_config(corpus, tmp_path, init_from=str(trained)))
+
+
+def test_resume_of_a_finished_run_only_exports(trained, corpus, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(trained, copy)
+    (copy / "weights.hdf5").unlink()
+    metrics = train(_config(corpus, copy), resume=True)
+    assert metrics["step"] == 40 and (copy / "weights.hdf5").is_file()

@@ -190,6 +190,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
 
     bar = tqdm(total=config.max_steps or None, initial=progress["step"], disable=rank != 0, unit="step")
     model.train()
+    n_batches = 0
     while progress["epoch"] < config.max_epochs and not finished():
         generator = torch.Generator().manual_seed(config.seed * 1009 + progress["epoch"] * 7919 + rank)
         plan = train_corpus.batch_plan(config.batch_tokens, generator)
@@ -243,14 +244,19 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "device": str(device),
     }
     if rank == 0:
-        model.bilm.save(out)
-        write_vocab(vocab, out / VOCAB_NAME)
-        with atomic_path(out / HEAD_NAME) as tmp:
-            torch.save(model.softmax.state_dict(), tmp)
-        write_text(out / "metrics.json", json.dumps({"final": metrics, "history": progress["history"]}, indent=1))
+        _export(model, vocab, {"final": metrics, "history": progress["history"]}, out)
     if world_size > 1:
         dist.barrier()
     return metrics
+
+
+def _export(model: BiLanguageModel, vocab: list[str], metrics: dict[str, Any], out: Path) -> None:
+    """The biLM in the bilm-tf format, its vocabulary, the softmax (for ``init_from``) and the metrics."""
+    model.bilm.save(out)
+    write_vocab(vocab, out / VOCAB_NAME)
+    with atomic_path(out / HEAD_NAME) as tmp:
+        torch.save(model.softmax.state_dict(), tmp)
+    write_text(out / "metrics.json", json.dumps(metrics, indent=1))
 
 
 def _record(progress, model, heldout, config, device, rank, world_size, bar) -> None:
