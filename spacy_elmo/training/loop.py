@@ -22,7 +22,7 @@ from ..bilm.options import BiLMOptions
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel
-from .vocab import build_vocab, check_vocab, write_vocab
+from .vocab import build_vocab, check_vocab
 
 OPTIMIZERS = ("adam", "adagrad")
 OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME = "options.json", "weights.hdf5", "vocab.txt"
@@ -244,16 +244,15 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "device": str(device),
     }
     if rank == 0:
-        _export(model, vocab, {"final": metrics, "history": progress["history"]}, out)
+        _export(model, {"final": metrics, "history": progress["history"]}, out)
     if world_size > 1:
         dist.barrier()
     return metrics
 
 
-def _export(model: BiLanguageModel, vocab: list[str], metrics: dict[str, Any], out: Path) -> None:
-    """The biLM in the bilm-tf format, its vocabulary, the softmax (for ``init_from``) and the metrics."""
+def _export(model: BiLanguageModel, metrics: dict[str, Any], out: Path) -> None:
+    """The biLM in the bilm-tf format with its vocabulary, the softmax (for ``init_from``) and the metrics."""
     model.bilm.save(out)
-    write_vocab(vocab, out / VOCAB_NAME)
     with atomic_path(out / HEAD_NAME) as tmp:
         torch.save(model.softmax.state_dict(), tmp)
     write_text(out / "metrics.json", json.dumps(metrics, indent=1))

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 from collections import Counter
-from pathlib import Path
 from typing import Iterable
 
-from ..bilm.atomic import write_text
 from ..bilm.chars import BOS_TOKEN, EOS_TOKEN
 
 UNK_TOKEN = "<UNK>"
@@ -19,10 +17,6 @@ def build_vocab(sentences: Iterable[list[str]], max_size: int, min_count: int) -
         counts.pop(special, None)
     ranked = sorted((w for w, c in counts.items() if c >= min_count), key=lambda w: (-counts[w], w))
     return [*SPECIALS, *ranked[: max(0, max_size - len(SPECIALS))]]
-
-
-def write_vocab(words: list[str], path: str | Path) -> None:
-    write_text(path, "".join(f"{w}\n" for w in words))
 
 
 def check_vocab(words: list[str], source: str) -> None:
