@@ -33,6 +33,7 @@ def pretrain(
     lr: float = typer.Option(1e-3, help="learning rate"),
     clip: float = typer.Option(1.0, help="gradient norm clipping"),
     warmup_steps: int = typer.Option(0, help="linear learning-rate warm-up over this many steps"),
+    lr_schedule: str = typer.Option("constant", help="constant, or linear: decay to zero at --max-steps"),
     dropout: float = typer.Option(0.1, help="dropout on LSTM inputs and before the softmax"),
     max_steps: int = typer.Option(0, help="stop after this many steps (0: no limit)"),
     max_minutes: float = typer.Option(0.0, help="stop after this much training time (0: no limit)"),
@@ -54,7 +55,8 @@ def pretrain(
         train_file=str(train_file), heldout_file=str(heldout), output_dir=str(output_dir),
         options_file=str(options or ""), init_from=str(init_from or ""),
         vocab_size=vocab_size, min_count=min_count, max_length=max_length, batch_tokens=batch_tokens,
-        optimizer=optimizer, lr=lr, clip=clip, warmup_steps=warmup_steps, dropout=dropout, max_steps=max_steps, max_minutes=max_minutes,
+        optimizer=optimizer, lr=lr, clip=clip, warmup_steps=warmup_steps, lr_schedule=lr_schedule, dropout=dropout,
+        max_steps=max_steps, max_minutes=max_minutes,
         max_epochs=max_epochs, eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed,
         precision=precision, device=device,
     )

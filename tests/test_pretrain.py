@@ -24,6 +24,7 @@ from spacy_elmo.training import TrainConfig, train
 from spacy_elmo.training.checkpoint import load_checkpoint
 from spacy_elmo.training.corpus import EncodedCorpus, read_sentences
 from spacy_elmo.training.lm import BiLanguageModel
+from spacy_elmo.training.loop import learning_rate
 from spacy_elmo.training.vocab import build_vocab
 
 TINY = BiLMOptions(
@@ -83,6 +84,15 @@ def test_loss_goes_down(trained):
     assert history[-1]["ppl"] < 0.7 * history[0]["ppl"]
     # the language has 20 word types; a trained LM is far better than uniform guessing
     assert history[-1]["forward_ppl"] < 10 and history[-1]["backward_ppl"] < 10
+
+
+def test_bf16_autocast_trains_like_fp32(trained, corpus, tmp_path):
+    # the adaptive softmax must stay fp32 under autocast (its index_copy_ rejects bf16 sources)
+    train(_config(corpus, tmp_path, precision="bf16"))
+    bf16 = json.loads((tmp_path / "metrics.json").read_text())["final"]
+    fp32 = json.loads((trained / "metrics.json").read_text())["final"]
+    assert bf16["step"] == fp32["step"] == 40
+    assert bf16["ppl"] < 10 and abs(bf16["ppl"] - fp32["ppl"]) < 0.2 * fp32["ppl"]
 
 
 def test_export_matches_trained_model_and_reloads(trained, tmp_path):
@@ -163,6 +173,13 @@ def test_vocab_specials_first_and_ranked():
     assert vocab == ["<S>", "</S>", "<UNK>", "b", "a"]
 
 
+def test_learning_rate_schedules(corpus):
+    constant = _config(corpus, Path("out"), lr=1e-3, warmup_steps=4, max_steps=10)
+    assert [learning_rate(constant, step) for step in (0, 3, 9)] == pytest.approx([2.5e-4, 1e-3, 1e-3])
+    linear = _config(corpus, Path("out"), lr=1e-3, warmup_steps=4, max_steps=10, lr_schedule="linear")
+    assert [learning_rate(linear, step) for step in (0, 3, 5, 9)] == pytest.approx([2.5e-4, 7e-4, 5e-4, 1e-4])
+
+
 def test_bad_input_messages(corpus, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("\n \n", encoding="utf-8")
@@ -172,6 +189,8 @@ def test_bad_input_messages(corpus, tmp_path):
         train(_config(corpus, tmp_path / "out", train_file=str(tmp_path / "missing.txt")))
     with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
         train(_config(corpus, tmp_path / "out", optimizer="sgd"))
+    with pytest.raises(ValueError, match="lr_schedule 'linear' decays to zero at max_steps"):
+        train(_config(corpus, tmp_path / "out", lr_schedule="linear", max_steps=0, max_minutes=1.0))
     bad_options = tmp_path / "options.json"
     bad_options.write_text(json.dumps({**TINY.to_json(), "char_cnn": {**TINY.to_json()["char_cnn"], "activation": "gelu"}}))
     with pytest.raises(ValueError, match=r"options\.json.*gelu"):

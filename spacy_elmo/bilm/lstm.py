@@ -141,8 +141,9 @@ def _run_batched(
     if torch.is_grad_enabled():
         outputs = []
         state = memory = None
-        for offset, n in plan.steps:
-            gates = input_gates[:, offset : offset + n]
+        # one split, not a slice per step: a slice's backward fills a zero tensor of the whole input
+        step_gates = input_gates.split([n for _, n in plan.steps], dim=1)
+        for gates, (_, n) in zip(step_gates, plan.steps):
             if state is not None:
                 gates = torch.baddbmm(gates, state[:, :n], w_state)
             i, j, f, o = gates.chunk(4, dim=-1)

@@ -42,6 +42,7 @@ class BiLanguageModel(nn.Module):
         valid = valid.to(top.device)
         forward_states = self.dropout(top[:, :-1, :half][valid])
         backward_states = self.dropout(top[:, 1:, half:][valid])
-        forward_nll = -self.softmax(forward_states.float(), targets[:, 1:][valid]).output.sum()
-        backward_nll = -self.softmax(backward_states.float(), targets[:, :-1][valid]).output.sum()
+        with torch.autocast(top.device.type, enabled=False):  # the softmax stays fp32 under bf16 autocast
+            forward_nll = -self.softmax(forward_states.float(), targets[:, 1:][valid]).output.sum()
+            backward_nll = -self.softmax(backward_states.float(), targets[:, :-1][valid]).output.sum()
         return forward_nll, backward_nll

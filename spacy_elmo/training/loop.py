@@ -25,6 +25,7 @@ from .lm import BiLanguageModel
 from .vocab import build_vocab, check_vocab
 
 OPTIMIZERS = ("adam", "adagrad")
+SCHEDULES = ("constant", "linear")
 OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME = "options.json", "weights.hdf5", "vocab.txt"
 HEAD_NAME = "lm_head.pt"  # the softmax, exported beside the biLM so that training can continue (init_from)
 
@@ -46,6 +47,7 @@ class TrainConfig:
     lr: float = 1e-3
     clip: float = 1.0
     warmup_steps: int = 0
+    lr_schedule: str = "constant"
     dropout: float = 0.1
     max_steps: int = 0
     max_minutes: float = 0.0
@@ -59,6 +61,10 @@ class TrainConfig:
     def validate(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {SCHEDULES}")
+        if self.lr_schedule == "linear" and self.max_steps < 1:
+            raise ValueError("lr_schedule 'linear' decays to zero at max_steps: give max_steps >= 1")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', found {self.precision!r}")
         for name in ("vocab_size", "max_length", "batch_tokens", "eval_every", "checkpoint_every", "max_epochs"):
@@ -106,6 +112,15 @@ def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, d
     n = corpus.n_tokens
     fwd, bwd = math.exp(forward / n), math.exp(backward / n)
     return {"forward_ppl": fwd, "backward_ppl": bwd, "ppl": (fwd + bwd) / 2}
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The rate for step ``step`` (0-based): linear warm-up, then constant or linear decay to zero at
+    ``max_steps``. A function of the step alone, so a resumed run follows the same schedule."""
+    rate = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+    if config.lr_schedule == "linear":
+        rate *= max(0.0, 1.0 - step / config.max_steps)
+    return rate
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -203,8 +218,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            for group in optimizer.param_groups:  # linear warm-up, a function of the step so resume keeps it
-                group["lr"] = config.lr * min(1.0, (progress["step"] + 1) / max(1, config.warmup_steps))
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(config, progress["step"])
             torch.nn.utils.clip_grad_norm_(params, config.clip)
             optimizer.step()
             elapsed = time.perf_counter() - started
