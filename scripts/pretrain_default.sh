@@ -13,7 +13,7 @@ if [ -n "${4:-}" ]; then
 else
     model=(--options configs/bilm/default_options.json --vocab-size 50000 --min-count 3 --lr 2e-3 --batch-tokens 16384)
 fi
-if [ "$device" = "cpu" ]; then model+=(--batch-tokens 4096); fi
+if [ "$device" = "cpu" ]; then model+=(--batch-tokens 4096 --precision bf16); fi  # bf16 autocast: 2x fp32 on CPU
 python3 -m spacy_elmo pretrain corpus/pretrain/train.txt "$output" \
     --heldout corpus/pretrain/heldout.txt "${model[@]}" --max-length 64 \
     --optimizer adam --clip 1.0 --dropout 0.1 \

@@ -2,11 +2,13 @@
 
 Reads the ``spacy evaluate`` test scores ``<runs>/<task>_<features>/seed<n>/test_metrics.json``, the trained
 ``<runs>/<task>_elmo/seed<n>/model-best`` pipelines (for the learned scalar-mix weights) and the saved
-training configs, and the similarity scores of ``scripts/similarity.py``; writes ``<output>/report.md``,
+training configs, the similarity scores of ``scripts/similarity.py`` and the word-sense scores of
+``scripts/word_sense.py``; writes ``<output>/report.md``,
 ``scores.json`` (all test scores), ``layer_weights.json`` and the charts ``scores.png``, ``ner_per_type.png``,
 ``layer_weights.png``:
 
-    python scripts/report.py --runs runs --similarity results/similarity.json --output results
+    python scripts/report.py --runs runs --similarity results/similarity.json \
+        --word-sense results/word_sense.json --output results
 """
 from __future__ import annotations
 
@@ -119,6 +121,20 @@ def _word_sets(similarity: dict) -> List[Tuple[str, dict]]:
     return [(name, data) for name, data in similarity.items() if name != "lee"]
 
 
+def word_sense_table(word_sense: dict) -> List[str]:
+    """Markdown lines: WordNet triplet separation per layer and the seed recipe's "bank" cosines."""
+    wordnet, bank = word_sense["wordnet"], word_sense["bank"]
+    lines = [f"WordNet examples: {wordnet['triplets']:,} triplets (anchor, same-sense example, other-sense example) "
+             f"over {wordnet['words']:,} words; share where the word's vector is closer to the same-sense example "
+             "(chance 0.5; a static vector never separates).", "",
+             "| vector | micro | macro (mean over words) |", "|---|---|---|"]
+    for name in [k for k in wordnet if k.startswith("layer")] + ["average"]:
+        lines.append(f"| {name} | {wordnet[name]['micro']:.3f} | {wordnet[name]['macro']:.3f} |")
+    lines += ["", f"Seed recipe: cosine of money-\"bank\" to loan-\"bank\" {bank['loan']:.3f}, to river-\"bank\" "
+              f"{bank['river']:.3f} (average mix): the check {'passes' if bank['passes'] else 'fails'}."]
+    return lines
+
+
 def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
     """``{task: [{"seed", "weights" (n_layers,), "gamma"}]}`` from the trained ELMo pipelines."""
     found: Dict[str, List[dict]] = {}
@@ -224,7 +240,7 @@ def layer_weight_table(weights: Dict[str, List[dict]]) -> List[str]:
     return lines
 
 
-def write_report(runs: Runs, similarity: Optional[dict], weights: Dict[str, List[dict]],
+def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[dict], weights: Dict[str, List[dict]],
                  settings: Dict[str, str], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     lines = ["# ELMo features for spaCy NER and textcat: results", "",
@@ -248,6 +264,8 @@ def write_report(runs: Runs, similarity: Optional[dict], weights: Dict[str, List
                   "![layer weights](layer_weights.png)", ""] + layer_weight_table(weights) + [""]
     if similarity:
         lines += ["## Similarity", ""] + similarity_tables(similarity) + [""]
+    if word_sense:
+        lines += ["## Word sense", ""] + word_sense_table(word_sense) + [""]
     plot_scores(runs, output / "scores.png")
     scores = {f"{task}_{features}": {f"seed{seed}": s for seed, s in sorted(seeds.items())}
               for (task, features), seeds in sorted(runs.items())}
@@ -261,6 +279,7 @@ def write_report(runs: Runs, similarity: Optional[dict], weights: Dict[str, List
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--similarity", type=Path, default=Path("results/similarity.json"), help="similarity scores")
+    parser.add_argument("--word-sense", type=Path, default=Path("results/word_sense.json"), help="word-sense scores")
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="trained pipelines")
     parser.add_argument("--output", type=Path, default=Path("results"), help="report folder")
     args = parser.parse_args()
@@ -268,7 +287,8 @@ def main() -> None:
     if not runs:
         raise SystemExit(f"error: no <task>_<features>/seed<n>/test_metrics.json in {args.runs}")
     similarity = json.loads(args.similarity.read_text()) if args.similarity.is_file() else None
-    write_report(runs, similarity, layer_weights(args.runs), training_settings(args.runs), args.output)
+    word_sense = json.loads(args.word_sense.read_text()) if args.word_sense.is_file() else None
+    write_report(runs, similarity, word_sense, layer_weights(args.runs), training_settings(args.runs), args.output)
     print(f"wrote {args.output / 'report.md'}")
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 import numpy
 import spacy
@@ -27,12 +27,9 @@ from scipy.stats import pearsonr, spearmanr
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from evaluation import cosine, elmo_pipeline, optional_path
+
 WORD_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
-
-
-def optional_path(value: str) -> Optional[str]:
-    """``"null"`` / ``"none"`` / empty -> None (the bundled model), else the path."""
-    return None if value.lower() in ("", "null", "none") else value
 
 
 def read_lee(folder: Path) -> Tuple[List[str], numpy.ndarray]:
@@ -57,12 +54,6 @@ def read_word_pairs(path: Path) -> List[Tuple[str, str, float]]:
     return pairs
 
 
-def cosine(a: numpy.ndarray, b: numpy.ndarray) -> float:
-    """Cosine of two ``(dim,)`` vectors; 0.0 when either is all zeros."""
-    norm = float(numpy.linalg.norm(a) * numpy.linalg.norm(b))
-    return float(numpy.dot(a, b) / norm) if norm > 0 else 0.0
-
-
 def off_diagonal(matrix: numpy.ndarray) -> numpy.ndarray:
     """The ``n * (n - 1) / 2`` entries above the diagonal of an ``(n, n)`` matrix."""
     return matrix[numpy.triu_indices(matrix.shape[0], k=1)]
@@ -72,15 +63,6 @@ def similarity_matrix(vectors: Sequence[numpy.ndarray]) -> numpy.ndarray:
     """Pairwise cosine ``(n, n)`` of ``n`` vectors ``(dim,)``."""
     n = len(vectors)
     return numpy.asarray([[cosine(vectors[i], vectors[j]) for j in range(n)] for i in range(n)])
-
-
-def elmo_pipeline(options_file: Optional[str], weight_file: Optional[str]) -> Language:
-    """A blank English pipeline with an ``elmo`` component storing all layers, vector hooks on."""
-    nlp = spacy.blank("en")
-    config = {"options_file": options_file, "weight_file": weight_file, "mix": "average", "store_layers": True, "set_vector_hooks": True}
-    nlp.add_pipe("elmo", config=config)
-    nlp.initialize()
-    return nlp
 
 
 def lee_scores(texts: List[str], gold: numpy.ndarray, elmo: Language, static: Language) -> Dict[str, float]:
