@@ -165,6 +165,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         load_weights(model.bilm, init / WEIGHTS_NAME, options_source=str(init / OPTIONS_NAME))
         if (init / HEAD_NAME).is_file():
             model.softmax.load_state_dict(torch.load(init / HEAD_NAME, map_location="cpu", weights_only=True))
+        elif rank == 0:
+            print(f"{init} has no {HEAD_NAME}: the softmax starts from scratch (use --warmup-steps)")
     model = model.to(device)
     params = list(model.parameters())
     optimizer = (
