@@ -50,3 +50,9 @@ def test_separation_micro_and_macro():
     vector = lambda ex: vectors[ex[0]]  # noqa: E731
     good, bad = ("x", ("a",), ("p",), ("n",)), ("y", ("a",), ("n",), ("p",))
     assert separation([good, good, bad], vector) == {"micro": pytest.approx(2 / 3), "macro": pytest.approx(0.5)}
+
+
+def test_missing_wordnet_file_is_named(wordnet):
+    (wordnet / "data.adv").unlink()
+    with pytest.raises(ValueError, match=r"data\.adv: not found \(expected WordNet 3\.0 data files in "):
+        read_examples(wordnet, str.split)
