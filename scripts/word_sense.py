@@ -136,7 +136,10 @@ def main() -> None:
     except SourceUnavailable as err:
         raise SystemExit(f"WordNet (Debian wordnet-base) is needed: {err}") from None
     tokenizer = spacy.blank("en").tokenizer
-    triplets = make_triplets(read_examples(wordnet, lambda text: [t.text for t in tokenizer(text)]))
+    try:
+        triplets = make_triplets(read_examples(wordnet, lambda text: [t.text for t in tokenizer(text)]))
+    except ValueError as err:
+        raise SystemExit(f"error: {err}") from None
     nlp = elmo_pipeline(args.options, args.weights)
     results = {"wordnet": wordnet_scores(nlp, triplets), "bank": bank_check(nlp)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
