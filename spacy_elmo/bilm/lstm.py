@@ -137,6 +137,8 @@ def _run_batched(
     if positions == 0:
         return inputs.new_zeros(directions, 0, hidden_dim)
     input_gates = torch.baddbmm(bias, inputs, w_in)  # all steps' input products at once
+    # under autocast: the loop's weights in the compute dtype once, not cast again at every step
+    w_state, w_proj = w_state.to(input_gates.dtype), w_proj.to(input_gates.dtype)
     batch = plan.steps[0][1]
     if torch.is_grad_enabled():
         outputs = []
