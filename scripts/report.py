@@ -27,6 +27,7 @@ import numpy  # noqa: E402
 import spacy  # noqa: E402
 from spacy.util import load_config  # noqa: E402
 
+from spacy_elmo.bilm.atomic import write_text  # noqa: E402
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
 
 TASKS = {"ner": "WNUT-16 NER (test)", "textcat": "Rotten Tomatoes fresh/rotten (test)"}
@@ -257,7 +258,7 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
         lines += ["## NER F1 per entity type", "", "![ner per type](ner_per_type.png)", ""] + per_type + [""]
     if weights:
         plot_layer_weights(weights, output / "layer_weights.png")
-        (output / "layer_weights.json").write_text(json.dumps(weights, indent=2) + "\n")
+        write_text(output / "layer_weights.json", json.dumps(weights, indent=2) + "\n")
         lines += ["## Learned scalar mix", "",
                   "softmax-normalised layer weights s and scale gamma of the listener's task-specific scalar mix "
                   "(mean ± std over seeds; layer 0 = character CNN, then the biLSTM layers).", "",
@@ -269,11 +270,11 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
     plot_scores(runs, output / "scores.png")
     scores = {f"{task}_{features}": {f"seed{seed}": s for seed, s in sorted(seeds.items())}
               for (task, features), seeds in sorted(runs.items())}
-    (output / "scores.json").write_text(json.dumps(scores, indent=2) + "\n")
+    write_text(output / "scores.json", json.dumps(scores, indent=2) + "\n")
     if (output / "ANALYSIS.md").is_file():
         lines += ["## Analysis", "", "Written by hand after the runs (kept when this report is regenerated): "
                   "[ANALYSIS.md](ANALYSIS.md).", ""]
-    (output / "report.md").write_text("\n".join(lines))
+    write_text(output / "report.md", "\n".join(lines))
 
 
 def main() -> None:

@@ -27,6 +27,8 @@ from scipy.stats import pearsonr, spearmanr
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from spacy_elmo.bilm.atomic import write_text
+
 from evaluation import cosine, elmo_pipeline, optional_path
 
 WORD_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
@@ -125,8 +127,7 @@ def main() -> None:
     }
     for name, filename in WORD_SETS.items():
         results[name] = word_scores(read_word_pairs(args.similarity / filename), elmo, static)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_text(args.output, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 

@@ -28,6 +28,8 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from spacy_elmo.bilm.atomic import write_text
+
 from prepare_corpus import SourceUnavailable, debian_package
 from evaluation import cosine, elmo_pipeline, optional_path
 
@@ -142,8 +144,7 @@ def main() -> None:
         raise SystemExit(f"error: {err}") from None
     nlp = elmo_pipeline(args.options, args.weights)
     results = {"wordnet": wordnet_scores(nlp, triplets), "bank": bank_check(nlp)}
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_text(args.output, json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
 
 
