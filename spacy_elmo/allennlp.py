@@ -8,13 +8,15 @@ after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
   (AllenNLP's values after a state reset).
 - Files and URLs: options and weights are local paths (nothing is downloaded);
   ``None, None`` loads the bundled default model.
-- ``Elmo(vocab_to_cache=...)`` is not supported (the character CNN always runs).
+- Without autograd, the token layer of recent word types comes from an LRU cache
+  (``token_cache_size``), besides AllenNLP's ``vocab_to_cache``.
 """
 from __future__ import annotations
 
 import itertools
 import json
 import os
+import warnings
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, TextIO, Union
@@ -28,6 +30,7 @@ from tqdm import tqdm
 from .bilm import BiLM, ScalarMix, batch_char_ids, load_bilm
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
+from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")
@@ -39,25 +42,35 @@ def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
     return batch_char_ids(batch)
 
 
-def _load(options_file: str | os.PathLike | None, weight_file: str | os.PathLike | None, device: str) -> BiLM:
+def _load(
+    options_file: str | os.PathLike | None,
+    weight_file: str | os.PathLike | None,
+    device: str,
+    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
+) -> BiLM:
     for name, path in (("options_file", options_file), ("weight_file", weight_file)):
         if isinstance(path, str) and "://" in path:
             raise ValueError(
                 f"{name} {path!r} is a URL: spacy-elmo downloads nothing; "
                 "download the file and pass its local path (or pass None, None for the bundled default model)"
             )
-    return load_bilm(options_file, weight_file, device)
+    return load_bilm(options_file, weight_file, device, token_cache_size=token_cache_size)
 
 
 class Elmo(nn.Module):
     """AllenNLP's ``Elmo`` module: ``num_output_representations`` trainable scalar mixes of the biLM layers.
 
-    ``forward(inputs)`` takes character ids ``(batch, tokens, 50)`` (from ``batch_to_ids``; more leading
-    dimensions are allowed) and returns ``{"elmo_representations": [(batch, tokens, dim)] * n, "mask":
+    ``forward(inputs, word_inputs=None)`` takes character ids ``(batch, tokens, 50)`` (from ``batch_to_ids``;
+    more leading dimensions are allowed) and returns ``{"elmo_representations": [(batch, tokens, dim)] * n, "mask":
     (batch, tokens) bool}``; with ``keep_sentence_boundaries`` the ``<S>`` / ``</S>`` positions are kept
     (``tokens + 2``). Dropout is applied after mixing. ``scalar_mix_parameters`` (pre-softmax, one per
     layer) fixes the mix weights and gamma = 1. With ``requires_grad=False`` the biLM is frozen and runs
     without autograd. ``module`` passes an already loaded ``BiLM`` instead of the two files.
+
+    ``vocab_to_cache`` (a list of words, index 0 for padding) computes their token layer once, as AllenNLP
+    does: ``forward`` then also takes ``word_inputs`` ``(batch, tokens)``, indices into that list (0 =
+    padding), and looks the token layer up instead of running the character CNN (ids outside the list fall
+    back to the characters, as in AllenNLP).
     """
 
     def __init__(
@@ -74,11 +87,6 @@ class Elmo(nn.Module):
         module: BiLM | None = None,
     ) -> None:
         super().__init__()
-        if vocab_to_cache is not None:
-            raise ValueError(
-                "vocab_to_cache is not supported by spacy-elmo: leave it out (the character CNN always runs; "
-                "the outputs are the same, caching only saved time)"
-            )
         n = num_output_representations
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"num_output_representations must be an int >= 1, found {num_output_representations!r}")
@@ -100,6 +108,16 @@ class Elmo(nn.Module):
             mix = ScalarMix(n_layers, do_layer_norm, scalar_mix_parameters, trainable=scalar_mix_parameters is None)
             self.add_module(f"scalar_mix_{k}", mix)
         self._dropout = nn.Dropout(p=dropout)
+        self.register_buffer("word_embedding", None if vocab_to_cache is None else self._cache_words(vocab_to_cache))
+
+    def _cache_words(self, words: Sequence[str]) -> torch.Tensor:
+        """Token-layer vectors ``(2 + len(words), projection_dim)``: ``<S>``, ``</S>``, then ``words``."""
+        if isinstance(words, str) or not all(isinstance(w, str) for w in words):
+            raise TypeError("vocab_to_cache must be a list of strings (index 0 is the padding token)")
+        bilm = self.bilm
+        ids = torch.cat([torch.stack([bilm.bos_ids, bilm.eos_ids]), batch_to_ids([[w] for w in words])[:, 0]])
+        with torch.no_grad():
+            return torch.cat([bilm.encoder(ids[k : k + 1024]) for k in range(0, len(ids), 1024)]).float()
 
     @property
     def scalar_mixes(self) -> list[ScalarMix]:
@@ -110,17 +128,27 @@ class Elmo(nn.Module):
         """Width of each representation (``2 * projection_dim``)."""
         return self.bilm.dim
 
-    def forward(self, inputs: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
-        """Character ids ``(..., tokens, 50)`` -> mixed representations ``(..., tokens, dim)`` and mask."""
+    def forward(
+        self, inputs: torch.Tensor, word_inputs: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+        """Character ids ``(..., tokens, 50)`` (and, with ``vocab_to_cache``, word ids ``(..., tokens)``)
+        -> mixed representations ``(..., tokens, dim)`` and mask."""
         ids = self._check_ids(inputs)
         leading = ids.shape[:-2]
         ids = ids.flatten(0, -3)  # (batch, tokens, chars)
-        mask = ids.gt(0).any(-1)
-        lengths = mask.sum(-1)
-        with_markers = self.bilm.add_boundaries(ids, lengths)
-        mask_with_markers = with_markers.gt(0).any(-1)
+        words = self._cached_words(word_inputs, ids.shape[:2])
         with torch.set_grad_enabled(self.requires_grad and torch.is_grad_enabled()):
-            layers = self.bilm.contextual_layers(with_markers, lengths + 2)
+            if words is None:
+                mask = ids.gt(0).any(-1)
+                lengths = mask.sum(-1)
+                with_markers = self.bilm.add_boundaries(ids, lengths)
+                mask_with_markers = with_markers.gt(0).any(-1)
+                layers = self.bilm.contextual_layers(with_markers, lengths + 2)
+            else:
+                mask = words.gt(0)
+                lengths = mask.sum(-1)
+                tokens, mask_with_markers = self._word_layer(words, mask, lengths)
+                layers = self.bilm.layers_from_tokens(tokens, lengths + 2)
         representations = []
         for mix in self.scalar_mixes:
             # AllenNLP mixes (and layer-normalises) with the sentence markers in, then strips them.
@@ -130,6 +158,41 @@ class Elmo(nn.Module):
             representations.append(self._dropout(mixed).unflatten(0, leading))
         out_mask = mask_with_markers if self.keep_sentence_boundaries else mask
         return {"elmo_representations": representations, "mask": out_mask.unflatten(0, leading)}
+
+    def _cached_words(self, word_inputs: torch.Tensor | None, shape: torch.Size) -> torch.Tensor | None:
+        """``word_inputs`` as ``(batch, tokens)`` ids to look up, or None to run the character CNN:
+        without ``vocab_to_cache`` (with a warning) or when an id lies outside the cached list."""
+        if word_inputs is None:
+            return None
+        if self.word_embedding is None:
+            warnings.warn("word_inputs were passed to Elmo, which has no vocab_to_cache: they are ignored")
+            return None
+        if not isinstance(word_inputs, torch.Tensor) or word_inputs.is_floating_point():
+            raise TypeError(f"word_inputs must be an integer tensor (batch, tokens), found {word_inputs!r:.60}")
+        words = word_inputs.reshape(-1, word_inputs.shape[-1]) if word_inputs.dim() > 2 else word_inputs
+        if words.shape != shape:
+            raise ValueError(
+                f"word_inputs {tuple(word_inputs.shape)} do not match the character ids' (batch, tokens) {tuple(shape)}"
+            )
+        n_words = len(self.word_embedding) - 2
+        if words.numel() and (words.min() < 0 or words.max() >= n_words):
+            return None  # AllenNLP backs off to the characters for words it has not cached
+        return words.long()
+
+    def _word_layer(
+        self, words: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cached token vectors ``(batch, tokens + 2, projection_dim)`` with ``<S>`` / ``</S>`` around each
+        sentence, and their mask ``(batch, tokens + 2)``."""
+        table = self.word_embedding
+        batch, time = words.shape
+        tokens = table.new_zeros(batch, time + 2, table.shape[-1])
+        tokens[:, 1:-1] = table[words + 2] * mask.unsqueeze(-1).to(table.dtype)
+        tokens[:, 0] = table[0]
+        rows = torch.arange(batch, device=words.device)
+        tokens[rows, lengths + 1] = table[1]
+        mask_with_markers = torch.arange(time + 2, device=words.device) < (lengths + 2).unsqueeze(-1)
+        return tokens, mask_with_markers
 
     def _check_ids(self, inputs: object) -> torch.Tensor:
         max_chars = self.bilm.options.max_chars
@@ -167,7 +230,8 @@ def _check_tokens(tokens: object) -> None:
 class ElmoEmbedder:
     """AllenNLP's ``ElmoEmbedder``: raw biLM layers as numpy arrays ``(n_layers, n_tokens, dim)``.
 
-    ``None, None`` loads the bundled default model; ``cuda_device`` -1 is the CPU, N >= 0 the GPU ``cuda:N``.
+    ``None, None`` loads the bundled default model; ``cuda_device`` -1 is the CPU, N >= 0 the GPU ``cuda:N``;
+    ``token_cache_size``: word types whose token layer is cached (0: none).
     """
 
     def __init__(
@@ -175,9 +239,11 @@ class ElmoEmbedder:
         options_file: str | os.PathLike | None = None,
         weight_file: str | os.PathLike | None = None,
         cuda_device: int = -1,
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         self.cuda_device = cuda_device
-        self.bilm = _load(options_file, weight_file, f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu")
+        device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
+        self.bilm = _load(options_file, weight_file, device, token_cache_size)
 
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers ``(batch, n_layers, max_tokens, dim)`` (zero at padding) and mask ``(batch, max_tokens)``."""

@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
 
@@ -78,15 +80,18 @@ def embed(
     batch_size: int = typer.Option(64, help="sentences per biLM batch"),
     forget_sentences: bool = typer.Option(False, "--forget-sentences", help="no sentence_to_index map"),
     use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="key datasets by the sentence"),
-    precision: str = typer.Option("fp32", help="fp32 or bf16"),
+    precision: str = typer.Option("fp32", help="fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)"),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+    token_cache_size: int = typer.Option(
+        DEFAULT_TOKEN_CACHE_SIZE, help="word types whose token layer is cached (0: no cache)"
+    ),
 ) -> None:
     """Embed a text file into hdf5 like `allennlp elmo`: dataset "0", "1", ... per line, plus sentence_to_index."""
     from .allennlp import embed_file
     from .bilm import load_bilm
 
     try:
-        bilm = load_bilm(options_file, weight_file, device)
+        bilm = load_bilm(options_file, weight_file, device, token_cache_size=token_cache_size)
         embed_file(
             bilm, input_file, output_file, output_format, batch_size, forget_sentences, use_sentence_keys, precision
         )
@@ -99,12 +104,14 @@ def embed(
 def info(
     options_file: Optional[Path] = typer.Argument(None), weight_file: Optional[Path] = typer.Argument(None)
 ) -> None:
-    """Describe a biLM (the bundled default without arguments)."""
-    from .bilm import load_bilm
+    """Describe a biLM (the bundled default without arguments) and the kernels that run it on this machine."""
+    from .bilm import kernels, load_bilm
 
     try:
         bilm = load_bilm(options_file, weight_file)
+        machine = kernels.describe()
     except ValueError as err:
         _fail(str(err))
     params = sum(p.numel() for p in bilm.parameters())
-    typer.echo(json.dumps({"options": bilm.options.to_json(), "parameters": params, "layers": bilm.n_layers, "dim": bilm.dim}, indent=1))
+    model = {"options": bilm.options.to_json(), "parameters": params, "layers": bilm.n_layers, "dim": bilm.dim}
+    typer.echo(json.dumps({**model, "kernels": machine}, indent=1))

@@ -409,8 +409,10 @@ def test_embed_file_failures_leave_no_output(embedder, tmp_path, monkeypatch):
 def test_elmo_argument_errors(bilm):
     with pytest.raises(ValueError, match="num_output_representations must be an int >= 1, found 0"):
         Elmo(options_file, weight_file, num_output_representations=0)
-    with pytest.raises(ValueError, match="vocab_to_cache is not supported"):
-        Elmo(options_file, weight_file, 1, vocab_to_cache=["the", "bank"])
+    with pytest.raises(TypeError, match="vocab_to_cache must be a list of strings"):
+        Elmo(options_file, weight_file, 1, vocab_to_cache="the bank")
+    with pytest.raises(ValueError, match="token_cache_size must be an int >= 0 .*found -1"):
+        ElmoEmbedder(options_file, weight_file, token_cache_size=-1)
     with pytest.raises(ValueError, match="scalar_mix_parameters has 2 values; this biLM has 3 layers"):
         Elmo(options_file, weight_file, scalar_mix_parameters=[1.0, 2.0])
     with pytest.raises(ValueError, match="give both options_file and weight_file"):
@@ -476,3 +478,39 @@ def test_import_does_not_import_spacy():
     code = "import sys; from spacy_elmo import Elmo, ElmoEmbedder, batch_to_ids; print('spacy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout == "False\n"
+
+
+# ---- vocab_to_cache (AllenNLP's cached token layer) -----------------------------------------------
+
+
+def test_vocab_to_cache_word_inputs_equal_character_inputs():
+    sentences = [["The", "bank", "approved", "the", "loan", "."], ["A", "river", "bank"], []]
+    vocab = ["@@PADDING@@", "The", "the", "bank", "approved", "loan", ".", "A", "river"]
+    plain = Elmo(options_file, weight_file, 2, dropout=0.0, scalar_mix_parameters=MIX)
+    cached = Elmo(options_file, weight_file, 2, dropout=0.0, scalar_mix_parameters=MIX, vocab_to_cache=vocab)
+    char_ids = batch_to_ids(sentences)
+    word_ids = torch.zeros(char_ids.shape[:2], dtype=torch.long)
+    for i, sentence in enumerate(sentences):
+        word_ids[i, : len(sentence)] = torch.tensor([vocab.index(w) for w in sentence], dtype=torch.long)
+    expected = plain(char_ids)
+    with torch.no_grad():
+        got = cached(char_ids, word_ids)
+    assert torch.equal(got["mask"], expected["mask"])
+    for a, b in zip(got["elmo_representations"], expected["elmo_representations"]):
+        assert (a - b).abs().max() < 1e-5 and a.abs().max() > 0.1
+    assert cached.word_embedding.shape == (2 + len(vocab), 32)  # <S>, </S>, then the vocabulary
+
+
+def test_vocab_to_cache_falls_back_to_characters_and_warns_without_cache():
+    sentences = [["unseen", "words"]]
+    char_ids = batch_to_ids(sentences)
+    cached = Elmo(options_file, weight_file, 1, dropout=0.0, vocab_to_cache=["@@PADDING@@", "words"])
+    plain = Elmo(options_file, weight_file, 1, dropout=0.0)
+    expected = plain(char_ids)["elmo_representations"][0]
+    out_of_range = torch.tensor([[5, 1]])  # id 5 is not in the two-word cache: AllenNLP backs off to characters
+    assert torch.allclose(cached(char_ids, out_of_range)["elmo_representations"][0], expected, atol=1e-6)
+    with pytest.warns(UserWarning, match="no vocab_to_cache"):
+        got = plain(char_ids, torch.tensor([[1, 1]]))["elmo_representations"][0]
+    assert torch.allclose(got, expected)
+    with pytest.raises(ValueError, match=r"word_inputs \(1, 3\) do not match .* \(1, 2\)"):
+        cached(char_ids, torch.tensor([[1, 1, 1]]))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spacy_elmo import load_bilm
-from spacy_elmo.bilm import BiLM, BiLMOptions, batch_char_ids, token_char_ids
+from spacy_elmo.bilm import BiLM, BiLMOptions, batch_char_ids, kernels, onednn, token_char_ids
 
 from .conftest import PARITY
 
@@ -220,9 +220,13 @@ def test_unknown_device_and_missing_cuda(parity_files):
             load_bilm(*parity_files, device="cuda")
 
 
-def test_bf16_is_close_to_fp32(parity_bilm, parity_sentences):
-    fp32 = parity_bilm.embed_sentences(parity_sentences)
-    bf16 = parity_bilm.embed_sentences(parity_sentences, precision="bf16")
+@pytest.mark.parametrize("mode", ["plain", "onednn"])
+def test_bf16_is_close_to_fp32(parity_bilm, parity_sentences, mode):
+    if mode == "onednn" and not onednn.supports(torch.bfloat16):
+        pytest.skip(f"no oneDNN bf16 kernels: {onednn.why_not(torch.bfloat16)}")
+    with kernels.forced(mode):
+        fp32 = parity_bilm.embed_sentences(parity_sentences)
+        bf16 = parity_bilm.embed_sentences(parity_sentences, precision="bf16")
     for layer in range(3):
         diff = np.concatenate([np.abs(a[layer] - b[layer]).ravel() for a, b in zip(fp32, bf16)])
         scale = np.concatenate([np.abs(a[layer]).ravel() for a in fp32]).mean()

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import onednn
+from . import kernels, onednn
 from .options import BiLMOptions
 
 N_CHAR_IDS = 262  # 256 bytes + 4 markers + padding, shifted by one (0 = padded token)
@@ -38,15 +38,13 @@ class CharCNNEncoder(nn.Module):
         self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
         self.projection = nn.Linear(options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else F.relu
-        #: run inference on CPU through oneDNN when available (False: the plain PyTorch path)
-        self.use_onednn = True
 
     def __getstate__(self) -> dict:
         return onednn.drop_cache(self.__dict__)
 
     def forward(self, char_ids: torch.Tensor) -> torch.Tensor:
         dtype = onednn.compute_dtype(self.projection.weight)
-        if onednn.use_for(char_ids, dtype, self):
+        if kernels.use_onednn(char_ids, dtype):
             return self._forward_onednn(char_ids, dtype)
         # (n_tokens, char_dim, max_chars)
         chars = self.char_embedding(char_ids.reshape(-1, char_ids.shape[-1])).transpose(1, 2)
@@ -63,16 +61,16 @@ class CharCNNEncoder(nn.Module):
         def build() -> dict[str, torch.Tensor]:
             widths = [w for w, _ in self.options.filters]
             width, char_dim, n_chars = max(widths), self.options.char_dim, self.options.max_chars
-            kernels = torch.zeros(self.options.n_filters, width, char_dim)
+            conv_kernels = torch.zeros(self.options.n_filters, width, char_dim)
             invalid = torch.zeros(n_chars, self.options.n_filters)  # -inf where a filter runs past the token
             col = 0
             for (w, num), conv in zip(self.options.filters, self.convs):
-                kernels[col : col + num, :w] = conv.weight.transpose(1, 2)
+                conv_kernels[col : col + num, :w] = conv.weight.transpose(1, 2)
                 invalid[n_chars - w + 1 :, col : col + num] = float("-inf")
                 col += num
             return {
                 "embedding": self.char_embedding.weight.to(dtype),
-                "conv": onednn.pack(kernels.reshape(self.options.n_filters, -1), dtype),
+                "conv": onednn.pack(conv_kernels.reshape(self.options.n_filters, -1), dtype),
                 "conv_bias": torch.cat([conv.bias for conv in self.convs]).to(dtype),
                 "invalid": invalid.to(dtype),
                 "highways": [

@@ -16,7 +16,7 @@ Three execution paths compute the same function:
 
 - with autograd (training, CPU or CUDA): both directions in one batched product per step
   (``torch.bmm`` on the stacked ``(2, ...)`` weights), functional gate math;
-- without autograd on CPU, when PyTorch has oneDNN (``use_onednn``, on by default): the
+- without autograd on CPU, when this CPU runs the dtype through oneDNN (see :mod:`.kernels`): the
   weights pre-packed once for oneDNN per dtype (see :mod:`.onednn`; cached until a parameter
   changes), the input-to-hidden products of all steps in a few large products, only the
   recurrent product in the loop, fused there with the addition of the input gates, the
@@ -33,7 +33,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from . import onednn
+from . import kernels, onednn
 
 FORGET_BIAS = 1.0
 
@@ -213,9 +213,6 @@ def _run_onednn(
     A step of ``n`` rows computes its products over ``onednn.step_rows(n) >= n`` rows (to bound
     the number of distinct shapes); the extra rows hold finite leftovers and are never read back.
     """
-    linear = torch.ops.mkldnn._linear_pointwise
-    add = torch.ops.mkldnn._linear_pointwise.binary
-    clip = ("hardtanh", [-proj_clip, proj_clip]) if proj_clip else ("none", [])
     dtype = packed[0].bias.dtype
     positions = inputs[0].shape[0]
     rows = onednn.step_rows(plan.steps[0][1]) if plan.steps else 0
@@ -233,7 +230,7 @@ def _run_onednn(
         for d, p in enumerate(packed):
             g = gates[d](offset, m_rows)  # rows offset .. offset + n are read at this step only: free to overwrite
             if states[d] is not None:
-                g = add(states[d][:m_rows], g, p.state_weight, None, "add")
+                g = onednn.linear_add(states[d][:m_rows], p.state_weight, g)
             g = g[:n].sigmoid_() if g.dtype == torch.float32 else torch.sigmoid(g[:n].float())
             i, j, f, o = g.chunk(4, dim=1)  # j holds sigmoid(2 j)
             m = memories[d][:n]
@@ -243,7 +240,7 @@ def _run_onednn(
             s = scratch[:n]
             torch.sigmoid(m, out=s).sub_(0.5)  # tanh(c) / 2
             torch.mul(s, o, out=hidden[:n])
-            state = linear(hidden[:m_rows], p.projection, None, clip[0], clip[1], "")
+            state = onednn.linear(hidden[:m_rows], p.projection, clip=proj_clip)
             outs[d][offset : offset + n] = state[:n]
             states[d] = state
     return outs
@@ -276,8 +273,6 @@ class BiLstmStack(nn.Module):
             ProjectedLstm(dim, dim, cell_dim, cell_clip, proj_clip) for _ in range(n_layers)
         )
         self.dropout = nn.Dropout(dropout)
-        #: run inference on CPU through oneDNN when available (False: the plain PyTorch path)
-        self.use_onednn = True
 
     def __getstate__(self) -> dict:
         return onednn.drop_cache(self.__dict__)
@@ -295,7 +290,7 @@ class BiLstmStack(nn.Module):
         layer_pairs = list(zip(self.forward_layers, self.backward_layers))
         clips = (self.forward_layers[0].cell_clip, self.forward_layers[0].proj_clip)
         dtype = onednn.compute_dtype(inputs)
-        if onednn.use_for(inputs, dtype, self):
+        if kernels.use_onednn(inputs, dtype):
             packed = self._packed(dtype)
             run = lambda k, xs: _run_onednn(xs, packed[k], plan, *clips)  # noqa: E731
         else:

@@ -10,15 +10,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import kernels
 from .atomic import write_text
 from .chars import batch_char_ids, bos_char_ids, check_sentences, eos_char_ids
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack
 from .options import BiLMOptions
+from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache_size
 from .weights import load_weights, save_weights
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
-PRECISIONS = ("fp32", "bf16")
 
 
 class BiLM(nn.Module):
@@ -27,12 +28,19 @@ class BiLM(nn.Module):
     ``forward`` takes character ids without sentence markers and returns every
     layer: layer 0 the token layer duplicated to ``2 * projection_dim`` (as AllenNLP
     does), layers 1..L the biLSTM outputs with forward and backward halves concatenated.
+
+    ``token_cache_size`` word types keep their token layer in an LRU cache (:class:`TokenCache`)
+    used when autograd is off; 0 disables it.
     """
 
-    def __init__(self, options: BiLMOptions, vocab: list[str] | None = None, dropout: float = 0.0) -> None:
+    def __init__(
+        self, options: BiLMOptions, vocab: list[str] | None = None, dropout: float = 0.0, token_cache_size: int = 0
+    ) -> None:
         super().__init__()
         self.options = options
         self.vocab = vocab
+        self.token_cache: TokenCache | None = None
+        self.set_token_cache_size(token_cache_size)
         self.encoder = CharCNNEncoder(options)
         self.lstm = BiLstmStack(
             options.projection_dim,
@@ -59,6 +67,15 @@ class BiLM(nn.Module):
     def device(self) -> torch.device:
         return self.encoder.projection.weight.device
 
+    @property
+    def token_cache_size(self) -> int:
+        return self.token_cache.size if self.token_cache is not None else 0
+
+    def set_token_cache_size(self, size: int) -> None:
+        """Keep the token layer of up to ``size`` word types (0: no cache); drops what was cached."""
+        size = check_token_cache_size(size)
+        self.token_cache = TokenCache(size) if size else None
+
     def add_boundaries(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)`` with ``<S>`` first and ``</S>`` after each sentence."""
         batch, tokens, chars = char_ids.shape
@@ -68,24 +85,36 @@ class BiLM(nn.Module):
         out[torch.arange(batch, device=char_ids.device), lengths.to(char_ids.device) + 1] = self.eos_ids
         return out
 
+    def token_layer(self, char_ids: torch.Tensor) -> torch.Tensor:
+        """The context-free token vectors ``(batch, time, projection_dim)`` of ``(batch, time, chars)`` ids,
+        zero at padded positions; only real tokens go through the CNN (or come from the token cache)."""
+        mask = char_ids.gt(0).any(-1)
+        ids = char_ids[mask]
+        if self.token_cache is not None and not torch.is_grad_enabled():
+            encoded = self.token_cache(self.encoder, ids)
+        else:
+            encoded = self.encoder(ids)
+        return encoded.new_zeros(*mask.shape, encoded.shape[-1]).masked_scatter(mask.unsqueeze(-1), encoded)
+
     def contextual_layers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
         """All layers for ids that already hold the sentence markers.
 
         ``char_ids`` ``(batch, time, chars)``, ``lengths`` ``(batch,)`` counting the markers.
         Returns ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions.
         """
-        lengths = lengths.cpu()
         if len(lengths) == 0:
-            empty = char_ids.new_zeros(*char_ids.shape[:2], self.dim, dtype=torch.float32)
-            return [empty] * self.n_layers
+            return [char_ids.new_zeros(*char_ids.shape[:2], self.dim, dtype=torch.float32)] * self.n_layers
+        return self.layers_from_tokens(self.token_layer(char_ids), lengths)
+
+    def layers_from_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+        """All layers from token vectors ``(batch, time, projection_dim)`` (markers included, ``lengths``
+        counting them): ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions."""
+        lengths = lengths.cpu()
         order = torch.argsort(lengths, descending=True, stable=True)
-        sorted_lengths = lengths[order]
-        ids = char_ids[order.to(char_ids.device)]
-        mask = ids.gt(0).any(-1)
-        encoded = self.encoder(ids[mask])  # only real tokens go through the CNN
-        tokens = encoded.new_zeros(*mask.shape, encoded.shape[-1]).masked_scatter(mask.unsqueeze(-1), encoded)
-        layers = [torch.cat([tokens, tokens], dim=-1), *self.lstm(tokens, sorted_lengths)]
-        inverse = torch.argsort(order).to(char_ids.device)
+        on_device = order.to(tokens.device)
+        sorted_tokens = tokens[on_device]
+        layers = [torch.cat([sorted_tokens, sorted_tokens], dim=-1), *self.lstm(sorted_tokens, lengths[order])]
+        inverse = torch.argsort(on_device)
         return [layer[inverse] for layer in layers]
 
     def forward(self, char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +143,7 @@ class BiLM(nn.Module):
         on the other sentences or on earlier calls.
         """
         check_sentences(sentences)
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, found {precision!r}")
+        precision = kernels.resolve_precision(precision, self.device)
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         results: list[np.ndarray] = [np.empty(0)] * len(sentences)
         autocast = (
@@ -150,11 +178,14 @@ def load_bilm(
     options_file: str | Path | None = None,
     weight_file: str | Path | None = None,
     device: str | torch.device = "cpu",
+    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
 ) -> BiLM:
     """Load a biLM from bilm-tf / AllenNLP files; ``None, None`` loads the bundled default model.
 
     A ``vocab.txt`` beside the weight file is read too (needed only to go on training).
+    ``token_cache_size``: word types whose token layer is cached for inference (0: none).
     """
+    check_token_cache_size(token_cache_size)
     if (options_file is None) != (weight_file is None):
         raise ValueError("give both options_file and weight_file, or neither for the bundled default model")
     if options_file is None:
@@ -167,7 +198,8 @@ def load_bilm(
     device = resolve_device(device)
     options = BiLMOptions.read(options_file)
     vocab_file = Path(weight_file).with_name("vocab.txt")
-    model = BiLM(options, vocab=read_vocab(vocab_file) if vocab_file.is_file() else None)
+    vocab = read_vocab(vocab_file) if vocab_file.is_file() else None
+    model = BiLM(options, vocab=vocab, token_cache_size=token_cache_size)
     load_weights(model, weight_file, options_source=str(options_file))
     return model.to(device).eval()
 

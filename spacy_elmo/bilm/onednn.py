@@ -4,7 +4,8 @@
 ``torch.ops.mkldnn._reorder_linear_weight`` (the kernels torch.compile's CPU backend
 uses) ran the biLM's products 1.2-2.8x faster than ``torch.matmul`` (MKL) on an AMD EPYC,
 most at the small batch sizes of the LSTM's recurrence. These are internal PyTorch ops:
-every caller checks :func:`available` and keeps a plain-PyTorch path.
+callers go through :func:`.kernels.use_onednn`, which checks that this CPU runs them in the
+dtype asked for, and keep a plain-PyTorch path.
 
 oneDNN keeps a compiled primitive (~0.5 MB) per distinct input shape in a process-wide cache of
 1024 entries, so a product over a data-dependent number of rows would grow the process by
@@ -30,22 +31,36 @@ T = TypeVar("T")
 _CACHE_ATTR = "_onednn_packed"
 
 
+OPS = ("_linear_pointwise", "_reorder_linear_weight")  # the private ops this module wraps
+
+
 def available() -> bool:
-    return (
-        torch.backends.mkldnn.is_available()
-        and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-        and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
-    )
+    """Whether this PyTorch has oneDNN and the ops this module wraps."""
+    return torch.backends.mkldnn.is_available() and all(hasattr(torch.ops.mkldnn, op) for op in OPS)
 
 
-def use_for(x: torch.Tensor, dtype: torch.dtype, module: nn.Module) -> bool:
-    """Whether to run ``module`` on ``x`` through oneDNN: CPU, no autograd, a supported dtype."""
+def _bf16_kernels() -> bool:
+    # oneDNN's own check: AVX512BW/VL/DQ or AVX-NE-CONVERT on x86 (what _reorder_linear_weight demands)
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return check is not None and bool(check())
+
+
+def supports(dtype: torch.dtype) -> bool:
+    """Whether this CPU runs products in ``dtype`` through oneDNN (float32 or bfloat16)."""
+    if dtype == torch.float32:
+        return available()
+    return dtype == torch.bfloat16 and available() and _bf16_kernels()
+
+
+def why_not(dtype: torch.dtype) -> str:
+    """Why :func:`supports` is false for ``dtype``, for messages."""
+    if dtype not in DTYPES:
+        return f"only {[str(d) for d in DTYPES]} run through oneDNN"
+    if not available():
+        return "this PyTorch build has no oneDNN (or lacks its linear ops)"
     return (
-        not torch.is_grad_enabled()
-        and x.device.type == "cpu"
-        and dtype in DTYPES
-        and getattr(module, "use_onednn", True)
-        and available()
+        f"oneDNN's bf16 kernels need AVX512BW, AVX512VL and AVX512DQ, or AVX-NE-CONVERT; this CPU "
+        f"({torch.backends.cpu.get_cpu_capability()}) has neither"
     )
 
 
@@ -61,8 +76,21 @@ def pack(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype).contiguous())
 
 
-def linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+def linear(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    clip: float | None = None,
+) -> torch.Tensor:
+    """``x @ W.T + bias`` for a :func:`pack` ed ``W``; ``clip``: clamped to ``[-clip, clip]`` in the same kernel."""
+    if clip:
+        return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "hardtanh", [-clip, clip], "")
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
+
+
+def linear_add(x: torch.Tensor, packed: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``x @ W.T + other`` for a :func:`pack` ed ``W``, the addition fused into the product."""
+    return torch.ops.mkldnn._linear_pointwise.binary(x, other, packed, None, "add")
 
 
 def padded_rows(n: int) -> int:

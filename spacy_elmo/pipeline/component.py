@@ -17,6 +17,7 @@ from spacy.vocab import Vocab
 from thinc.api import get_current_ops
 
 from ..bilm.model import BiLM, load_bilm
+from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, install_extensions
 from .hooks import set_vector_hooks
 from .sequences import sequence_ranges
@@ -33,6 +34,7 @@ DEFAULT_CONFIG = {
     "store_layers": True,
     "set_vector_hooks": True,
     "precision": "fp32",
+    "token_cache_size": DEFAULT_TOKEN_CACHE_SIZE,
 }
 
 
@@ -48,6 +50,7 @@ def make_elmo(
     store_layers: bool,
     set_vector_hooks: bool,
     precision: str,
+    token_cache_size: int,
 ) -> "ElmoComponent":
     """ELMo contextual vectors: ``Doc._.elmo_layers``, ``Token/Span/Doc._.elmo`` and vector hooks."""
     return ElmoComponent(
@@ -61,6 +64,7 @@ def make_elmo(
         store_layers=store_layers,
         set_vector_hooks=set_vector_hooks,
         precision=precision,
+        token_cache_size=token_cache_size,
     )
 
 
@@ -86,8 +90,9 @@ class ElmoComponent(Pipe):
         store_layers: bool = True,
         set_vector_hooks: bool = True,
         precision: str = "fp32",
+        token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
-        check_settings(options_file, weight_file, mix, max_length, batch_size, precision)
+        check_settings(options_file, weight_file, mix, max_length, batch_size, precision, token_cache_size)
         check_mix_against_files(mix, options_file)
         self.vocab = vocab
         self.name = name
@@ -99,6 +104,7 @@ class ElmoComponent(Pipe):
         self.store_layers = store_layers
         self.set_vector_hooks = set_vector_hooks
         self.precision = precision
+        self.token_cache_size = token_cache_size
         self._bilm: Optional[BiLM] = None
         self._mix_weights: Optional[np.ndarray] = None
         self._pid = os.getpid()
@@ -112,7 +118,7 @@ class ElmoComponent(Pipe):
     def load(self) -> BiLM:
         """Load the biLM from ``options_file`` / ``weight_file`` unless it is loaded already."""
         if self._bilm is None:
-            self._set_bilm(load_bilm(self.options_file, self.weight_file, device=_device()))
+            self._set_bilm(self._load_files(self.options_file, self.weight_file))
         return self._bilm
 
     @property
@@ -128,6 +134,9 @@ class ElmoComponent(Pipe):
         """The per-layer weights ``(n_layers,)`` of the mixed vectors."""
         self.load()
         return self._mix_weights
+
+    def _load_files(self, options_file: str | Path | None, weight_file: str | Path | None) -> BiLM:
+        return load_bilm(options_file, weight_file, device=_device(), token_cache_size=self.token_cache_size)
 
     def _set_bilm(self, bilm: BiLM) -> None:
         self._mix_weights = layer_weights(self.mix, bilm.n_layers)
@@ -206,7 +215,7 @@ class ElmoComponent(Pipe):
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
         path = ensure_path(path)
-        self._set_bilm(load_bilm(path / "options.json", path / "weights.hdf5", device=_device()))
+        self._set_bilm(self._load_files(path / "options.json", path / "weights.hdf5"))
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:

@@ -7,7 +7,9 @@ from typing import List, Optional, Union
 
 import numpy as np
 
-from ..bilm.model import DEFAULT_MODEL_DIR, PRECISIONS
+from ..bilm.kernels import PRECISIONS
+from ..bilm.model import DEFAULT_MODEL_DIR
+from ..bilm.token_cache import check_token_cache_size
 from ..bilm.options import BiLMOptions
 
 Mix = Union[str, int, List[float]]
@@ -21,6 +23,7 @@ def check_settings(
     max_length: int,
     batch_size: int,
     precision: str,
+    token_cache_size: int,
 ) -> None:
     """Raise ``ValueError`` for settings that are wrong whatever the model."""
     if (options_file is None) != (weight_file is None):
@@ -43,6 +46,7 @@ def check_settings(
             raise ValueError(f"elmo: {name} must be an integer >= 1, found {value!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"elmo: precision must be one of {PRECISIONS}, found {precision!r}")
+    check_token_cache_size(token_cache_size, "elmo: token_cache_size")
 
 
 def _is_int(value: object) -> bool:

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..bilm.atomic import atomic_path, write_text
+from ..bilm.kernels import PRECISIONS
 from ..bilm.model import read_vocab, resolve_device
 from ..bilm.weights import load_weights
 from ..bilm.options import BiLMOptions
@@ -65,8 +66,8 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {SCHEDULES}")
         if self.lr_schedule == "linear" and self.max_steps < 1:
             raise ValueError("lr_schedule 'linear' decays to zero at max_steps: give max_steps >= 1")
-        if self.precision not in ("fp32", "bf16"):
-            raise ValueError(f"precision must be 'fp32' or 'bf16', found {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
         for name in ("vocab_size", "max_length", "batch_tokens", "eval_every", "checkpoint_every", "max_epochs"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, found {getattr(self, name)}")

@@ -1,0 +1,109 @@
+"""A bounded LRU cache of the context-free token layer (character CNN + highway + projection).
+
+Layer 0 of ELMo depends on a token's characters alone, so a word type needs it computed
+once. Entries are keyed by the token's character ids (its UTF-8 bytes, cut at the
+encoder's maximum, with the word markers): two strings the encoder cannot tell apart share
+an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+
+from . import onednn
+from .encoder import CharCNNEncoder
+
+DEFAULT_TOKEN_CACHE_SIZE = 20_000
+_FIRST_CAPACITY = 1024
+
+
+class TokenCache:
+    """Token-layer vectors of up to ``size`` distinct tokens; the least recently used go first.
+
+    Memory: ``size * projection_dim * 4`` bytes of vectors at most (the store grows by doubling
+    as entries come in) plus about 250 bytes of key and index per entry. The entries belong to
+    one state of the encoder's parameters: a changed parameter (an optimizer step, a loaded
+    state dict) or another device empties the cache. Used only without autograd.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._slots: OrderedDict[bytes, int] = OrderedDict()
+        self._store: torch.Tensor | None = None  # (capacity, dim) float32
+        self._state: tuple | None = None
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __getstate__(self) -> dict:
+        return {"size": self.size, "_slots": OrderedDict(), "_store": None, "_state": None}
+
+    def clear(self) -> None:
+        self._slots.clear()
+        self._store = None
+
+    def __call__(self, encoder: CharCNNEncoder, char_ids: torch.Tensor) -> torch.Tensor:
+        """``encoder(char_ids)`` through the cache: ``(n_tokens, max_chars)`` -> ``(n_tokens, projection_dim)``."""
+        dtype = onednn.compute_dtype(encoder.projection.weight)
+        device = encoder.projection.weight.device
+        state = (device, tuple((p.data_ptr(), p._version) for p in encoder.parameters()))
+        if state != self._state:
+            self.clear()
+            self._state = state
+        tag = b"b" if dtype == torch.bfloat16 else b"f"
+        rows = char_ids.to(torch.int16).cpu().numpy()  # ids < 262
+        keys = [tag + row.tobytes() for row in rows]
+        hit_at, hit_slots, new_rows = [], [], {}
+        for i, key in enumerate(keys):
+            slot = self._slots.get(key)
+            if slot is not None:
+                self._slots.move_to_end(key)
+                hit_at.append(i)
+                hit_slots.append(slot)
+            elif key not in new_rows:
+                new_rows[key] = i
+        out = torch.empty(len(keys), encoder.options.projection_dim, dtype=dtype, device=device)
+        if hit_at:
+            out[hit_at] = self._store[hit_slots].to(dtype)
+        if new_rows:
+            computed = encoder(char_ids[list(new_rows.values())])
+            position = {key: k for k, key in enumerate(new_rows)}
+            miss_at = [i for i, key in enumerate(keys) if key in position]
+            out[miss_at] = computed[[position[keys[i]] for i in miss_at]]
+            self._insert(list(new_rows), computed)
+        return out
+
+    def _insert(self, keys: list[bytes], vectors: torch.Tensor) -> None:
+        """Store the last ``size`` of ``keys`` with their ``vectors``, evicting the least recently used."""
+        keys, vectors = keys[-self.size :], vectors[-self.size :]
+        if self._store is None:
+            self._store = _new_store(min(self.size, max(_FIRST_CAPACITY, len(keys))), vectors)
+        free = self._store.shape[0] - len(self._slots)
+        if free < len(keys) and self._store.shape[0] < self.size:
+            grown = _new_store(min(self.size, max(2 * self._store.shape[0], len(self._slots) + len(keys))), vectors)
+            grown[: self._store.shape[0]] = self._store
+            self._store = grown
+        slots = []
+        for key in keys:
+            if len(self._slots) < self._store.shape[0]:
+                slot = len(self._slots)
+            else:
+                slot = self._slots.popitem(last=False)[1]
+            self._slots[key] = slot
+            slots.append(slot)
+        self._store[slots] = vectors.float()
+
+
+def _new_store(rows: int, like: torch.Tensor) -> torch.Tensor:
+    """A float32 ``(rows, dim)`` store on ``like``'s device that is not an inference tensor (so it can
+    be written to outside ``torch.inference_mode`` too)."""
+    with torch.inference_mode(False):
+        return torch.zeros(rows, like.shape[-1], dtype=torch.float32, device=like.device)
+
+
+def check_token_cache_size(size: object, source: str = "token_cache_size") -> int:
+    """``size`` as a validated int >= 0 (0 disables the cache)."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"{source} must be an int >= 0 (0 disables the cache), found {size!r}")
+    return size
