@@ -7,6 +7,7 @@ while streaming 10,000 Docs through ``nlp.pipe``.
     python benchmarks/bench_bilm.py --quick      # short run
     python benchmarks/bench_bilm.py --device cuda --quick   # GPU; needs only torch, h5py, numpy
     python benchmarks/bench_bilm.py --memory-check          # 10,000 Docs through nlp.pipe
+    python benchmarks/bench_bilm.py --kernels plain         # force a kernel path (SPACY_ELMO_KERNELS)
 
 Models: "original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway) with random
 weights; "default" is the bundled model (or ``--options/--weights``), skipped when absent.
@@ -14,6 +15,10 @@ Paths: "bare" is ``BiLM.embed_sentences``; "pipe" is ``nlp.pipe`` over pre-token
 ``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is the best of ``--repeats`` runs
 over the same sentences after one warm-up batch (the median is printed too); the load average
 is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
+The synthetic cases run without the token cache. The running-text rows (``--text``, default
+``corpus/pretrain/heldout.txt``) embed its first ``--text-tokens`` tokens once per timed run, without and
+with the token cache (empty at the start of each run), and, when a venv with AllenNLP 2.10.1 is found
+(``benchmarks/allennlp_setup.sh``), AllenNLP on the same weights and sentences in its own process.
 """
 from __future__ import annotations
 
@@ -39,8 +44,9 @@ except ImportError:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from spacy_elmo.bilm import BiLM, BiLMOptions  # noqa: E402
+from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, load_bilm  # noqa: E402
+from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE  # noqa: E402
 
 try:
     from spacy_elmo.bilm import onednn  # noqa: E402
@@ -89,6 +95,20 @@ def vocabulary(size: int = 5000, seed: int = 0) -> list[str]:
 def make_sentences(n: int, lo: int, hi: int, seed: int, words: list[str]) -> list[list[str]]:
     rng = random.Random(seed)
     return [[rng.choice(words) for _ in range(rng.randint(lo, hi))] for _ in range(n)]
+
+
+def running_text(path: Path, tokens: int) -> list[list[str]]:
+    """The first lines of a tokenized text file (one sentence per line) up to ``tokens`` tokens."""
+    sentences, total = [], 0
+    with open(path, encoding="utf-8") as lines:
+        for line in lines:
+            words = line.split()
+            if words:
+                sentences.append(words)
+                total += len(words)
+            if total >= tokens:
+                break
+    return sentences
 
 
 # --------------------------------------------------------------------------- FLOPs
@@ -231,6 +251,9 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
         cells = []
         for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             for method in methods:
+                if method == "oneDNN packed" and not onednn.supports(dtype):
+                    cells.append(f"{'n/a: no kernels':>22}")
+                    continue
                 try:
                     g = matmul_gflops(device, dtype, m, k, n, method, budget)
                     bound[prec] = max(bound.get(prec, 0.0), g)
@@ -292,6 +315,50 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
             Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(), note)
 
 
+def bench_text(name, bilm, sentences, precisions, repeats, bound, batch=32, allennlp=None):
+    """Running text, one pass per timed run: without the token cache, then with it starting empty each run.
+
+    ``allennlp``: ``(python, options_file, weight_file)`` to time AllenNLP 2.10.1 on the same sentences."""
+    label = f"text, bs={batch}"
+    results = {}
+    for prec in precisions:
+        for size in (0, DEFAULT_TOKEN_CACHE_SIZE):
+            bilm.set_token_cache_size(0)
+            bilm.embed_sentences(sentences[:batch], batch_size=batch, precision=prec)  # warm-up (packs weights)
+            release_memory()
+            exact = reset_peak_rss()
+
+            def run():
+                bilm.set_token_cache_size(size)  # empty at the start of every pass
+                bilm.embed_sentences(sentences, batch_size=batch, precision=prec)
+
+            best, median = time_runs(run, repeats)
+            gflop = sentences_flops(bilm.options, sentences) / best / 1e9
+            results[prec, size] = best
+            note = f"token cache {size}" + (f" ({len(bilm.token_cache)} types after the pass)" if size else "")
+            note += "" if exact else "; RSS = process peak"
+            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(), note)
+        ratio = results[prec, 0] / results[prec, DEFAULT_TOKEN_CACHE_SIZE]
+        print(f"{'':9} {'':5} {prec:5} {label:17} token cache speed-up: {ratio:.2f}x")
+    bilm.set_token_cache_size(0)
+    if allennlp is not None:
+        from allennlp_harness import measure_allennlp
+
+        python, options_file, weight_file = allennlp
+        try:
+            out = measure_allennlp(
+                python, options_file, weight_file, sentences, batch, repeats, torch.get_num_threads()
+            )
+        except (RuntimeError, OSError) as err:
+            Row.print(name, "alnlp", "fp32", label, note=str(err).splitlines()[-1][:120])
+            return
+        best, median = out["best_s"], out["median_s"]
+        gflop = sentences_flops(bilm.options, sentences) / best / 1e9
+        Row.print(name, "alnlp", "fp32", label, sentences, best, median, gflop, bound.get("fp32"), float("nan"),
+                  f"AllenNLP {out['allennlp']} (own process); ours fp32 uncached is "
+                  f"{best / results['fp32', 0]:.2f}x its speed" if ("fp32", 0) in results else "")
+
+
 def load_spacy():
     """``(spacy, None)`` or ``(None, reason)``."""
     try:
@@ -305,7 +372,7 @@ def load_spacy():
     return spacy, None
 
 
-def make_nlp(spacy, model_dir: Path, batch: int, prec: str):
+def make_nlp(spacy, model_dir: Path, batch: int, prec: str, token_cache_size: int = 0):
     nlp = spacy.blank("en")
     nlp.add_pipe(
         "elmo",
@@ -314,6 +381,7 @@ def make_nlp(spacy, model_dir: Path, batch: int, prec: str):
             "weight_file": str(model_dir / "weights.hdf5"),
             "batch_size": batch,
             "precision": prec,
+            "token_cache_size": token_cache_size,
         },
     )
     return nlp
@@ -394,7 +462,7 @@ def memory_check(args, device) -> None:
             model_dir, which = Path(tmp) / "small", "a small random model (no default model installed)"
             torch.manual_seed(0)
             BiLM(small).save(model_dir)
-        nlp = make_nlp(spacy, model_dir, 64, args.memory_precision)
+        nlp = make_nlp(spacy, model_dir, 64, args.memory_precision, DEFAULT_TOKEN_CACHE_SIZE)
         words = vocabulary()
         texts = (" ".join(s) for s in make_sentences(10_000, 5, 30, 7, words))  # tokenized by spaCy
         marks, start = [], time.perf_counter()
@@ -427,7 +495,16 @@ def main() -> None:
     parser.add_argument("--no-bound", action="store_true", help="skip the matrix-product measurement")
     parser.add_argument("--memory-check", action="store_true", help="only the 10,000-Doc nlp.pipe RSS check")
     parser.add_argument("--memory-precision", default="fp32", choices=("fp32", "bf16"))
+    parser.add_argument("--text", default=str(ROOT / "corpus" / "pretrain" / "heldout.txt"),
+                        help="tokenized running text for the token-cache rows (one sentence per line)")
+    parser.add_argument("--text-tokens", type=int, default=20_000, help="tokens of --text to embed per pass")
+    parser.add_argument("--allennlp", default="auto",
+                        help="python of a venv with AllenNLP 2.10.1 (benchmarks/allennlp_setup.sh), auto, or none")
+    parser.add_argument("--kernels", choices=("auto", "plain", "onednn"), default=None,
+                        help="force a kernel path (sets SPACY_ELMO_KERNELS)")
     args = parser.parse_args()
+    if args.kernels:
+        os.environ["SPACY_ELMO_KERNELS"] = args.kernels
     if (args.options is None) != (args.weights is None):
         parser.error("give both --options and --weights")
     device = torch.device(args.device)
@@ -441,6 +518,12 @@ def main() -> None:
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
     print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {loadavg()}")
+    described = kernels.describe()
+    print(
+        f"kernels: mode {described['kernel_mode']}, capability {described['cpu_capability']}, features "
+        f"{described['cpu_features']}, oneDNN fp32 {described['onednn_fp32']}, bf16 {described['onednn_bf16']}; "
+        f"precision bf16 runs as {kernels.runs_as('bf16', device)}"
+    )
     if args.memory_check:
         memory_check(args, device)
         return
@@ -464,7 +547,7 @@ def main() -> None:
         if weight_file.is_file() and options_file.is_file():
             models[name] = (
                 BiLMOptions.read(options_file),
-                lambda: load_bilm(options_file, weight_file, device=device),
+                lambda: load_bilm(options_file, weight_file, device=device, token_cache_size=0),
                 (options_file, weight_file),
             )
         else:
@@ -485,12 +568,30 @@ def main() -> None:
             + ")"
         )
 
+    text = running_text(Path(args.text), args.text_tokens) if Path(args.text).is_file() else None
+    if text is None:
+        print(f"\nrunning-text rows: skipped ({args.text} not found; `spacy project run corpus` makes it)")
+    allennlp = None
+    if args.allennlp != "none" and device.type == "cpu":
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from allennlp_harness import find_allennlp_python
+
+        allennlp = find_allennlp_python() if args.allennlp == "auto" else args.allennlp
+        print(f"AllenNLP: {allennlp or 'not found (benchmarks/allennlp_setup.sh makes a venv for it)'}")
+
     print("\n" + Row.header)
     notes = []
     for name, (options, loader, files) in models.items():
         if "bare" in paths:
             bilm = loader()
             bench_bare(name, bilm, cases, precisions, repeats, bound, device)
+            if text is not None:
+                with tempfile.TemporaryDirectory() as tmp:
+                    if allennlp and files is None:
+                        bilm.save(tmp)
+                    on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
+                    bench_text(name, bilm, text, precisions, repeats, bound,
+                               allennlp=(allennlp, *on_disk) if allennlp else None)
             target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
             notes.append(f"{name}: {deviation(bilm, target[:64])}")
             del bilm

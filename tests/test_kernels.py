@@ -17,9 +17,12 @@ SENTENCES = [["The", "bank", "approved", "the", "loan", "."], ["They", "fished",
 
 @pytest.fixture
 def no_bf16_kernels(monkeypatch):
-    """This CPU as one without oneDNN bf16 kernels (AVX2 only), with the one-time warning not yet given."""
+    """This CPU as one without oneDNN bf16 kernels (AVX2 only), in auto mode (whatever SPACY_ELMO_KERNELS
+    says), with the one-time warning not yet given."""
     monkeypatch.setattr(onednn, "_bf16_kernels", lambda: False)
     monkeypatch.setattr(kernels, "_warned_bf16", False)
+    with kernels.forced("auto"):
+        yield
 
 
 def test_onednn_ops_present_on_x86():
