@@ -6,8 +6,9 @@ after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
 - Outputs do not depend on earlier batches: AllenNLP's biLM carries its LSTM state
   from one batch to the next, here every sentence starts from a zero state
   (AllenNLP's values after a state reset).
-- Files and URLs: options and weights are local paths (nothing is downloaded);
-  ``None, None`` loads the bundled default model.
+- Files and URLs: options and weights are local paths or URLs (downloaded once into the cache, see
+  :mod:`spacy_elmo.hub`); ``None, None`` loads the bundled default model, a name alone
+  (``Elmo("small")``) a released model.
 - ``Elmo(vocab_to_cache=...)`` is not supported (the character CNN always runs).
 """
 from __future__ import annotations
@@ -25,9 +26,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .bilm import BiLM, ScalarMix, batch_char_ids, load_bilm
+from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
+from .hub import load_bilm
 
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")
@@ -40,12 +42,6 @@ def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
 
 
 def _load(options_file: str | os.PathLike | None, weight_file: str | os.PathLike | None, device: str) -> BiLM:
-    for name, path in (("options_file", options_file), ("weight_file", weight_file)):
-        if isinstance(path, str) and "://" in path:
-            raise ValueError(
-                f"{name} {path!r} is a URL: spacy-elmo downloads nothing; "
-                "download the file and pass its local path (or pass None, None for the bundled default model)"
-            )
     return load_bilm(options_file, weight_file, device)
 
 

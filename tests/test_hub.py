@@ -1,0 +1,252 @@
+"""Released models by name or URL: the cache, integrity pins, offline use, mirrors and failures.
+
+Every download comes from a server the test starts on 127.0.0.1 (tests/model_server.py).
+"""
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spacy_elmo import load_bilm
+from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model
+from spacy_elmo.hub import registry
+from spacy_elmo.hub.registry import RELEASE_BASES, Pin
+
+from .model_server import PARITY
+
+SMALL = MODELS["small"]
+SENTENCES = [["The", "bank", "of", "the", "river", "."], ["Hello"], ["ELMo", "is", "here"]]
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cached_files(cache: Path) -> list[str]:
+    return sorted(str(p.relative_to(cache)) for p in cache.rglob("*") if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def local_layers():
+    return load_bilm(PARITY / "options.json", PARITY / "weights.hdf5").embed_sentences(SENTENCES)
+
+
+def assert_same_layers(bilm, expected) -> None:
+    for got, want in zip(bilm.embed_sentences(SENTENCES), expected):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_url_load_equals_local_load_and_is_cached_with_its_hash(mirror, model_cache, local_layers):
+    from .model_server import SEED_OPTIONS, SEED_WEIGHTS
+
+    bilm = load_bilm(mirror.url(SEED_OPTIONS), mirror.url(SEED_WEIGHTS))
+    assert_same_layers(bilm, local_layers)
+    assert mirror.requests == [SEED_OPTIONS, SEED_WEIGHTS]
+    files = cached_files(model_cache)
+    assert len(files) == 4 and all(f.startswith("urls/") for f in files)  # two files + two hashes, nothing else
+    weights = next(model_cache / f for f in files if f.endswith("_weights.hdf5"))
+    assert weights.read_bytes() == (PARITY / "weights.hdf5").read_bytes()
+    assert Path(str(weights) + ".sha256").read_text().strip() == sha256(weights)
+    assert_same_layers(load_bilm(mirror.url(SEED_OPTIONS), mirror.url(SEED_WEIGHTS)), local_layers)
+    assert len(mirror.requests) == 2  # the second load comes from the cache
+
+
+def test_second_load_offline_comes_from_the_cache(mirror, monkeypatch, local_layers):
+    urls = mirror.url(SMALL.options_path), mirror.url(SMALL.weights_path)
+    load_bilm(*urls)
+    mirror.stop()
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    assert_same_layers(load_bilm(*urls), local_layers)
+    assert len(mirror.requests) == 2
+
+
+def test_names_resolve_under_the_mirror_base(mirror, monkeypatch, model_cache, local_layers):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base.rstrip("/"))  # with or without the final slash
+    assert_same_layers(load_bilm("small"), local_layers)
+    assert mirror.requests == [
+        "2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_options.json",
+        "2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5",
+    ]
+    # AllenNLP's own URLs of a released file go to the mirror and share the name's cache entry
+    for base in RELEASE_BASES:
+        assert_same_layers(load_bilm(base + SMALL.options_path, base + SMALL.weights_path), local_layers)
+    assert len(mirror.requests) == 2
+    assert cached_files(model_cache) == sorted(
+        f"elmo/{p}{suffix}" for p in (SMALL.options_path, SMALL.weights_path) for suffix in ("", ".sha256")
+    )
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_every_released_name_resolves(name, mirror, monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    model = MODELS[name]
+    options, weights = download_model(name)
+    assert str(options).endswith(model.options_path) and str(weights).endswith(model.weights_path)
+    assert mirror.requests == [model.options_path, model.weights_path]
+    bilm = load_bilm(name)
+    assert bilm.n_layers == 3
+    assert bilm.dim == (32 if name == "medium" else 64)  # the mirror serves tiny stand-ins
+
+
+def test_released_paths():
+    expected = {
+        "small": "2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_{}",
+        "medium": "2x2048_256_2048cnn_1xhighway/elmo_2x2048_256_2048cnn_1xhighway_{}",
+        "original": "2x4096_512_2048cnn_2xhighway/elmo_2x4096_512_2048cnn_2xhighway_{}",
+        "original-5.5b": "2x4096_512_2048cnn_2xhighway_5.5B/elmo_2x4096_512_2048cnn_2xhighway_5.5B_{}",
+    }
+    for name, pattern in expected.items():
+        assert (MODELS[name].options_path, MODELS[name].weights_path) == (
+            pattern.format("options.json"), pattern.format("weights.hdf5")
+        )
+    assert MODELS["pubmed"].options_path == "contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_options.json"
+    assert MODELS["pubmed"].weights_path == (
+        "contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5"
+    )
+    assert registry.PINS[SMALL.weights_path] == Pin(
+        54_402_456, "747ba97abce8a5f446558369e10bb0f7931437a46867476fdd156f5d7f576229"
+    )
+    assert registry.PINS[MODELS["original"].weights_path].size == 374_434_792
+
+
+def test_released_architectures_match_the_published_parameter_counts():
+    import torch
+
+    from spacy_elmo.bilm.model import BiLM
+
+    counts = {}
+    for name, model in MODELS.items():
+        with torch.device("meta"):
+            counts[name] = sum(p.numel() for p in BiLM(model.options).parameters())
+    # allennlp.org/elmo: 13.6M, 28.0M, 93.6M (the weight files hold 261 of the 262 character rows)
+    assert {k: round(v / 1e6, 1) for k, v in counts.items()} == {
+        "small": 13.6, "medium": 28.0, "original": 93.6, "original-5.5b": 93.6, "pubmed": 93.6
+    }
+    assert 4 * (counts["small"] - 16) < 54_402_456 < 4 * counts["small"] + 100_000
+
+
+def pin_small(monkeypatch, sha: str, size: int | None = None) -> None:
+    size = (PARITY / "weights.hdf5").stat().st_size if size is None else size
+    monkeypatch.setitem(registry.PINS, SMALL.weights_path, Pin(size, sha))
+
+
+def test_a_wrong_file_under_a_pinned_name_is_rejected_and_not_kept(mirror, monkeypatch, model_cache):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    real = sha256(PARITY / "weights.hdf5")
+    pin_small(monkeypatch, "0" * 64)
+    with pytest.raises(IntegrityError) as error:
+        load_bilm("small")
+    message = str(error.value)
+    assert mirror.url(SMALL.weights_path) in message
+    assert f"expected {'0' * 64}, found {real}" in message
+    assert not any("weights" in f or "tmp" in f for f in cached_files(model_cache))
+    pin_small(monkeypatch, real, size=123)
+    with pytest.raises(IntegrityError, match=r"bytes, expected 123"):
+        load_bilm("small")
+    assert not any("weights" in f for f in cached_files(model_cache))
+    pin_small(monkeypatch, real)
+    assert load_bilm("small").dim == 64
+    assert f"elmo/{SMALL.weights_path}" in cached_files(model_cache)
+
+
+def test_a_cached_file_is_verified_at_every_load(mirror, monkeypatch, model_cache):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)  # so these URLs are the released file and its pin
+    monkeypatch.delitem(registry.PINS, SMALL.weights_path)
+    urls = mirror.url(SMALL.options_path), mirror.url(SMALL.weights_path)
+    load_bilm(*urls)
+    cached = next(model_cache.rglob("*_weights.hdf5"))
+    recorded = sha256(cached)
+    data = bytearray(cached.read_bytes())
+    data[-1] ^= 1
+    cached.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError) as error:
+        load_bilm(*urls)
+    assert str(cached) in str(error.value)
+    assert f"expected {recorded} (recorded at its download), found {sha256_bytes(data)}" in str(error.value)
+    assert not cached.exists() and not Path(str(cached) + ".sha256").exists()
+    assert load_bilm(*urls).dim == 64  # downloaded anew
+    assert sha256(cached) == recorded
+    # a pinned file is checked against its pin, also when it was cached before the pin was known
+    pin_small(monkeypatch, "f" * 64)
+    with pytest.raises(IntegrityError, match=f"expected {'f' * 64}, found {recorded}"):
+        load_bilm(*urls)
+    assert not cached.exists()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_offline_uncached_fails_at_once(mirror, monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    start = time.perf_counter()
+    with pytest.raises(DownloadError) as error:
+        load_bilm("small")
+    assert "ELMo model 'small'" in str(error.value) and "spacy-elmo download small" in str(error.value)
+    assert "SPACY_ELMO_OFFLINE=1" in str(error.value)
+    url = mirror.url("some/where/options.json")
+    with pytest.raises(DownloadError, match=f"{url} is not in the cache .*spacy-elmo download {url}"):
+        load_bilm(url, mirror.url("some/where/weights.hdf5"))
+    assert time.perf_counter() - start < 0.5
+    assert mirror.requests == []
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_a_dropped_connection_leaves_nothing_that_looks_complete(retries, mirror, monkeypatch, model_cache):
+    from spacy_elmo.hub import download
+
+    monkeypatch.setattr(download, "RETRIES", retries)
+    urls = mirror.url(SMALL.options_path), mirror.url(SMALL.weights_path)
+    mirror.drop(SMALL.weights_path)
+    if retries == 0:
+        with pytest.raises(DownloadError) as error:
+            load_bilm(*urls)
+        assert f"could not download {urls[1]}: the connection broke off before the end of the file" in str(
+            error.value
+        )
+        assert not any("weights" in f or "tmp" in f for f in cached_files(model_cache))
+    assert load_bilm(*urls).dim == 64  # a later load (or pooch's retry) gets the whole file
+    assert mirror.requests.count(SMALL.weights_path) == 2
+    assert next(model_cache.rglob("*_weights.hdf5")).read_bytes() == (PARITY / "weights.hdf5").read_bytes()
+
+
+def test_an_unresponsive_host_fails_within_the_timeout(monkeypatch):
+    from spacy_elmo.hub import download
+
+    monkeypatch.setattr(download, "TIMEOUT", 0.5)
+    with socket.socket() as silent:  # accepts connections (backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/elmo/options.json"
+        start = time.perf_counter()
+        with pytest.raises(DownloadError, match=f"could not download {url}: 127.0.0.1:\\d+ did not answer within 0.5 s"):
+            load_bilm(url, url.replace("options.json", "weights.hdf5"))
+        assert time.perf_counter() - start < 3.0
+
+
+def test_refused_connections_and_http_errors_name_the_url_and_the_reason(mirror):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/options.json"
+    with pytest.raises(DownloadError, match=f"could not download {url}: connection to 127.0.0.1:{port} refused"):
+        load_bilm(url, url)
+    missing = mirror.url("no/such/options.json")
+    with pytest.raises(DownloadError, match=f"could not download {missing}: HTTP 404 File not found"):
+        load_bilm(missing, missing)
+
+
+def test_bad_names_and_schemes():
+    with pytest.raises(ValueError, match=r"unknown ELMo model name 'smal'; released models: small, medium"):
+        load_bilm("smal")
+    with pytest.raises(ValueError, match=r"unknown ELMo model name 'options.json'.*pass options_file and weight_file"):
+        load_bilm("options.json")
+    with pytest.raises(DownloadError, match=r"gopher://x/o.json: unsupported URL scheme 'gopher'"):
+        load_bilm("gopher://x/o.json", "gopher://x/w.hdf5")
+    assert load_bilm("default").n_layers == load_bilm().n_layers
