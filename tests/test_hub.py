@@ -115,14 +115,9 @@ def test_released_paths():
 
 
 def test_released_architectures_match_the_published_parameter_counts():
-    import torch
+    from spacy_elmo.hub.catalog import parameter_count
 
-    from spacy_elmo.bilm.model import BiLM
-
-    counts = {}
-    for name, model in MODELS.items():
-        with torch.device("meta"):
-            counts[name] = sum(p.numel() for p in BiLM(model.options).parameters())
+    counts = {name: parameter_count(model) for name, model in MODELS.items()}
     # allennlp.org/elmo: 13.6M, 28.0M, 93.6M (the weight files hold 261 of the 262 character rows)
     assert {k: round(v / 1e6, 1) for k, v in counts.items()} == {
         "small": 13.6, "medium": 28.0, "original": 93.6, "original-5.5b": 93.6, "pubmed": 93.6
@@ -250,3 +245,106 @@ def test_bad_names_and_schemes():
     with pytest.raises(DownloadError, match=r"gopher://x/o.json: unsupported URL scheme 'gopher'"):
         load_bilm("gopher://x/o.json", "gopher://x/w.hdf5")
     assert load_bilm("default").n_layers == load_bilm().n_layers
+
+
+# ---- the spaCy component ------------------------------------------------------------------------
+
+
+def test_component_from_urls_saves_a_pipeline_that_loads_without_network_or_cache(
+    mirror, monkeypatch, tmp_path, local_layers
+):
+    import spacy
+
+    nlp = spacy.blank("en")
+    urls = {"options_file": mirror.url(SMALL.options_path), "weight_file": mirror.url(SMALL.weights_path)}
+    nlp.add_pipe("elmo", config=urls)
+    doc = nlp("The bank of the river .")
+    np.testing.assert_array_equal(doc._.elmo_layers, local_layers[0])
+    nlp.to_disk(tmp_path / "pipeline")
+    mirror.stop()
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.get_pipe("elmo").options_file == urls["options_file"]  # the config keeps the URLs...
+    np.testing.assert_array_equal(loaded("The bank of the river .")._.elmo_layers, local_layers[0])
+    assert not (tmp_path / "empty-cache").exists()  # ...but the weights come from the pipeline folder
+    assert len(mirror.requests) == 2
+
+
+def test_component_model_setting(mirror, monkeypatch, tmp_path, local_layers):
+    import spacy
+
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"model": "small", "mix": "top"})
+    np.testing.assert_array_equal(nlp("Hello")._.elmo_layers, local_layers[1])
+    nlp.to_disk(tmp_path / "pipeline")
+    mirror.stop()
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "empty-cache"))
+    loaded = spacy.load(tmp_path / "pipeline")
+    assert loaded.config["components"]["elmo"]["model"] == "small"
+    np.testing.assert_array_equal(loaded("Hello")._.elmo_layers, local_layers[1])
+    default = spacy.blank("en").add_pipe("elmo", config={"model": "default"})
+    assert default.bilm.n_layers == 3
+    with pytest.raises(ValueError, match="elmo: give either model or options_file / weight_file, not both"):
+        spacy.blank("en").add_pipe("elmo", config={"model": "small", **dict.fromkeys(["options_file", "weight_file"], "x")})
+    with pytest.raises(ValueError, match="elmo: unknown ELMo model name 'tiny'; released models: small"):
+        spacy.blank("en").add_pipe("elmo", config={"model": "tiny"})
+    with pytest.raises(ValueError, match="elmo: mix=5 is not a layer of the released model 'original', which has 3"):
+        spacy.blank("en").add_pipe("elmo", config={"model": "original", "mix": 5})
+    with pytest.raises(ValueError, match="ELMo model 'original' .* is not in the cache"):  # offline, lazily
+        spacy.blank("en").add_pipe("elmo", config={"model": "original"}).initialize()
+
+
+# ---- the command line ---------------------------------------------------------------------------
+
+
+def run_cli(*args: str):
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_download_models_embed_and_info(mirror, monkeypatch, model_cache, tmp_path, local_layers):
+    import h5py
+
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    table = run_cli("models")
+    assert table.exit_code == 0
+    rows = {line.split()[0]: line.split() for line in table.output.splitlines()[1:6]}
+    stand_in = (PARITY / "weights.hdf5").stat().st_size  # the mirror fixture pins the stand-in served as "small"
+    assert rows["small"][:6] == ["small", "3", "256", "13.6M", f"{stand_in / 1e6:.1f}", "MB"]
+    assert rows["original"][1:4] == ["3", "1024", "93.6M"] and rows["medium"][4] == "~112"
+    assert [rows[name][6] for name in ("small", "medium")] == ["no", "no"]
+    assert f"cache: {model_cache}" in table.output
+
+    result = run_cli("download", "small", "medium")
+    assert result.exit_code == 0, result.output
+    assert mirror.requests == [getattr(MODELS[n], f"{k}_path") for n in ("small", "medium") for k in ("options", "weights")]
+    cached = [line.split()[6] for line in run_cli("models").output.splitlines()[1:4]]
+    assert cached == ["yes", "yes", "no"]
+
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")  # everything below comes from the cache
+    text = tmp_path / "in.txt"
+    text.write_text("\n".join(" ".join(s) for s in SENTENCES) + "\n", encoding="utf-8")
+    result = run_cli("embed", str(text), str(tmp_path / "out.hdf5"), "--model", "small")
+    assert result.exit_code == 0, result.output
+    with h5py.File(tmp_path / "out.hdf5", "r") as f:
+        for i, layers in enumerate(local_layers):
+            np.testing.assert_allclose(f[str(i)][()], layers, rtol=0, atol=1e-6)
+    urls = mirror.url(SMALL.options_path), mirror.url(SMALL.weights_path)
+    result = run_cli("embed", str(text), str(tmp_path / "urls.hdf5"), "--options", urls[0], "--weights", urls[1])
+    assert result.exit_code == 0, result.output
+    info = run_cli("info", "medium")
+    assert info.exit_code == 0 and '"dim": 32' in info.output
+    assert '"dim": 64' in run_cli("info", *urls).output
+    assert len(mirror.requests) == 4
+
+    failed = run_cli("download", "original")
+    assert failed.exit_code == 1
+    assert "ELMo model 'original'" in failed.output and "SPACY_ELMO_OFFLINE=1" in failed.output
+    both = run_cli("embed", str(text), str(tmp_path / "x.hdf5"), "--model", "small", "--options", urls[0])
+    assert both.exit_code == 1 and "either --model or --options / --weights" in both.output
