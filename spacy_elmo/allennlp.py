@@ -3,9 +3,11 @@
 Code written for ``allennlp.modules.elmo`` / ``allennlp.commands.elmo`` runs unchanged
 after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
 
-- Outputs do not depend on earlier batches: AllenNLP's biLM carries its LSTM state
-  from one batch to the next, here every sentence starts from a zero state
-  (AllenNLP's values after a state reset).
+- Stateless by default: outputs do not depend on earlier batches, every sentence starts
+  from a zero state (AllenNLP's values after a state reset). AllenNLP's biLM carries its
+  LSTM state from one batch to the next; ``Elmo(..., stateful=True)`` and
+  ``ElmoEmbedder(..., stateful=True)`` do the same (``reset_states()`` forgets it), for
+  reproducing AllenNLP's / bilm-tf's numbers exactly.
 - Files and URLs: options and weights are local paths or URLs (downloaded once into the cache, see
   :mod:`spacy_elmo.hub`); ``None, None`` loads the bundled default model, a name alone
   (``Elmo("small")``) a released model.
@@ -18,7 +20,7 @@ import json
 import os
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO, Union
+from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union
 
 import h5py
 import numpy as np
@@ -29,6 +31,7 @@ from tqdm import tqdm
 from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
+from .bilm.state import CarriedState
 from .hub import load_bilm
 
 DEFAULT_BATCH_SIZE = 64
@@ -45,7 +48,22 @@ def _load(options_file: str | os.PathLike | None, weight_file: str | os.PathLike
     return load_bilm(options_file, weight_file, device)
 
 
-class Elmo(nn.Module):
+class _CarriesState:
+    """``stateful=True``: the LSTM state carried per batch row from call to call (AllenNLP's behaviour)."""
+
+    _carry: CarriedState | None
+
+    @property
+    def stateful(self) -> bool:
+        return self._carry is not None
+
+    def reset_states(self, mask: torch.Tensor | None = None) -> None:
+        """Stateful mode: forget the carried LSTM states (``mask``: only those of the rows where it is true)."""
+        if self._carry is not None:
+            self._carry.reset(mask)
+
+
+class Elmo(nn.Module, _CarriesState):
     """AllenNLP's ``Elmo`` module: ``num_output_representations`` trainable scalar mixes of the biLM layers.
 
     ``forward(inputs)`` takes character ids ``(batch, tokens, 50)`` (from ``batch_to_ids``; more leading
@@ -54,6 +72,8 @@ class Elmo(nn.Module):
     (``tokens + 2``). Dropout is applied after mixing. ``scalar_mix_parameters`` (pre-softmax, one per
     layer) fixes the mix weights and gamma = 1. With ``requires_grad=False`` the biLM is frozen and runs
     without autograd. ``module`` passes an already loaded ``BiLM`` instead of the two files.
+    ``stateful=True``: AllenNLP's behaviour, each batch row's LSTM continues from that row's state
+    at the end of the previous call (``reset_states()`` starts again from zero).
     """
 
     def __init__(
@@ -68,6 +88,7 @@ class Elmo(nn.Module):
         keep_sentence_boundaries: bool = False,
         scalar_mix_parameters: Sequence[float] | None = None,
         module: BiLM | None = None,
+        stateful: bool = False,
     ) -> None:
         super().__init__()
         if vocab_to_cache is not None:
@@ -96,6 +117,7 @@ class Elmo(nn.Module):
             mix = ScalarMix(n_layers, do_layer_norm, scalar_mix_parameters, trainable=scalar_mix_parameters is None)
             self.add_module(f"scalar_mix_{k}", mix)
         self._dropout = nn.Dropout(p=dropout)
+        self._carry = CarriedState() if stateful else None
 
     @property
     def scalar_mixes(self) -> list[ScalarMix]:
@@ -116,7 +138,7 @@ class Elmo(nn.Module):
         with_markers = self.bilm.add_boundaries(ids, lengths)
         mask_with_markers = with_markers.gt(0).any(-1)
         with torch.set_grad_enabled(self.requires_grad and torch.is_grad_enabled()):
-            layers = self.bilm.contextual_layers(with_markers, lengths + 2)
+            layers = self.bilm.contextual_layers(with_markers, lengths + 2, self._carry)
         representations = []
         for mix in self.scalar_mixes:
             # AllenNLP mixes (and layer-normalises) with the sentence markers in, then strips them.
@@ -160,10 +182,12 @@ def _check_tokens(tokens: object) -> None:
         raise TypeError(f"expected a list of token strings, found {type(tokens).__name__}{hint}")
 
 
-class ElmoEmbedder:
+class ElmoEmbedder(_CarriesState):
     """AllenNLP's ``ElmoEmbedder``: raw biLM layers as numpy arrays ``(n_layers, n_tokens, dim)``.
 
     ``None, None`` loads the bundled default model; ``cuda_device`` -1 is the CPU, N >= 0 the GPU ``cuda:N``.
+    ``stateful=True``: AllenNLP's behaviour, each batch row continues from that row's LSTM state at the
+    end of the previous batch (``reset_states()`` starts again from zero); batches run as given.
     """
 
     def __init__(
@@ -171,14 +195,16 @@ class ElmoEmbedder:
         options_file: str | os.PathLike | None = None,
         weight_file: str | os.PathLike | None = None,
         cuda_device: int = -1,
+        stateful: bool = False,
     ) -> None:
         self.cuda_device = cuda_device
         self.bilm = _load(options_file, weight_file, f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu")
+        self._carry = CarriedState() if stateful else None
 
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers ``(batch, n_layers, max_tokens, dim)`` (zero at padding) and mask ``(batch, max_tokens)``."""
         with torch.no_grad():
-            layers, mask = self.bilm(batch_to_ids(batch).to(self.bilm.device))
+            layers, mask = self.bilm(batch_to_ids(batch).to(self.bilm.device), self._carry)
         return layers.transpose(0, 1), mask
 
     def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
@@ -187,8 +213,14 @@ class ElmoEmbedder:
         return self.embed_batch([sentence])[0]
 
     def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """One float32 array ``(n_layers, n_tokens, dim)`` per sentence."""
-        return self.bilm.embed_sentences(batch, batch_size=max(len(batch), 1))
+        """One float32 array ``(n_layers, n_tokens, dim)`` per sentence (stateful: the batch as one biLM batch)."""
+        if not self.stateful:
+            return self.bilm.embed_sentences(batch, batch_size=max(len(batch), 1))
+        for sentence in batch:
+            _check_tokens(sentence)
+        layers, mask = self.batch_to_embeddings(batch)
+        lengths = mask.sum(1).tolist()
+        return [np.ascontiguousarray(layers[i, :, :n].float().cpu().numpy()) for i, n in enumerate(lengths)]
 
     def embed_sentences(
         self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -210,7 +242,8 @@ class ElmoEmbedder:
     ) -> None:
         """Embed a file of one whitespace-tokenized sentence per line into hdf5; see ``embed_file``."""
         embed_file(
-            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys
+            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys,
+            embed_batch=self.embed_batch if self.stateful else None,
         )
 
 
@@ -240,6 +273,7 @@ def embed_file(
     use_sentence_keys: bool = False,
     precision: str = "fp32",
     progress: bool = True,
+    embed_batch: Callable[[list[list[str]]], list[np.ndarray]] | None = None,
 ) -> None:
     """Write the biLM layers of each line of ``input_file`` to hdf5, in the layout of AllenNLP's ``elmo`` command.
 
@@ -250,7 +284,8 @@ def embed_file(
     ``use_sentence_keys``, a dataset ``sentence_to_index`` holds a JSON string mapping each line to its key.
     Reads, embeds and writes ``batch_size`` lines at a time (a seekable input is first checked for blank
     lines); the output file appears only when complete. ``precision``: ``"fp32"`` or ``"bf16"`` autocast;
-    ``progress``: show a tqdm bar.
+    ``progress``: show a tqdm bar; ``embed_batch``: embeds each batch instead of ``bilm.embed_sentences``
+    (a stateful ``ElmoEmbedder`` passes its own).
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, found {output_format!r}")
@@ -274,7 +309,11 @@ def embed_file(
         out = stack.enter_context(h5py.File(tmp, "w"))
         bar = stack.enter_context(tqdm(total=total, unit="sentence", desc="embedding", disable=not progress))
         while batch := list(itertools.islice(numbered, batch_size)):
-            embeddings = bilm.embed_sentences([line.split() for _, line in batch], batch_size, precision)
+            sentences = [line.split() for _, line in batch]
+            if embed_batch is None:
+                embeddings = bilm.embed_sentences(sentences, batch_size, precision)
+            else:
+                embeddings = embed_batch(sentences)
             for (index, line), layers in zip(batch, embeddings):
                 key = line if use_sentence_keys else str(index)
                 if use_sentence_keys and ("/" in key or key == "." or key in out):

@@ -240,7 +240,9 @@ def test_refused_connections_and_http_errors_name_the_url_and_the_reason(mirror)
 def test_bad_names_and_schemes():
     with pytest.raises(ValueError, match=r"unknown ELMo model name 'smal'; released models: small, medium"):
         load_bilm("smal")
-    with pytest.raises(ValueError, match=r"unknown ELMo model name 'options.json'.*pass options_file and weight_file"):
+    with pytest.raises(ValueError, match=r"unknown ELMo model name 'orig'.*pass options_file and weight_file"):
+        load_bilm("orig")
+    with pytest.raises(ValueError, match=r"give both options_file and weight_file"):
         load_bilm("options.json")
     with pytest.raises(DownloadError, match=r"gopher://x/o.json: unsupported URL scheme 'gopher'"):
         load_bilm("gopher://x/o.json", "gopher://x/w.hdf5")

@@ -15,6 +15,7 @@ from .chars import batch_char_ids, bos_char_ids, check_sentences, eos_char_ids
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack
 from .options import BiLMOptions
+from .state import CarriedState
 from .weights import load_weights, save_weights
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
@@ -68,11 +69,15 @@ class BiLM(nn.Module):
         out[torch.arange(batch, device=char_ids.device), lengths.to(char_ids.device) + 1] = self.eos_ids
         return out
 
-    def contextual_layers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def contextual_layers(
+        self, char_ids: torch.Tensor, lengths: torch.Tensor, carry: CarriedState | None = None
+    ) -> list[torch.Tensor]:
         """All layers for ids that already hold the sentence markers.
 
         ``char_ids`` ``(batch, time, chars)``, ``lengths`` ``(batch,)`` counting the markers.
         Returns ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions.
+        With ``carry`` (stateful use) each row's LSTM starts from the state ``carry`` holds for
+        it, and ``carry`` is updated with the final states.
         """
         lengths = lengths.cpu()
         if len(lengths) == 0:
@@ -84,12 +89,19 @@ class BiLM(nn.Module):
         mask = ids.gt(0).any(-1)
         encoded = self.encoder(ids[mask])  # only real tokens go through the CNN
         tokens = encoded.new_zeros(*mask.shape, encoded.shape[-1]).masked_scatter(mask.unsqueeze(-1), encoded)
-        layers = [torch.cat([tokens, tokens], dim=-1), *self.lstm(tokens, sorted_lengths)]
+        if carry is None:
+            lstm_layers = self.lstm(tokens, sorted_lengths)
+        else:
+            initial = carry.initial(self.lstm, len(lengths), order, tokens.device)
+            lstm_layers, final = self.lstm.forward_stateful(tokens, sorted_lengths, initial)
+            carry.update(final, order)
+        layers = [torch.cat([tokens, tokens], dim=-1), *lstm_layers]
         inverse = torch.argsort(order).to(char_ids.device)
         return [layer[inverse] for layer in layers]
 
-    def forward(self, char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``char_ids`` ``(batch, tokens, chars)`` without markers (0 = padded token).
+    def forward(self, char_ids: torch.Tensor, carry: CarriedState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``char_ids`` ``(batch, tokens, chars)`` without markers (0 = padded token); ``carry``: see
+        :meth:`contextual_layers`.
 
         Returns the layers ``(n_layers, batch, tokens, dim)`` and the mask ``(batch, tokens)``.
         """
@@ -101,7 +113,7 @@ class BiLM(nn.Module):
         mask = char_ids.gt(0).any(-1)
         lengths = mask.sum(-1)
         with_markers = self.add_boundaries(char_ids, lengths)
-        layers = self.contextual_layers(with_markers, lengths + 2)
+        layers = self.contextual_layers(with_markers, lengths + 2, carry)
         stripped = torch.stack([layer[:, 1:-1] for layer in layers])
         return stripped * mask.unsqueeze(-1).to(stripped.dtype), mask
 

@@ -11,7 +11,7 @@ from ..bilm.model import BiLM
 from ..bilm.model import load_bilm as load_local_bilm
 from .cache import is_url
 from .download import fetch
-from .registry import DEFAULT_NAMES, mirror_base, model_named
+from .registry import DEFAULT_NAMES, MODELS, mirror_base, model_named
 
 FileArg = Optional[Union[str, os.PathLike]]
 
@@ -26,10 +26,11 @@ def download_model(name: str) -> tuple[Path, Path]:
 def resolve_files(options_file: FileArg, weight_file: FileArg) -> tuple[FileArg, FileArg]:
     """Local paths for ``load_bilm``'s arguments.
 
-    ``options_file`` alone is a model name (``"default"``: the bundled model, giving ``None, None``);
+    ``options_file`` alone is a model name (``"default"``: the bundled model, giving ``None, None``)
+    unless it looks like a path (then the bilm loader asks for both files);
     a URL is fetched through the cache; anything else is returned as it is.
     """
-    if weight_file is None and options_file is not None and not is_url(options_file):
+    if weight_file is None and _is_name(options_file):
         name = str(options_file)
         return (None, None) if name in DEFAULT_NAMES else download_model(name)
     return tuple(fetch(f) if is_url(f) else f for f in (options_file, weight_file))  # type: ignore[return-value]
@@ -45,3 +46,12 @@ def load_bilm(
     """
     options_file, weight_file = resolve_files(options_file, weight_file)
     return load_local_bilm(options_file, weight_file, device, **kwargs)
+
+
+def _is_name(value: FileArg) -> bool:
+    """A model name rather than a file: a plain string without a path separator or ``.json`` ending."""
+    if not isinstance(value, str) or is_url(value):
+        return False
+    return value in MODELS or value in DEFAULT_NAMES or not (
+        "/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value)
+    )
