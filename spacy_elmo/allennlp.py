@@ -218,6 +218,8 @@ class ElmoEmbedder(_CarriesState):
             return self.bilm.embed_sentences(batch, batch_size=max(len(batch), 1))
         for sentence in batch:
             _check_tokens(sentence)
+        if len(batch) == 1 and len(batch[0]) == 0:  # as AllenNLP: a lone empty sentence leaves the state alone
+            return [np.zeros((self.bilm.n_layers, 0, self.bilm.dim), dtype=np.float32)]
         layers, mask = self.batch_to_embeddings(batch)
         lengths = mask.sum(1).tolist()
         return [np.ascontiguousarray(layers[i, :, :n].float().cpu().numpy()) for i, n in enumerate(lengths)]

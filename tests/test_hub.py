@@ -177,6 +177,22 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def test_weight_files_download_with_a_progress_bar(mirror, monkeypatch):
+    import pooch
+
+    bars = []
+    real = pooch.HTTPDownloader
+
+    def recording(**kwargs):
+        bars.append(kwargs["progressbar"])
+        assert kwargs["timeout"] == 5.0
+        return real(**kwargs)
+
+    monkeypatch.setattr(pooch, "HTTPDownloader", recording)
+    load_bilm(mirror.url(SMALL.options_path), mirror.url(SMALL.weights_path))
+    assert bars == [False, True]
+
+
 def test_offline_uncached_fails_at_once(mirror, monkeypatch):
     monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
     monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)

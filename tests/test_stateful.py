@@ -161,6 +161,9 @@ def test_reset_states_with_a_mask_resets_only_those_rows():
     fresh.embed_batch(batches[0])
     for g, w in zip(got[1:], fresh.embed_batch(batches[1])[1:]):
         np.testing.assert_allclose(g, w, rtol=0, atol=1e-6)
+    before = embedder._carry.value
+    assert embedder.embed_batch([[]])[0].shape == (3, 0, 32)
+    assert embedder._carry.value is before  # AllenNLP does not run a lone empty sentence
     with pytest.raises(ValueError, match=r"the mask must have shape \(3,\)"):
         embedder.reset_states(torch.tensor([True]))
 
