@@ -71,7 +71,8 @@ def test_stateful_embed_file_carries_the_state_from_batch_to_batch(tmp_path):
     batches, expected = reference_batches()
     source = tmp_path / "in.txt"
     source.write_text("".join(" ".join(s) + "\n" for batch in batches for s in batch), encoding="utf-8")
-    ElmoEmbedder(str(OPTIONS), str(WEIGHTS), stateful=True).embed_file(source, tmp_path / "out.hdf5", "top", batch_size=3)
+    embedder = ElmoEmbedder(str(OPTIONS), str(WEIGHTS), stateful=True)
+    embedder.embed_file(source, tmp_path / "out.hdf5", "top", batch_size=3)
     with h5py.File(tmp_path / "out.hdf5", "r") as f:
         for i, want in enumerate(w for batch in expected for w in batch):
             np.testing.assert_allclose(f[str(i)][()], want, rtol=0, atol=1e-5)

@@ -28,7 +28,9 @@ class CarriedState:
             return
         rows = self.value.state.shape[2]
         if mask.shape != (rows,):
-            raise ValueError(f"reset_states: the mask must have shape ({rows},) (the stored rows), found {tuple(mask.shape)}")
+            raise ValueError(
+                f"reset_states: the mask must have shape ({rows},) (the stored rows), found {tuple(mask.shape)}"
+            )
         keep = (~mask.bool()).to(self.value.state.device).view(1, 1, rows, 1)
         self.value = LstmState(self.value.state * keep, self.value.memory * keep)
 

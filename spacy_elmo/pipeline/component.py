@@ -98,7 +98,7 @@ class ElmoComponent(Pipe):
         check_mix_against_files(mix, options_file)
         self.vocab = vocab
         self.name = name
-        self.model = model
+        self.model_name = model  # not ``self.model``: spaCy reserves that for a thinc Model
         self.options_file = options_file
         self.weight_file = weight_file
         self.mix = mix
@@ -120,7 +120,7 @@ class ElmoComponent(Pipe):
     def load(self) -> BiLM:
         """Load the biLM from ``model`` or ``options_file`` / ``weight_file`` unless it is loaded already."""
         if self._bilm is None:
-            files = (self.model, None) if self.model is not None else (self.options_file, self.weight_file)
+            files = (self.model_name, None) if self.model_name else (self.options_file, self.weight_file)
             self._set_bilm(load_bilm(*files, device=_device()))
         return self._bilm
 
