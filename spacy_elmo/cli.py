@@ -135,4 +135,7 @@ def list_models() -> None:
     """The released models: name, layers, dim, parameters, download size, and whether they are cached."""
     from .hub.catalog import model_table
 
-    typer.echo(model_table())
+    try:
+        typer.echo(model_table())
+    except ValueError as err:
+        _fail(str(err))

@@ -266,6 +266,14 @@ def test_bad_names_and_schemes():
     assert load_bilm("default").n_layers == load_bilm().n_layers
 
 
+def test_a_mirror_must_be_a_url(monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", "/srv/elmo")
+    with pytest.raises(ValueError, match="SPACY_ELMO_MIRROR must be a base URL such as .*, found '/srv/elmo'"):
+        load_bilm("small")
+    result = run_cli("models")
+    assert result.exit_code == 1 and "SPACY_ELMO_MIRROR must be a base URL" in result.output
+
+
 # ---- the spaCy component ------------------------------------------------------------------------
 
 

@@ -97,6 +97,8 @@ MODELS: dict[str, ReleasedModel] = {
 def mirror_base() -> str:
     """The base URL of the released files: ``SPACY_ELMO_MIRROR`` if set, else AllenNLP's."""
     base = os.environ.get("SPACY_ELMO_MIRROR", "").strip() or RELEASE_BASE
+    if "://" not in base:
+        raise ValueError(f"SPACY_ELMO_MIRROR must be a base URL such as https://host/elmo/, found {base!r}")
     return base if base.endswith("/") else base + "/"
 
 
