@@ -66,8 +66,12 @@ def test_second_load_offline_comes_from_the_cache(mirror, monkeypatch, local_lay
 
 
 def test_names_resolve_under_the_mirror_base(mirror, monkeypatch, model_cache, local_layers):
+    from spacy_elmo import Elmo, ElmoEmbedder
+
     monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base.rstrip("/"))  # with or without the final slash
     assert_same_layers(load_bilm("small"), local_layers)
+    np.testing.assert_array_equal(ElmoEmbedder("small").embed_sentence(SENTENCES[1]), local_layers[1])
+    assert Elmo("small", None, 1, dropout=0.0).get_output_dim() == 64
     assert mirror.requests == [
         "2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_options.json",
         "2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_weights.hdf5",
