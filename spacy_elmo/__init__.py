@@ -5,7 +5,8 @@ API are plain PyTorch. The spaCy component ``"elmo"`` and the ``spacy-elmo.*``
 architectures are found by spaCy through entry points.
 """
 from .allennlp import Elmo, ElmoEmbedder, batch_to_ids
-from .bilm import BiLM, BiLMOptions, ScalarMix, load_bilm
+from .bilm import BiLM, BiLMOptions, ScalarMix
+from .hub import load_bilm
 
 __all__ = ["BiLM", "BiLMOptions", "Elmo", "ElmoEmbedder", "ScalarMix", "batch_to_ids", "load_bilm"]
 __version__ = "0.1.0"

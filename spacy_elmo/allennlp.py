@@ -3,11 +3,14 @@
 Code written for ``allennlp.modules.elmo`` / ``allennlp.commands.elmo`` runs unchanged
 after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
 
-- Outputs do not depend on earlier batches: AllenNLP's biLM carries its LSTM state
-  from one batch to the next, here every sentence starts from a zero state
-  (AllenNLP's values after a state reset).
-- Files and URLs: options and weights are local paths (nothing is downloaded);
-  ``None, None`` loads the bundled default model.
+- Stateless by default: outputs do not depend on earlier batches, every sentence starts
+  from a zero state (AllenNLP's values after a state reset). AllenNLP's biLM carries its
+  LSTM state from one batch to the next; ``Elmo(..., stateful=True)`` and
+  ``ElmoEmbedder(..., stateful=True)`` do the same (``reset_states()`` forgets it), for
+  reproducing AllenNLP's / bilm-tf's numbers exactly.
+- Files and URLs: options and weights are local paths or URLs (downloaded once into the cache, see
+  :mod:`spacy_elmo.hub`); ``None, None`` loads the bundled default model, a name alone
+  (``Elmo("small")``) a released model.
 - Without autograd, the token layer of recent word types comes from an LRU cache
   (``token_cache_size``), besides AllenNLP's ``vocab_to_cache``.
 """
@@ -19,7 +22,7 @@ import os
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence, TextIO, Union
+from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union
 
 import h5py
 import numpy as np
@@ -27,10 +30,12 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .bilm import BiLM, ScalarMix, batch_char_ids, load_bilm
+from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
+from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from .hub import load_bilm
 
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")
@@ -42,22 +47,24 @@ def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
     return batch_char_ids(batch)
 
 
-def _load(
-    options_file: str | os.PathLike | None,
-    weight_file: str | os.PathLike | None,
-    device: str,
-    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
-) -> BiLM:
-    for name, path in (("options_file", options_file), ("weight_file", weight_file)):
-        if isinstance(path, str) and "://" in path:
-            raise ValueError(
-                f"{name} {path!r} is a URL: spacy-elmo downloads nothing; "
-                "download the file and pass its local path (or pass None, None for the bundled default model)"
-            )
-    return load_bilm(options_file, weight_file, device, token_cache_size=token_cache_size)
 
 
-class Elmo(nn.Module):
+class _CarriesState:
+    """``stateful=True``: the LSTM state carried per batch row from call to call (AllenNLP's behaviour)."""
+
+    _carry: CarriedState | None
+
+    @property
+    def stateful(self) -> bool:
+        return self._carry is not None
+
+    def reset_states(self, mask: torch.Tensor | None = None) -> None:
+        """Stateful mode: forget the carried LSTM states (``mask``: only those of the rows where it is true)."""
+        if self._carry is not None:
+            self._carry.reset(mask)
+
+
+class Elmo(nn.Module, _CarriesState):
     """AllenNLP's ``Elmo`` module: ``num_output_representations`` trainable scalar mixes of the biLM layers.
 
     ``forward(inputs, word_inputs=None)`` takes character ids ``(batch, tokens, 50)`` (from ``batch_to_ids``;
@@ -66,6 +73,8 @@ class Elmo(nn.Module):
     (``tokens + 2``). Dropout is applied after mixing. ``scalar_mix_parameters`` (pre-softmax, one per
     layer) fixes the mix weights and gamma = 1. With ``requires_grad=False`` the biLM is frozen and runs
     without autograd. ``module`` passes an already loaded ``BiLM`` instead of the two files.
+    ``stateful=True``: AllenNLP's behaviour, each batch row's LSTM continues from that row's state
+    at the end of the previous call (``reset_states()`` starts again from zero).
 
     ``vocab_to_cache`` (a list of words, index 0 for padding) computes their token layer once, as AllenNLP
     does: ``forward`` then also takes ``word_inputs`` ``(batch, tokens)``, indices into that list (0 =
@@ -85,6 +94,7 @@ class Elmo(nn.Module):
         keep_sentence_boundaries: bool = False,
         scalar_mix_parameters: Sequence[float] | None = None,
         module: BiLM | None = None,
+        stateful: bool = False,
     ) -> None:
         super().__init__()
         n = num_output_representations
@@ -95,7 +105,7 @@ class Elmo(nn.Module):
                 raise ValueError("pass either module or options_file / weight_file, not both")
             self.bilm = module
         else:
-            self.bilm = _load(options_file, weight_file, "cpu")
+            self.bilm = load_bilm(options_file, weight_file, "cpu")
         self.bilm.requires_grad_(requires_grad)
         self.requires_grad = requires_grad
         self.keep_sentence_boundaries = keep_sentence_boundaries
@@ -108,6 +118,7 @@ class Elmo(nn.Module):
             mix = ScalarMix(n_layers, do_layer_norm, scalar_mix_parameters, trainable=scalar_mix_parameters is None)
             self.add_module(f"scalar_mix_{k}", mix)
         self._dropout = nn.Dropout(p=dropout)
+        self._carry = CarriedState() if stateful else None
         self.register_buffer("word_embedding", None if vocab_to_cache is None else self._cache_words(vocab_to_cache))
 
     def _cache_words(self, words: Sequence[str]) -> torch.Tensor:
@@ -143,12 +154,12 @@ class Elmo(nn.Module):
                 lengths = mask.sum(-1)
                 with_markers = self.bilm.add_boundaries(ids, lengths)
                 mask_with_markers = with_markers.gt(0).any(-1)
-                layers = self.bilm.contextual_layers(with_markers, lengths + 2)
+                layers = self.bilm.contextual_layers(with_markers, lengths + 2, self._carry)
             else:
                 mask = words.gt(0)
                 lengths = mask.sum(-1)
                 tokens, mask_with_markers = self._word_layer(words, mask, lengths)
-                layers = self.bilm.layers_from_tokens(tokens, lengths + 2)
+                layers = self.bilm.layers_from_tokens(tokens, lengths + 2, self._carry)
         representations = []
         for mix in self.scalar_mixes:
             # AllenNLP mixes (and layer-normalises) with the sentence markers in, then strips them.
@@ -227,11 +238,13 @@ def _check_tokens(tokens: object) -> None:
         raise TypeError(f"expected a list of token strings, found {type(tokens).__name__}{hint}")
 
 
-class ElmoEmbedder:
+class ElmoEmbedder(_CarriesState):
     """AllenNLP's ``ElmoEmbedder``: raw biLM layers as numpy arrays ``(n_layers, n_tokens, dim)``.
 
     ``None, None`` loads the bundled default model; ``cuda_device`` -1 is the CPU, N >= 0 the GPU ``cuda:N``;
     ``token_cache_size``: word types whose token layer is cached (0: none).
+    ``stateful=True``: AllenNLP's behaviour, each batch row continues from that row's LSTM state at the
+    end of the previous batch (``reset_states()`` starts again from zero); batches run as given.
     """
 
     def __init__(
@@ -239,16 +252,18 @@ class ElmoEmbedder:
         options_file: str | os.PathLike | None = None,
         weight_file: str | os.PathLike | None = None,
         cuda_device: int = -1,
+        stateful: bool = False,
         token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         self.cuda_device = cuda_device
         device = f"cuda:{cuda_device}" if cuda_device >= 0 else "cpu"
-        self.bilm = _load(options_file, weight_file, device, token_cache_size)
+        self.bilm = load_bilm(options_file, weight_file, device, token_cache_size=token_cache_size)
+        self._carry = CarriedState() if stateful else None
 
     def batch_to_embeddings(self, batch: Sequence[Sequence[str]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Layers ``(batch, n_layers, max_tokens, dim)`` (zero at padding) and mask ``(batch, max_tokens)``."""
         with torch.no_grad():
-            layers, mask = self.bilm(batch_to_ids(batch).to(self.bilm.device))
+            layers, mask = self.bilm(batch_to_ids(batch).to(self.bilm.device), self._carry)
         return layers.transpose(0, 1), mask
 
     def embed_sentence(self, sentence: Sequence[str]) -> np.ndarray:
@@ -257,8 +272,16 @@ class ElmoEmbedder:
         return self.embed_batch([sentence])[0]
 
     def embed_batch(self, batch: Sequence[Sequence[str]]) -> list[np.ndarray]:
-        """One float32 array ``(n_layers, n_tokens, dim)`` per sentence."""
-        return self.bilm.embed_sentences(batch, batch_size=max(len(batch), 1))
+        """One float32 array ``(n_layers, n_tokens, dim)`` per sentence (stateful: the batch as one biLM batch)."""
+        if not self.stateful:
+            return self.bilm.embed_sentences(batch, batch_size=max(len(batch), 1))
+        for sentence in batch:
+            _check_tokens(sentence)
+        if len(batch) == 1 and len(batch[0]) == 0:  # as AllenNLP: a lone empty sentence leaves the state alone
+            return [np.zeros((self.bilm.n_layers, 0, self.bilm.dim), dtype=np.float32)]
+        layers, mask = self.batch_to_embeddings(batch)
+        lengths = mask.sum(1).tolist()
+        return [np.ascontiguousarray(layers[i, :, :n].float().cpu().numpy()) for i, n in enumerate(lengths)]
 
     def embed_sentences(
         self, sentences: Iterable[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE
@@ -280,7 +303,8 @@ class ElmoEmbedder:
     ) -> None:
         """Embed a file of one whitespace-tokenized sentence per line into hdf5; see ``embed_file``."""
         embed_file(
-            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys
+            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys,
+            embed_batch=self.embed_batch if self.stateful else None,
         )
 
 
@@ -310,6 +334,7 @@ def embed_file(
     use_sentence_keys: bool = False,
     precision: str = "fp32",
     progress: bool = True,
+    embed_batch: Callable[[list[list[str]]], list[np.ndarray]] | None = None,
 ) -> None:
     """Write the biLM layers of each line of ``input_file`` to hdf5, in the layout of AllenNLP's ``elmo`` command.
 
@@ -320,7 +345,8 @@ def embed_file(
     ``use_sentence_keys``, a dataset ``sentence_to_index`` holds a JSON string mapping each line to its key.
     Reads, embeds and writes ``batch_size`` lines at a time (a seekable input is first checked for blank
     lines); the output file appears only when complete. ``precision``: ``"fp32"`` or ``"bf16"`` autocast;
-    ``progress``: show a tqdm bar.
+    ``progress``: show a tqdm bar; ``embed_batch``: embeds each batch instead of ``bilm.embed_sentences``
+    (a stateful ``ElmoEmbedder`` passes its own).
     """
     if output_format not in OUTPUT_FORMATS:
         raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, found {output_format!r}")
@@ -344,7 +370,11 @@ def embed_file(
         out = stack.enter_context(h5py.File(tmp, "w"))
         bar = stack.enter_context(tqdm(total=total, unit="sentence", desc="embedding", disable=not progress))
         while batch := list(itertools.islice(numbered, batch_size)):
-            embeddings = bilm.embed_sentences([line.split() for _, line in batch], batch_size, precision)
+            sentences = [line.split() for _, line in batch]
+            if embed_batch is None:
+                embeddings = bilm.embed_sentences(sentences, batch_size, precision)
+            else:
+                embeddings = embed_batch(sentences)
             for (index, line), layers in zip(batch, embeddings):
                 key = line if use_sentence_keys else str(index)
                 if use_sentence_keys and ("/" in key or key == "." or key in out):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -74,8 +74,9 @@ def pretrain(
 def embed(
     input_file: Path = typer.Argument(..., help="text file: one whitespace-tokenized sentence per line"),
     output_file: Path = typer.Argument(..., help="hdf5 file to write (one dataset per line)"),
-    options_file: Optional[Path] = typer.Option(None, "--options", help="options.json (default: bundled model)"),
-    weight_file: Optional[Path] = typer.Option(None, "--weights", help="weights.hdf5 (default: bundled model)"),
+    model: Optional[str] = typer.Option(None, "--model", help="a released model's name (see `spacy-elmo models`)"),
+    options_file: Optional[str] = typer.Option(None, "--options", help="options.json: path or URL (default: bundled)"),
+    weight_file: Optional[str] = typer.Option(None, "--weights", help="weights.hdf5: path or URL (default: bundled)"),
     output_format: str = typer.Option("all", help="all (every layer), top, or average"),
     batch_size: int = typer.Option(64, help="sentences per biLM batch"),
     forget_sentences: bool = typer.Option(False, "--forget-sentences", help="no sentence_to_index map"),
@@ -88,10 +89,13 @@ def embed(
 ) -> None:
     """Embed a text file into hdf5 like `allennlp elmo`: dataset "0", "1", ... per line, plus sentence_to_index."""
     from .allennlp import embed_file
-    from .bilm import load_bilm
+    from .hub import load_bilm
 
     try:
-        bilm = load_bilm(options_file, weight_file, device, token_cache_size=token_cache_size)
+        if model is not None and (options_file is not None or weight_file is not None):
+            raise ValueError("give either --model or --options / --weights, not both")
+        files = (model, None) if model is not None else (options_file, weight_file)
+        bilm = load_bilm(*files, device, token_cache_size=token_cache_size)
         embed_file(
             bilm, input_file, output_file, output_format, batch_size, forget_sentences, use_sentence_keys, precision
         )
@@ -102,10 +106,12 @@ def embed(
 
 @app.command()
 def info(
-    options_file: Optional[Path] = typer.Argument(None), weight_file: Optional[Path] = typer.Argument(None)
+    options_file: Optional[str] = typer.Argument(None, help="options.json (path or URL), or a released model's name"),
+    weight_file: Optional[str] = typer.Argument(None, help="weights.hdf5 (path or URL)"),
 ) -> None:
     """Describe a biLM (the bundled default without arguments) and the kernels that run it on this machine."""
-    from .bilm import kernels, load_bilm
+    from .bilm import kernels
+    from .hub import load_bilm
 
     try:
         bilm = load_bilm(options_file, weight_file)
@@ -115,3 +121,30 @@ def info(
     params = sum(p.numel() for p in bilm.parameters())
     model = {"options": bilm.options.to_json(), "parameters": params, "layers": bilm.n_layers, "dim": bilm.dim}
     typer.echo(json.dumps({**model, "kernels": machine}, indent=1))
+
+
+@app.command()
+def download(
+    models: List[str] = typer.Argument(..., help="released model names (see `spacy-elmo models`) or file URLs"),
+) -> None:
+    """Download released models (or files by URL) into the cache (SPACY_ELMO_CACHE) and verify them."""
+    from .hub import download_model, fetch
+    from .hub.cache import is_url
+
+    for model in models:
+        try:
+            paths = [fetch(model)] if is_url(model) else download_model(model)
+        except ValueError as err:
+            _fail(str(err))
+        typer.echo(f"{model}: " + " ".join(str(p) for p in paths))
+
+
+@app.command(name="models")
+def list_models() -> None:
+    """The released models: name, layers, dim, parameters, download size, and whether they are cached."""
+    from .hub.catalog import model_table
+
+    try:
+        typer.echo(model_table())
+    except ValueError as err:
+        _fail(str(err))

@@ -24,3 +24,37 @@ def parity_bilm(parity_files):
 @pytest.fixture(scope="session")
 def parity_sentences() -> list[list[str]]:
     return json.loads((PARITY / "sentences.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(autouse=True)
+def model_cache(tmp_path_factory, monkeypatch) -> Path:
+    """Every test gets an empty download cache, the default mirror, network allowed, and quick retries."""
+    cache = tmp_path_factory.mktemp("elmo-cache")
+    monkeypatch.setenv("SPACY_ELMO_CACHE", str(cache))
+    monkeypatch.delenv("SPACY_ELMO_OFFLINE", raising=False)
+    monkeypatch.delenv("SPACY_ELMO_MIRROR", raising=False)
+    from spacy_elmo.hub import download
+
+    monkeypatch.setattr(download, "RETRIES", 0)
+    monkeypatch.setattr(download, "TIMEOUT", 5.0)
+    return cache
+
+
+@pytest.fixture
+def mirror(tmp_path_factory, monkeypatch):
+    """A local http mirror of the released files (see tests/model_server.py), stopped after the test.
+
+    It serves tiny stand-ins, so the pinned sizes and hashes are those of the stand-ins.
+    """
+    import hashlib
+
+    from spacy_elmo.hub import registry
+
+    from .model_server import MirrorServer, build_mirror
+
+    server = MirrorServer(build_mirror(tmp_path_factory.mktemp("mirror")))
+    for relative in list(registry.PINS):
+        data = (server.root / relative).read_bytes()
+        monkeypatch.setitem(registry.PINS, relative, registry.Pin(len(data), hashlib.sha256(data).hexdigest()))
+    yield server
+    server.stop()

@@ -406,7 +406,7 @@ def test_embed_file_failures_leave_no_output(embedder, tmp_path, monkeypatch):
 # ---- errors -------------------------------------------------------------------------------------
 
 
-def test_elmo_argument_errors(bilm):
+def test_elmo_argument_errors(bilm, monkeypatch):
     with pytest.raises(ValueError, match="num_output_representations must be an int >= 1, found 0"):
         Elmo(options_file, weight_file, num_output_representations=0)
     with pytest.raises(TypeError, match="vocab_to_cache must be a list of strings"):
@@ -417,7 +417,8 @@ def test_elmo_argument_errors(bilm):
         Elmo(options_file, weight_file, scalar_mix_parameters=[1.0, 2.0])
     with pytest.raises(ValueError, match="give both options_file and weight_file"):
         Elmo(options_file)
-    with pytest.raises(ValueError, match="is a URL: spacy-elmo downloads nothing"):
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    with pytest.raises(ValueError, match="options.json is not in the cache .* SPACY_ELMO_OFFLINE=1"):
         Elmo("https://allennlp.s3.amazonaws.com/models/elmo/2x4096_512_2048cnn/options.json", weight_file)
     with pytest.raises(ValueError, match="not both"):
         Elmo(options_file, weight_file, module=bilm)

@@ -25,10 +25,14 @@ Three execution paths compute the same function:
   weights), and the cell state kept in float32 also under bfloat16 autocast;
 - without autograd elsewhere (CUDA, or CPU without oneDNN): the batched path of training,
   in place into preallocated buffers.
+
+Stateful use (:meth:`BiLstmStack.forward_stateful`, AllenNLP's state carried across batches)
+starts every row from a given state and returns the final states; it always takes the batched
+path (with or without autograd), the oneDNN path is stateless only.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -78,7 +82,7 @@ class ProjectedLstm(nn.Module):
         plan = Plan.build(lengths, inputs.shape[1], inputs.device)
         packed = inputs.reshape(-1, inputs.shape[-1])[plan.forward_index]
         stacked = [(self.input_weight, self.state_weight, self.gate_bias(), self.projection)]
-        out = _run_batched(packed.unsqueeze(0), stacked, plan, self.cell_clip, self.proj_clip)[0]
+        out = _run_batched(packed.unsqueeze(0), stacked, plan, self.cell_clip, self.proj_clip)[0][0]
         return plan.unpack(out, plan.forward_index, inputs.shape[0], inputs.shape[1])
 
 
@@ -116,17 +120,33 @@ class Plan(NamedTuple):
         return out.view(batch, time, -1)
 
 
+class LstmState(NamedTuple):
+    """The recurrent state of each row of a batch: the projected state and the cell memory.
+
+    For a stack: ``state`` ``(n_layers, 2, batch, hidden_dim)``, ``memory`` ``(n_layers, 2, batch,
+    cell_dim)`` (direction 0 forward, 1 backward); for one layer the same without the first axis.
+    A forward direction's final state is the one after a row's last token, a backward
+    direction's the one after its first token (AllenNLP's ``final_state``).
+    """
+
+    state: torch.Tensor
+    memory: torch.Tensor
+
+
 def _run_batched(
     inputs: torch.Tensor,
     weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
     plan: Plan,
     cell_clip: float | None,
     proj_clip: float | None,
-) -> torch.Tensor:
+    initial: LstmState | None = None,
+) -> tuple[torch.Tensor, LstmState | None]:
     """``len(weights)`` directions at once: packed ``(d, n_positions, input_dim) -> (d, n_positions, hidden)``.
 
     Each direction's ``(input_weight, state_weight, bias, projection)``; the products are
     batched over directions. Functional under autograd, in place into buffers without it.
+    With ``initial`` (``(d, batch, ...)``, rows in the batch's order) every row starts from its
+    state instead of zero, and the final states are returned too (else ``None``).
     """
     w_in = torch.stack([w[0] for w in weights]).transpose(1, 2)  # (d, in, 4c)
     w_state = torch.stack([w[1] for w in weights]).transpose(1, 2)  # (d, h, 4c)
@@ -135,17 +155,19 @@ def _run_batched(
     directions, positions, _ = inputs.shape
     cell_dim, hidden_dim = w_proj.shape[1], w_proj.shape[2]
     if positions == 0:
-        return inputs.new_zeros(directions, 0, hidden_dim)
+        return inputs.new_zeros(directions, 0, hidden_dim), initial
     input_gates = torch.baddbmm(bias, inputs, w_in)  # all steps' input products at once
     # under autocast: the loop's weights in the compute dtype once, not cast again at every step
     w_state, w_proj = w_state.to(input_gates.dtype), w_proj.to(input_gates.dtype)
     batch = plan.steps[0][1]
     if torch.is_grad_enabled():
-        outputs = []
+        outputs, ends = [], []
         state = memory = None
+        if initial is not None:
+            state, memory = initial.state.to(input_gates.dtype), initial.memory
         # one split, not a slice per step: a slice's backward fills a zero tensor of the whole input
         step_gates = input_gates.split([n for _, n in plan.steps], dim=1)
-        for gates, (_, n) in zip(step_gates, plan.steps):
+        for t, (gates, (_, n)) in enumerate(zip(step_gates, plan.steps)):
             if state is not None:
                 gates = torch.baddbmm(gates, state[:, :n], w_state)
             i, j, f, o = gates.chunk(4, dim=-1)
@@ -156,11 +178,23 @@ def _run_batched(
             if proj_clip:
                 state = state.clamp(-proj_clip, proj_clip)
             outputs.append(state)
-        return torch.cat(outputs, dim=1)
+            if initial is not None:  # rows n_next .. n end at this step
+                n_next = plan.steps[t + 1][1] if t + 1 < len(plan.steps) else 0
+                ends.append((state[:, n_next:n], memory[:, n_next:n]))
+        final = None
+        if initial is not None:  # rows end in reverse order; rows of length 0 keep their state
+            ends = ends[::-1] + [(initial.state[:, batch:].to(state.dtype), initial.memory[:, batch:])]
+            final = LstmState(torch.cat([e[0] for e in ends], dim=1), torch.cat([e[1] for e in ends], dim=1))
+        return torch.cat(outputs, dim=1), final
     out = input_gates.new_empty(directions, positions, hidden_dim)
-    memory = torch.zeros(directions, batch, cell_dim, dtype=torch.float32, device=inputs.device)
+    if initial is None:
+        memory = torch.zeros(directions, batch, cell_dim, dtype=torch.float32, device=inputs.device)
+        state = last = None
+    else:
+        memory = initial.memory.float().clone()
+        state = initial.state.to(input_gates.dtype)
+        last = state.clone()
     hidden = input_gates.new_empty(directions, batch, cell_dim)
-    state = None
     for offset, n in plan.steps:
         gates = input_gates[:, offset : offset + n]
         if state is not None:
@@ -176,7 +210,9 @@ def _run_batched(
         if proj_clip:
             state.clamp_(-proj_clip, proj_clip)
         out[:, offset : offset + n] = state
-    return out
+        if last is not None:
+            last[:, :n] = state
+    return out, (None if last is None else LstmState(last, memory))
 
 
 class _Packed(NamedTuple):
@@ -282,23 +318,63 @@ class BiLstmStack(nn.Module):
         pairs = list(zip(self.forward_layers, self.backward_layers))
         return onednn.cached(self, dtype, lambda: [[_pack(cell, dtype) for cell in pair] for pair in pairs])
 
+    @property
+    def _clips(self) -> tuple[float | None, float | None]:
+        return self.forward_layers[0].cell_clip, self.forward_layers[0].proj_clip
+
+    def zero_state(self, batch: int, device: torch.device) -> LstmState:
+        """The zero state of ``batch`` rows: ``(n_layers, 2, batch, ...)``."""
+        cell = self.forward_layers[0]
+        n = len(self.forward_layers)
+        return LstmState(
+            torch.zeros(n, 2, batch, cell.hidden_dim, device=device),
+            torch.zeros(n, 2, batch, cell.cell_dim, device=device),
+        )
+
     def forward(self, inputs: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
-        batch, time, dim = inputs.shape
-        plan = Plan.build(lengths, time, inputs.device)
-        flat = inputs.reshape(batch * time, dim)
-        seqs = [flat[plan.forward_index], flat[plan.backward_index]]  # packed, backward read back to front
-        layer_pairs = list(zip(self.forward_layers, self.backward_layers))
-        clips = (self.forward_layers[0].cell_clip, self.forward_layers[0].proj_clip)
+        plan = Plan.build(lengths, inputs.shape[1], inputs.device)
         dtype = onednn.compute_dtype(inputs)
         if kernels.use_onednn(inputs, dtype):
             packed = self._packed(dtype)
-            run = lambda k, xs: _run_onednn(xs, packed[k], plan, *clips)  # noqa: E731
+            run = lambda k, xs: _run_onednn(xs, packed[k], plan, *self._clips)  # noqa: E731
         else:
-            def run(k: int, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-                weights = [(c.input_weight, c.state_weight, c.gate_bias(), c.projection) for c in layer_pairs[k]]
-                return list(_run_batched(torch.stack(xs), weights, plan, *clips).unbind(0))
+            run = lambda k, xs: self._run_layer(k, xs, plan)[0]  # noqa: E731
+        return self._layers(inputs, plan, run)
+
+    def forward_stateful(
+        self, inputs: torch.Tensor, lengths: torch.Tensor, initial: LstmState
+    ) -> tuple[list[torch.Tensor], LstmState]:
+        """``forward`` from the rows' ``initial`` states (``(n_layers, 2, batch, ...)``, sorted like the
+        batch); also returns the final states, detached (the batched path, as AllenNLP's ``ElmoLstm``)."""
+        plan = Plan.build(lengths, inputs.shape[1], inputs.device)
+        finals: list[LstmState] = []
+
+        def run(k: int, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+            outs, final = self._run_layer(k, xs, plan, LstmState(initial.state[k], initial.memory[k]))
+            finals.append(final)
+            return outs
+
+        layers = self._layers(inputs, plan, run)
+        state = torch.stack([f.state for f in finals]).float().detach()
+        return layers, LstmState(state, torch.stack([f.memory for f in finals]).float().detach())
+
+    def _run_layer(
+        self, k: int, xs: list[torch.Tensor], plan: Plan, initial: LstmState | None = None
+    ) -> tuple[list[torch.Tensor], LstmState | None]:
+        cells = (self.forward_layers[k], self.backward_layers[k])
+        weights = [(c.input_weight, c.state_weight, c.gate_bias(), c.projection) for c in cells]
+        out, final = _run_batched(torch.stack(xs), weights, plan, *self._clips, initial)
+        return list(out.unbind(0)), final
+
+    def _layers(
+        self, inputs: torch.Tensor, plan: Plan, run: Callable[[int, list[torch.Tensor]], list[torch.Tensor]]
+    ) -> list[torch.Tensor]:
+        """Every layer ``(batch, time, 2 * dim)``; ``run(k, [forward, backward])`` runs layer ``k`` on packed inputs."""
+        batch, time, dim = inputs.shape
+        flat = inputs.reshape(batch * time, dim)
+        seqs = [flat[plan.forward_index], flat[plan.backward_index]]  # packed, backward read back to front
         layers = []
-        for k in range(len(layer_pairs)):
+        for k in range(len(self.forward_layers)):
             outs = run(k, [self.dropout(x) for x in seqs])
             if self.use_skip_connections and k > 0:
                 outs = [out + x.to(out.dtype) for out, x in zip(outs, seqs)]
@@ -308,4 +384,3 @@ class BiLstmStack(nn.Module):
             layer[plan.backward_index, dim:] = seqs[1]
             layers.append(layer.view(batch, time, 2 * dim))
         return layers
-

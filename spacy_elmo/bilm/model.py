@@ -16,6 +16,7 @@ from .chars import batch_char_ids, bos_char_ids, check_sentences, eos_char_ids
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack
 from .options import BiLMOptions
+from .state import CarriedState
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache_size
 from .weights import load_weights, save_weights
 
@@ -96,29 +97,44 @@ class BiLM(nn.Module):
             encoded = self.encoder(ids)
         return encoded.new_zeros(*mask.shape, encoded.shape[-1]).masked_scatter(mask.unsqueeze(-1), encoded)
 
-    def contextual_layers(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def contextual_layers(
+        self, char_ids: torch.Tensor, lengths: torch.Tensor, carry: CarriedState | None = None
+    ) -> list[torch.Tensor]:
         """All layers for ids that already hold the sentence markers.
 
         ``char_ids`` ``(batch, time, chars)``, ``lengths`` ``(batch,)`` counting the markers.
         Returns ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions.
+        With ``carry`` (stateful use) each row's LSTM starts from the state ``carry`` holds for
+        it, and ``carry`` is updated with the final states.
         """
         if len(lengths) == 0:
             return [char_ids.new_zeros(*char_ids.shape[:2], self.dim, dtype=torch.float32)] * self.n_layers
-        return self.layers_from_tokens(self.token_layer(char_ids), lengths)
+        return self.layers_from_tokens(self.token_layer(char_ids), lengths, carry)
 
-    def layers_from_tokens(self, tokens: torch.Tensor, lengths: torch.Tensor) -> list[torch.Tensor]:
+    def layers_from_tokens(
+        self, tokens: torch.Tensor, lengths: torch.Tensor, carry: CarriedState | None = None
+    ) -> list[torch.Tensor]:
         """All layers from token vectors ``(batch, time, projection_dim)`` (markers included, ``lengths``
-        counting them): ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions."""
+        counting them): ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions; ``carry``:
+        see :meth:`contextual_layers`."""
         lengths = lengths.cpu()
         order = torch.argsort(lengths, descending=True, stable=True)
+        sorted_lengths = lengths[order]
         on_device = order.to(tokens.device)
         sorted_tokens = tokens[on_device]
-        layers = [torch.cat([sorted_tokens, sorted_tokens], dim=-1), *self.lstm(sorted_tokens, lengths[order])]
+        if carry is None:
+            lstm_layers = self.lstm(sorted_tokens, sorted_lengths)
+        else:
+            initial = carry.initial(self.lstm, len(lengths), order, tokens.device)
+            lstm_layers, final = self.lstm.forward_stateful(sorted_tokens, sorted_lengths, initial)
+            carry.update(final, order)
+        layers = [torch.cat([sorted_tokens, sorted_tokens], dim=-1), *lstm_layers]
         inverse = torch.argsort(on_device)
         return [layer[inverse] for layer in layers]
 
-    def forward(self, char_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``char_ids`` ``(batch, tokens, chars)`` without markers (0 = padded token).
+    def forward(self, char_ids: torch.Tensor, carry: CarriedState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``char_ids`` ``(batch, tokens, chars)`` without markers (0 = padded token); ``carry``: see
+        :meth:`contextual_layers`.
 
         Returns the layers ``(n_layers, batch, tokens, dim)`` and the mask ``(batch, tokens)``.
         """
@@ -130,7 +146,7 @@ class BiLM(nn.Module):
         mask = char_ids.gt(0).any(-1)
         lengths = mask.sum(-1)
         with_markers = self.add_boundaries(char_ids, lengths)
-        layers = self.contextual_layers(with_markers, lengths + 2)
+        layers = self.contextual_layers(with_markers, lengths + 2, carry)
         stripped = torch.stack([layer[:, 1:-1] for layer in layers])
         return stripped * mask.unsqueeze(-1).to(stripped.dtype), mask
 

@@ -16,16 +16,18 @@ from spacy.util import ensure_path, minibatch
 from spacy.vocab import Vocab
 from thinc.api import get_current_ops
 
-from ..bilm.model import BiLM, load_bilm
+from ..bilm.model import BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from ..hub import load_bilm
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, install_extensions
 from .hooks import set_vector_hooks
 from .sequences import sequence_ranges
-from .settings import Mix, check_mix_against_files, check_settings, layer_weights
+from .settings import Mix, check_mix_against_files, check_model, check_settings, layer_weights
 
 MODEL_FILES = ("options.json", "weights.hdf5", "vocab.txt")
 
 DEFAULT_CONFIG = {
+    "model": None,
     "options_file": None,
     "weight_file": None,
     "mix": "average",
@@ -42,6 +44,7 @@ DEFAULT_CONFIG = {
 def make_elmo(
     nlp: Language,
     name: str,
+    model: Optional[str],
     options_file: Optional[str],
     weight_file: Optional[str],
     mix: Mix,
@@ -56,6 +59,7 @@ def make_elmo(
     return ElmoComponent(
         nlp.vocab,
         name,
+        model=model,
         options_file=options_file,
         weight_file=weight_file,
         mix=mix,
@@ -71,10 +75,11 @@ def make_elmo(
 class ElmoComponent(Pipe):
     """Runs an ELMo biLM over each sentence (or window of ``max_length`` tokens) of the Docs.
 
-    The biLM loads lazily from ``options_file`` / ``weight_file`` (``None``: the
-    bundled default model) the first time it is needed, unless ``from_disk`` /
-    ``from_bytes`` supplied it; so the component works without ``initialize()``
-    (frozen components) and a saved pipeline never needs the original files.
+    The biLM loads lazily from ``model`` (a released model's name) or ``options_file`` /
+    ``weight_file`` (paths or URLs; all ``None``: the bundled default model) the first time
+    it is needed, unless ``from_disk`` / ``from_bytes`` supplied it; so the component works
+    without ``initialize()`` (frozen components) and a saved pipeline never needs the original
+    files, the network or the download cache.
     """
 
     def __init__(
@@ -82,6 +87,7 @@ class ElmoComponent(Pipe):
         vocab: Vocab,
         name: str = "elmo",
         *,
+        model: Optional[str] = None,
         options_file: Optional[str] = None,
         weight_file: Optional[str] = None,
         mix: Mix = "average",
@@ -93,9 +99,11 @@ class ElmoComponent(Pipe):
         token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     ) -> None:
         check_settings(options_file, weight_file, mix, max_length, batch_size, precision, token_cache_size)
+        check_model(model, options_file, weight_file, mix)
         check_mix_against_files(mix, options_file)
         self.vocab = vocab
         self.name = name
+        self.model_name = model  # not ``self.model``: spaCy reserves that for a thinc Model
         self.options_file = options_file
         self.weight_file = weight_file
         self.mix = mix
@@ -116,9 +124,10 @@ class ElmoComponent(Pipe):
         return self.load()
 
     def load(self) -> BiLM:
-        """Load the biLM from ``options_file`` / ``weight_file`` unless it is loaded already."""
+        """Load the biLM from ``model`` or ``options_file`` / ``weight_file`` unless it is loaded already."""
         if self._bilm is None:
-            self._set_bilm(self._load_files(self.options_file, self.weight_file))
+            files = (self.model_name, None) if self.model_name else (self.options_file, self.weight_file)
+            self._set_bilm(self._load_files(*files))
         return self._bilm
 
     @property

@@ -11,6 +11,7 @@ from ..bilm.kernels import PRECISIONS
 from ..bilm.model import DEFAULT_MODEL_DIR
 from ..bilm.token_cache import check_token_cache_size
 from ..bilm.options import BiLMOptions
+from ..hub.registry import model_named
 
 Mix = Union[str, int, List[float]]
 MIX_NAMES = ("average", "top")
@@ -82,6 +83,26 @@ def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarr
             )
         weights[:] = mix
     return weights
+
+
+def check_model(model: Optional[str], options_file: Optional[str], weight_file: Optional[str], mix: Mix) -> None:
+    """``model``: a released model's name, or ``null`` / ``"default"`` for the bundled model; it
+    excludes ``options_file`` / ``weight_file``. A name's layer count is checked against ``mix``."""
+    if model is None:
+        return
+    if not isinstance(model, str):
+        raise ValueError(f"elmo: model must be a model name or null, found {type(model).__name__} {model!r}")
+    if options_file is not None or weight_file is not None:
+        raise ValueError(
+            f"elmo: give either model or options_file / weight_file, not both; found model={model!r}, "
+            f"options_file={options_file!r}, weight_file={weight_file!r}"
+        )
+    if model != "default":
+        try:
+            released = model_named(model)
+        except ValueError as error:
+            raise ValueError(f"elmo: {error}") from None
+        layer_weights(mix, released.options.n_output_layers, source=f"the released model {model!r}")
 
 
 def check_mix_against_files(mix: Mix, options_file: Optional[str]) -> None:

@@ -1,0 +1,105 @@
+"""Fetching remote files into the cache with pooch: bounded retries and timeout, a progress bar,
+and an atomic move into place only after the file's size and sha256 passed."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .cache import IntegrityError, Remote, cache_dir, check_pin, record_hash, remote_for, verify_cached
+
+#: extra attempts after a failed download (network error or wrong hash)
+RETRIES = 2
+#: seconds to wait for the connection and for each read
+TIMEOUT = 30.0
+SCHEMES = ("http", "https", "ftp")
+
+
+class DownloadError(ValueError):
+    """A file could not be downloaded, or may not be (``SPACY_ELMO_OFFLINE=1``)."""
+
+
+def offline() -> bool:
+    """``SPACY_ELMO_OFFLINE=1``: use the cache only, never the network."""
+    return os.environ.get("SPACY_ELMO_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fetch(url: str, *, name: str | None = None, progress: bool | None = None) -> Path:
+    """The local path of ``url``: from the cache (verified), else downloaded into it.
+
+    ``name``: the released model the file belongs to (for messages). ``progress``: show a tqdm
+    bar (default: for ``.hdf5`` files). Raises ``DownloadError`` (offline and not cached, or the
+    download failed: the message names the URL and the reason) or ``IntegrityError``.
+    """
+    remote = remote_for(url)
+    path = cache_dir() / remote.cache_key
+    if path.is_file():
+        verify_cached(path, remote)
+        return path
+    what = f"ELMo model {name!r} ({remote.url})" if name else remote.url
+    if offline():
+        raise DownloadError(
+            f"{what} is not in the cache {cache_dir()} and SPACY_ELMO_OFFLINE=1 forbids downloading it: "
+            f"run `spacy-elmo download {name or remote.url}` where there is network and copy that cache "
+            "directory here (SPACY_ELMO_CACHE names it), or unset SPACY_ELMO_OFFLINE"
+        )
+    scheme = urlsplit(remote.url).scheme.lower()
+    if scheme not in SCHEMES:
+        raise DownloadError(f"{remote.url}: unsupported URL scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    _download(remote, path, remote.url.endswith(".hdf5") if progress is None else progress)
+    return path
+
+
+def _download(remote: Remote, path: Path, progress: bool) -> None:
+    import pooch
+
+    downloader: Any
+    if remote.url.lower().startswith("ftp"):
+        downloader = pooch.FTPDownloader(timeout=TIMEOUT, progressbar=progress)
+    else:
+        downloader = pooch.HTTPDownloader(timeout=TIMEOUT, progressbar=progress)
+    found: list[str] = []
+
+    def download_and_check(url: str, output_file: str, store: Any) -> None:
+        """Runs on pooch's temporary file, before pooch moves it into place."""
+        downloader(url, output_file, store)
+        found.append(check_pin(Path(output_file), remote.pin, f"{url} (for {path})"))
+
+    store = pooch.create(
+        path=path.parent,
+        base_url="",
+        registry={path.name: None},
+        urls={path.name: remote.url},
+        retry_if_failed=RETRIES,
+    )
+    try:
+        store.fetch(path.name, downloader=download_and_check)
+    except IntegrityError:
+        raise
+    except (OSError, EOFError, ValueError) as err:  # requests' errors are OSErrors, ftplib's too
+        raise DownloadError(
+            f"could not download {remote.url}: {_reason(err, remote.url)} "
+            f"({RETRIES + 1} attempt(s), timeout {TIMEOUT:g} s)"
+        ) from None
+    record_hash(path, found[-1])
+
+
+def _reason(err: BaseException, url: str) -> str:
+    import requests.exceptions as http
+
+    host = urlsplit(url).netloc
+    if isinstance(err, http.HTTPError) and err.response is not None:
+        return f"HTTP {err.response.status_code} {err.response.reason}"
+    if isinstance(err, http.Timeout):
+        return f"{host} did not answer within {TIMEOUT:g} s"
+    if isinstance(err, http.ChunkedEncodingError):
+        return "the connection broke off before the end of the file"
+    if isinstance(err, http.ConnectionError):
+        text = str(err).lower()
+        if "refused" in text:
+            return f"connection to {host} refused"
+        if "resolve" in text or "name or service" in text or "nodename" in text:
+            return f"cannot resolve the host {host}"
+        return f"cannot connect to {host}"
+    return str(err) or type(err).__name__
