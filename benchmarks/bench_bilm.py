@@ -251,8 +251,8 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
         cells = []
         for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             for method in methods:
-                if method == "oneDNN packed" and not onednn.supports(dtype):
-                    cells.append(f"{'n/a: no kernels':>22}")
+                if kernels.runs_as(prec, device) != prec or (method == "oneDNN packed" and not onednn.supports(dtype)):
+                    cells.append(f"{'n/a: no kernels':>22}")  # bf16 runs as fp32 here, or no oneDNN bf16
                     continue
                 try:
                     g = matmul_gflops(device, dtype, m, k, n, method, budget)
@@ -312,10 +312,10 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
             note = "" if exact else "RSS = process peak"
             if device.type == "cuda":
                 note += f"GPU peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
-            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(), note)
+            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(), note)
 
 
-def bench_text(name, bilm, sentences, precisions, repeats, bound, batch=32, allennlp=None):
+def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=32, allennlp=None):
     """Running text, one pass per timed run: without the token cache, then with it starting empty each run.
 
     ``allennlp``: ``(python, options_file, weight_file)`` to time AllenNLP 2.10.1 on the same sentences."""
@@ -337,7 +337,7 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, batch=32, alle
             results[prec, size] = best
             note = f"token cache {size}" + (f" ({len(bilm.token_cache)} types after the pass)" if size else "")
             note += "" if exact else "; RSS = process peak"
-            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(), note)
+            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(), note)
         ratio = results[prec, 0] / results[prec, DEFAULT_TOKEN_CACHE_SIZE]
         print(f"{'':9} {'':5} {prec:5} {label:17} token cache speed-up: {ratio:.2f}x")
     bilm.set_token_cache_size(0)
@@ -407,7 +407,7 @@ def bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, devi
             exact = reset_peak_rss()
             best, median = time_runs(lambda: list(nlp.pipe(docs(sentences), batch_size=batch)), repeats)
             gflop = sentences_flops(options, sentences) / best / 1e9
-            Row.print(name, "pipe", prec, label, sentences, best, median, gflop, bound.get(prec), rss_mb(),
+            Row.print(name, "pipe", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(),
                       "" if exact else "RSS = process peak")
             del nlp
             release_memory()
@@ -590,7 +590,7 @@ def main() -> None:
                     if allennlp and files is None:
                         bilm.save(tmp)
                     on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
-                    bench_text(name, bilm, text, precisions, repeats, bound,
+                    bench_text(name, bilm, text, precisions, repeats, bound, device,
                                allennlp=(allennlp, *on_disk) if allennlp else None)
             target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
             notes.append(f"{name}: {deviation(bilm, target[:64])}")

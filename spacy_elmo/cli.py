@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import List, Optional
@@ -53,6 +54,7 @@ def pretrain(
     """
     from .training import TrainConfig, train
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = TrainConfig(
         train_file=str(train_file), heldout_file=str(heldout), output_dir=str(output_dir),
         options_file=str(options or ""), init_from=str(init_from or ""),

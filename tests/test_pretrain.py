@@ -217,7 +217,7 @@ def test_embed_cli_writes_allennlp_layout(parity_files, tmp_path):
     assert missing.exit_code == 1 and "nope.txt" in missing.output
 
 
-def test_init_from_continues_an_exported_model(trained, corpus, tmp_path, capsys):
+def test_init_from_continues_an_exported_model(trained, corpus, tmp_path, caplog):
     assert (trained / "lm_head.pt").is_file()
     first = json.loads((trained / "metrics.json").read_text())["history"][0]["ppl"]
     last = json.loads((trained / "metrics.json").read_text())["history"][-1]["ppl"]
@@ -225,13 +225,13 @@ def test_init_from_continues_an_exported_model(trained, corpus, tmp_path, capsys
         _config(corpus, tmp_path, options_file="", init_from=str(trained), max_steps=10, lr=1e-3)
     )
     assert continued["ppl"] < first and continued["ppl"] < 1.2 * last
-    assert "lm_head.pt" not in capsys.readouterr().out
+    assert "lm_head.pt" not in caplog.text
     headless = tmp_path / "headless"
     headless.mkdir()
     for name in ("options.json", "weights.hdf5", "vocab.txt"):
         shutil.copy(trained / name, headless / name)
     train(_config(corpus, tmp_path / "again", options_file="", init_from=str(headless), max_steps=1))
-    assert f"{headless} has no lm_head.pt: the softmax starts from scratch" in capsys.readouterr().out
+    assert f"{headless} has no lm_head.pt: the softmax starts from scratch" in caplog.text
     with pytest.raises(ValueError, match=r"init_from .*nowhere: options\.json not found"):
         train(_config(corpus, tmp_path, options_file="", init_from=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="either an options file"):

@@ -53,6 +53,7 @@ class ProjectedLstm(nn.Module):
         input_dim: int,
         hidden_dim: int,
         cell_dim: int,
+        *,
         cell_clip: float | None = None,
         proj_clip: float | None = None,
     ) -> None:
@@ -292,6 +293,7 @@ class BiLstmStack(nn.Module):
 
     def __init__(
         self,
+        *,
         dim: int,
         cell_dim: int,
         n_layers: int,
@@ -303,10 +305,10 @@ class BiLstmStack(nn.Module):
         super().__init__()
         self.use_skip_connections = use_skip_connections
         self.forward_layers = nn.ModuleList(
-            ProjectedLstm(dim, dim, cell_dim, cell_clip, proj_clip) for _ in range(n_layers)
+            ProjectedLstm(dim, dim, cell_dim, cell_clip=cell_clip, proj_clip=proj_clip) for _ in range(n_layers)
         )
         self.backward_layers = nn.ModuleList(
-            ProjectedLstm(dim, dim, cell_dim, cell_clip, proj_clip) for _ in range(n_layers)
+            ProjectedLstm(dim, dim, cell_dim, cell_clip=cell_clip, proj_clip=proj_clip) for _ in range(n_layers)
         )
         self.dropout = nn.Dropout(dropout)
 

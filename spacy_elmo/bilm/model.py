@@ -44,13 +44,13 @@ class BiLM(nn.Module):
         self.set_token_cache_size(token_cache_size)
         self.encoder = CharCNNEncoder(options)
         self.lstm = BiLstmStack(
-            options.projection_dim,
-            options.lstm_dim,
-            options.n_layers,
-            options.cell_clip,
-            options.proj_clip,
-            options.use_skip_connections,
-            dropout,
+            dim=options.projection_dim,
+            cell_dim=options.lstm_dim,
+            n_layers=options.n_layers,
+            cell_clip=options.cell_clip,
+            proj_clip=options.proj_clip,
+            use_skip_connections=options.use_skip_connections,
+            dropout=dropout,
         )
         self.register_buffer("bos_ids", torch.tensor(bos_char_ids(options.max_chars)), persistent=False)
         self.register_buffer("eos_ids", torch.tensor(eos_char_ids(options.max_chars)), persistent=False)

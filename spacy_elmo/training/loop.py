@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import time
@@ -24,6 +25,8 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel
 from .vocab import build_vocab, check_vocab
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adagrad")
 SCHEDULES = ("constant", "linear")
@@ -138,7 +141,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     out = Path(config.output_dir)
     state = load_checkpoint(out / "checkpoints") if resume else None
     if resume and state is None and rank == 0:
-        print(f"no checkpoint in {out / 'checkpoints'}: starting a new run")
+        logger.info("no checkpoint in %s: starting a new run", out / "checkpoints")
     if state is not None and state["config"]["train_file"] != config.train_file:
         raise ValueError(
             f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, not {config.train_file}"
@@ -167,7 +170,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if (init / HEAD_NAME).is_file():
             model.softmax.load_state_dict(torch.load(init / HEAD_NAME, map_location="cpu", weights_only=True))
         elif rank == 0:
-            print(f"{init} has no {HEAD_NAME}: the softmax starts from scratch (use --warmup-steps)")
+            logger.warning("%s has no %s: the softmax starts from scratch (use --warmup-steps)", init, HEAD_NAME)
     model = model.to(device)
     params = list(model.parameters())
     optimizer = (
