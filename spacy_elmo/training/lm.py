@@ -1,6 +1,8 @@
 """The biLM with its language-model head: an adaptive softmax shared by both directions."""
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 from torch import nn
 
@@ -28,14 +30,16 @@ class BiLanguageModel(nn.Module):
         )
 
     def forward(
-        self, char_ids: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor
+        self, char_ids: torch.Tensor, targets: torch.Tensor, lengths: torch.Tensor, frozen: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed negative log-likelihood of the forward and the backward LM.
 
         ``char_ids`` ``(batch, time, chars)``, ``targets`` ``(batch, time)`` softmax ids,
-        ``lengths`` ``(batch,)``, all including the sentence markers.
+        ``lengths`` ``(batch,)``, all including the sentence markers. ``frozen``: the biLM runs without
+        autograd (only the softmax gets gradients; on CPU the biLM then takes its fast inference path).
         """
-        top = self.bilm.contextual_layers(char_ids, lengths)[-1]
+        with torch.no_grad() if frozen else nullcontext():
+            top = self.bilm.contextual_layers(char_ids, lengths)[-1]
         half = self.bilm.options.projection_dim
         steps = top.shape[1] - 1
         valid = torch.arange(steps).unsqueeze(0) < (lengths - 1).unsqueeze(1)
