@@ -8,6 +8,7 @@ from torch import nn
 
 from ..bilm.model import BiLM
 from ..bilm.options import BiLMOptions
+from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 
 
 def softmax_cutoffs(vocab_size: int) -> list[int]:
@@ -19,11 +20,14 @@ def softmax_cutoffs(vocab_size: int) -> list[int]:
 class BiLanguageModel(nn.Module):
     """Forward LM predicts token ``t+1`` from the top layer's forward half at ``t``;
     backward LM predicts ``t-1`` from the backward half. Loss: exact log-likelihood
-    through :class:`torch.nn.AdaptiveLogSoftmaxWithLoss` (so perplexities are exact)."""
+    through :class:`torch.nn.AdaptiveLogSoftmaxWithLoss` (so perplexities are exact).
+
+    The biLM keeps a token cache: it serves only runs without autograd (evaluation, a frozen biLM) and
+    empties itself whenever a parameter changes."""
 
     def __init__(self, options: BiLMOptions, vocab: list[str], dropout: float = 0.1) -> None:
         super().__init__()
-        self.bilm = BiLM(options, vocab=vocab, dropout=dropout)
+        self.bilm = BiLM(options, vocab=vocab, dropout=dropout, token_cache_size=DEFAULT_TOKEN_CACHE_SIZE)
         self.dropout = nn.Dropout(dropout)
         self.softmax = nn.AdaptiveLogSoftmaxWithLoss(
             options.projection_dim, len(vocab), softmax_cutoffs(len(vocab)), div_value=4.0

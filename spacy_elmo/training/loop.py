@@ -18,7 +18,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..bilm.atomic import atomic_path, write_text
-from ..bilm.kernels import PRECISIONS
+from ..bilm.kernels import PRECISIONS, runs_as
 from ..bilm.model import read_vocab, resolve_device
 from ..bilm.weights import load_weights
 from ..bilm.options import BiLMOptions
@@ -271,7 +271,11 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     trainer = (
         torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
     )
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16" else nullcontext()
+    # a frozen biLM takes the inference kernels: bf16 there only where this CPU has bf16 kernels
+    autocasts = {
+        frozen: torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        for frozen, precision in ((False, config.precision), (True, runs_as(config.precision, device)))
+    }
 
     def checkpoint() -> None:
         if rank == 0:
@@ -307,7 +311,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             started = time.perf_counter()
             batch = train_corpus.batch(plan[progress["batch"]]).to(device)
             frozen = progress["phase"] == "head"
-            with autocast:
+            with autocasts[frozen]:
                 forward_nll, backward_nll = trainer(batch.char_ids, batch.targets, batch.lengths, frozen=frozen)
             loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
             optimizer.zero_grad(set_to_none=True)
