@@ -13,9 +13,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from spacy_elmo.bilm import BiLMOptions
+from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, read_vocab
 from spacy_elmo.cli import app
 from spacy_elmo.training import TrainConfig, train
 from spacy_elmo.training.adapt import adapt, model_files
+from spacy_elmo.training.lm import BiLanguageModel
 
 from .test_pretrain import TINY, _sentence
 
@@ -154,6 +157,23 @@ def test_a_released_model_by_name(data, tmp_path, mirror, monkeypatch):
     metrics = _adapt(data, "small", tmp_path, max_steps=6, head_max_steps=3)
     assert metrics["step"] == 6 and metrics["phase"] == "full"
     assert model_files("default").options.parent.name == "default"
+
+
+def test_a_softmax_shipped_beside_the_bundled_model_is_used(data, tmp_path, monkeypatch, caplog):
+    from spacy_elmo.training import adapt as adapt_module
+
+    bundled = tmp_path / "default"
+    bundled.mkdir()
+    for name in ("options.json", "weights.hdf5", "vocab.txt"):
+        (bundled / name).symlink_to(DEFAULT_MODEL_DIR / name)
+    model = BiLanguageModel(BiLMOptions.read(bundled / "options.json"), read_vocab(bundled / "vocab.txt"))
+    torch.save(model.softmax.state_dict(), bundled / "lm_head.pt")
+    monkeypatch.setattr(adapt_module, "DEFAULT_MODEL_DIR", bundled)
+    files = model_files("default")
+    assert files.head == bundled / "lm_head.pt" and files.vocab == bundled / "vocab.txt"
+    caplog.set_level(logging.INFO)
+    metrics = _adapt(data, "default", tmp_path / "out", max_steps=1, batch_tokens=200)
+    assert "no head warm-up" in caplog.text and metrics["phase"] == "full" and metrics["vocab_size"] == 44233
 
 
 def test_resume_equals_the_uninterrupted_run(data, tmp_path):
