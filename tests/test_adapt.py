@@ -20,7 +20,7 @@ from spacy_elmo.training import TrainConfig, train
 from spacy_elmo.training.adapt import adapt, model_files
 from spacy_elmo.training.lm import BiLanguageModel
 
-from .test_pretrain import TINY, _sentence
+from .test_pretrain import TINY, _sentence, one_thread  # noqa: F401 (one_thread: an autouse fixture)
 
 PEOPLE = ["nurse", "doctor", "patient", "surgeon"]
 ACTS = ["treats", "examines", "calls", "visits"]
@@ -37,14 +37,6 @@ def _write(path: Path, make, n: int, seed: int) -> Path:
     rng = random.Random(seed)
     path.write_text("\n".join(make(rng) for _ in range(n)) + "\n", encoding="utf-8")
     return path
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
