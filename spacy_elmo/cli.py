@@ -1,11 +1,12 @@
 """The ``spacy-elmo`` command line (also ``python -m spacy_elmo``)."""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 import typer
 
@@ -19,7 +20,55 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=1)
 
 
+#: settings shared by ``pretrain`` and ``adapt``: (name, default, help), all TrainConfig fields
+_TRAINING_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+    ("vocab_size", 50000, "softmax vocabulary size, specials included (when one is built from the corpus)"),
+    ("min_count", 3, "least count for a word to enter a vocabulary built from the corpus"),
+    ("max_length", 64, "longer sentences are cut to this many tokens"),
+    ("batch_tokens", 4096, "tokens per batch (per process)"),
+    ("optimizer", "adam", "adam or adagrad"),
+    ("clip", 1.0, "gradient norm clipping"),
+    ("warmup_steps", 0, "linear learning-rate warm-up over this many steps"),
+    ("lr_schedule", "constant", "constant, or linear: decay to zero at --max-steps"),
+    ("dropout", 0.1, "dropout on LSTM inputs and before the softmax"),
+    ("max_steps", 0, "stop after this many steps (0: no limit)"),
+    ("max_minutes", 0.0, "stop after this much training time (0: no limit)"),
+    ("max_epochs", 1, "passes over the corpus"),
+    ("eval_every", 500, "held-out evaluation every N steps"),
+    ("checkpoint_every", 200, "checkpoint every N steps"),
+    ("seed", 0, "random seed"),
+    ("precision", "fp32", "fp32 or bf16 (autocast)"),
+    ("device", "cpu", "cpu or cuda"),
+)
+
+
+def _training_options(command: Callable[..., None]) -> Callable[..., None]:
+    """Add the options of :data:`_TRAINING_OPTIONS` to ``command``, which takes them as ``**settings``."""
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    shared = [
+        inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, help=text), annotation=type(default)
+        )
+        for name, default, text in _TRAINING_OPTIONS
+    ]
+    command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+    return command
+
+
+def _train(run: Callable[[], dict[str, Any]]) -> None:
+    """Run a training command: its log on stderr, one line for a bad input, the metrics as JSON (rank 0)."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        metrics = run()
+    except ValueError as err:
+        _fail(str(err))
+    if int(os.environ.get("RANK", "0")) == 0:
+        typer.echo(json.dumps(metrics, indent=1))
+
+
 @app.command()
+@_training_options
 def pretrain(
     train_file: Path = typer.Argument(..., help="tokenized training text: one sentence per line"),
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
@@ -28,25 +77,9 @@ def pretrain(
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="continue training an exported biLM (its options, weights, vocab and lm_head.pt)"
     ),
-    vocab_size: int = typer.Option(50000, help="softmax vocabulary size, specials included"),
-    min_count: int = typer.Option(3, help="least count for a word to enter the vocabulary"),
-    max_length: int = typer.Option(64, help="longer sentences are cut to this many tokens"),
-    batch_tokens: int = typer.Option(4096, help="tokens per batch (per process)"),
-    optimizer: str = typer.Option("adam", help="adam or adagrad"),
     lr: float = typer.Option(1e-3, help="learning rate"),
-    clip: float = typer.Option(1.0, help="gradient norm clipping"),
-    warmup_steps: int = typer.Option(0, help="linear learning-rate warm-up over this many steps"),
-    lr_schedule: str = typer.Option("constant", help="constant, or linear: decay to zero at --max-steps"),
-    dropout: float = typer.Option(0.1, help="dropout on LSTM inputs and before the softmax"),
-    max_steps: int = typer.Option(0, help="stop after this many steps (0: no limit)"),
-    max_minutes: float = typer.Option(0.0, help="stop after this much training time (0: no limit)"),
-    max_epochs: int = typer.Option(1, help="passes over the corpus"),
-    eval_every: int = typer.Option(500, help="held-out evaluation every N steps"),
-    checkpoint_every: int = typer.Option(200, help="checkpoint every N steps"),
-    seed: int = typer.Option(0),
-    precision: str = typer.Option("fp32", help="fp32 or bf16 (autocast)"),
-    device: str = typer.Option("cpu", help="cpu or cuda"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
+    **settings: Any,
 ) -> None:
     """Pretrain a biLM (forward + backward LM, adaptive softmax) and export options.json + weights.hdf5 + vocab.txt.
 
@@ -54,22 +87,52 @@ def pretrain(
     """
     from .training import TrainConfig, train
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
     config = TrainConfig(
         train_file=str(train_file), heldout_file=str(heldout), output_dir=str(output_dir),
-        options_file=str(options or ""), init_from=str(init_from or ""),
-        vocab_size=vocab_size, min_count=min_count, max_length=max_length, batch_tokens=batch_tokens,
-        optimizer=optimizer, lr=lr, clip=clip, warmup_steps=warmup_steps, lr_schedule=lr_schedule, dropout=dropout,
-        max_steps=max_steps, max_minutes=max_minutes,
-        max_epochs=max_epochs, eval_every=eval_every, checkpoint_every=checkpoint_every, seed=seed,
-        precision=precision, device=device,
+        options_file=str(options or ""), init_from=str(init_from or ""), lr=lr, **settings,
     )
-    try:
-        metrics = train(config, resume=resume)
-    except ValueError as err:
-        _fail(str(err))
-    if int(os.environ.get("RANK", "0")) == 0:
-        typer.echo(json.dumps(metrics, indent=1))
+    _train(lambda: train(config, resume=resume))
+
+
+@app.command()
+@_training_options
+def adapt(
+    model: str = typer.Argument(
+        ..., help="the biLM: 'default' (bundled), a released model's name, a directory with options.json + "
+        "weights.hdf5, or an options.json path or URL (with --weights)"
+    ),
+    corpus: Path = typer.Argument(..., help="tokenized domain text: one sentence per line"),
+    output_dir: Path = typer.Argument(..., help="where checkpoints and the adapted model go"),
+    heldout: Path = typer.Option(..., "--heldout", help="tokenized held-out domain text for perplexity"),
+    weights: Optional[str] = typer.Option(None, "--weights", help="weights.hdf5 (path or URL) when MODEL is an options file"),
+    vocab: str = typer.Option(
+        "model", help="model: the model's vocab.txt (built from CORPUS when it has none); corpus: build one from CORPUS"
+    ),
+    head_only: bool = typer.Option(False, "--head-only", help="train only the softmax: the biLM stays bitwise unchanged"),
+    lr: float = typer.Option(1e-4, help="learning rate of the fine-tuning (all weights)"),
+    head_lr: float = typer.Option(1e-3, help="learning rate of the head warm-up (and of --head-only)"),
+    head_eval_every: int = typer.Option(100, help="head warm-up: held-out evaluation every N steps"),
+    head_min_gain: float = typer.Option(
+        0.02, help="head warm-up ends when an evaluation is less than this fraction below the one before"
+    ),
+    head_max_steps: int = typer.Option(2000, help="head warm-up ends at this step at the latest"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
+    **settings: Any,
+) -> None:
+    """Adapt a trained biLM to your text: keep (or build) its vocabulary, warm up a new softmax with the biLM
+    frozen when it has none for that vocabulary, then fine-tune everything at a small learning rate.
+
+    Exports options.json + weights.hdf5 + vocab.txt + lm_head.pt (+ metrics.json) like `pretrain`.
+    """
+    from .training.adapt import adapt as adapt_model
+
+    _train(
+        lambda: adapt_model(
+            model, str(corpus), str(heldout), str(output_dir), weights=weights, vocab=vocab, resume=resume,
+            head_only=head_only, lr=lr, head_lr=head_lr, head_eval_every=head_eval_every,
+            head_min_gain=head_min_gain, head_max_steps=head_max_steps, **settings,
+        )
+    )
 
 
 @app.command()

@@ -1,4 +1,5 @@
-"""The pretraining loop: forward + backward LM loss, clipping, evaluation, checkpoints, resume, DDP."""
+"""The training loop of ``pretrain`` and ``adapt``: forward + backward LM loss, clipping, evaluation,
+checkpoints, resume, DDP, and the head warm-up phase (the softmax alone, the biLM frozen)."""
 from __future__ import annotations
 
 import dataclasses
@@ -17,7 +18,7 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ..bilm.atomic import atomic_path, write_text
-from ..bilm.kernels import PRECISIONS
+from ..bilm.kernels import PRECISIONS, runs_as
 from ..bilm.model import read_vocab, resolve_device
 from ..bilm.weights import load_weights
 from ..bilm.options import BiLMOptions
@@ -36,13 +37,35 @@ HEAD_NAME = "lm_head.pt"  # the softmax, exported beside the biLM so that traini
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a pretraining run (stored in every checkpoint)."""
+    """Everything that defines a training run (stored in every checkpoint).
+
+    The biLM: ``options_file`` alone (a new one), ``options_file`` + ``weights_file`` (trained weights,
+    as ``adapt`` gives them), or ``init_from`` (an exported directory: options, weights, vocab and, when
+    there, ``lm_head.pt``). The vocabulary: ``vocab_file``, else built from ``train_file``. The softmax:
+    ``head_file`` (trained for ``vocab_file``), else new.
+
+    Phases: with ``head_warmup`` the run starts by training only the softmax (the biLM frozen, at
+    ``head_lr``); held-out perplexity is measured before the first step and every ``head_eval_every``
+    steps, and the warm-up ends at the first measurement that is less than ``head_min_gain``
+    (relative) below the one before, or at step ``head_max_steps``; then everything trains at ``lr``
+    (``warmup_steps`` and ``lr_schedule`` count from there). ``head_only``: the biLM stays frozen for the
+    whole run (no stopping rule; evaluation every ``eval_every`` steps).
+    """
 
     train_file: str
     heldout_file: str
     output_dir: str
     options_file: str = ""
     init_from: str = ""
+    weights_file: str = ""
+    vocab_file: str = ""
+    head_file: str = ""
+    head_warmup: bool = False
+    head_only: bool = False
+    head_lr: float = 1e-3
+    head_eval_every: int = 100
+    head_min_gain: float = 0.02
+    head_max_steps: int = 2000
     vocab_size: int = 50000
     min_count: int = 3
     max_length: int = 64
@@ -71,14 +94,25 @@ class TrainConfig:
             raise ValueError("lr_schedule 'linear' decays to zero at max_steps: give max_steps >= 1")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
-        for name in ("vocab_size", "max_length", "batch_tokens", "eval_every", "checkpoint_every", "max_epochs"):
+        for name in (
+            "vocab_size", "max_length", "batch_tokens", "eval_every", "checkpoint_every", "max_epochs",
+            "head_eval_every", "head_max_steps",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, found {getattr(self, name)}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), found {self.dropout}")
+        if not 0 <= self.head_min_gain < 1:
+            raise ValueError(f"head_min_gain must be in [0, 1), found {self.head_min_gain}")
         if bool(self.options_file) == bool(self.init_from):
             raise ValueError("give either an options file (a new biLM) or init_from (a trained one to continue)")
-        for name in ("train_file", "heldout_file", "options_file"):
+        if self.init_from and (self.weights_file or self.vocab_file or self.head_file):
+            raise ValueError("init_from brings its own weights, vocabulary and softmax: give no other files with it")
+        if self.head_file and not self.vocab_file:
+            raise ValueError("a trained softmax (head_file) belongs to a vocabulary: give its vocab_file too")
+        if (self.head_warmup or self.head_only) and not (self.weights_file or self.init_from):
+            raise ValueError("a frozen biLM must be a trained one: head_warmup and head_only need trained weights")
+        for name in ("train_file", "heldout_file", "options_file", "weights_file", "vocab_file", "head_file"):
             if getattr(self, name) and not Path(getattr(self, name)).is_file():
                 raise ValueError(f"{name.replace('_', ' ')} not found: {getattr(self, name)}")
         for name in (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME):
@@ -118,13 +152,63 @@ def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, d
     return {"forward_ppl": fwd, "backward_ppl": bwd, "ppl": (fwd + bwd) / 2}
 
 
-def learning_rate(config: TrainConfig, step: int) -> float:
-    """The rate for step ``step`` (0-based): linear warm-up, then constant or linear decay to zero at
-    ``max_steps``. A function of the step alone, so a resumed run follows the same schedule."""
-    rate = config.lr * min(1.0, (step + 1) / max(1, config.warmup_steps))
+def learning_rate(config: TrainConfig, step: int, start: int = 0) -> float:
+    """The rate for step ``step`` (0-based) of a phase that began at step ``start``: linear warm-up over
+    ``warmup_steps``, then constant or linear decay to zero at ``max_steps``. A function of the steps alone,
+    so a resumed run follows the same schedule."""
+    rate = config.lr * min(1.0, (step - start + 1) / max(1, config.warmup_steps))
     if config.lr_schedule == "linear":
-        rate *= max(0.0, 1.0 - step / config.max_steps)
+        rate *= max(0.0, 1.0 - (step - start) / max(1, config.max_steps - start))
     return rate
+
+
+def _sources(config: TrainConfig) -> tuple[Path, Path | None, Path | None, Path | None]:
+    """The files a run starts from: options, and weights, vocabulary and softmax where given."""
+    if config.init_from:
+        init = Path(config.init_from)
+        head = init / HEAD_NAME
+        return init / OPTIONS_NAME, init / WEIGHTS_NAME, init / VOCAB_NAME, head if head.is_file() else None
+    optional = (config.weights_file, config.vocab_file, config.head_file)
+    return Path(config.options_file), *(Path(name) if name else None for name in optional)  # type: ignore[return-value]
+
+
+def _load_head(model: BiLanguageModel, path: Path, vocab_file: Path) -> None:
+    """The softmax from ``path``; a ``ValueError`` when it is unreadable or made for another vocabulary."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt or foreign files
+        raise ValueError(f"{path}: not a readable softmax ({err})") from None
+    expected = {name: tuple(value.shape) for name, value in model.softmax.state_dict().items()}
+    found = {name: tuple(value.shape) for name, value in state.items()} if isinstance(state, dict) else None
+    if found != expected:
+        raise ValueError(
+            f"{path}: this softmax does not fit the {len(model.bilm.vocab or [])}-word vocabulary of {vocab_file} "
+            f"and the biLM's {model.bilm.options.projection_dim}-dim states (vocabulary mismatch)"
+        )
+    model.softmax.load_state_dict(state)
+
+
+def _warmup_finished(config: TrainConfig, progress: dict[str, Any], announce: bool) -> bool:
+    """The head warm-up's stopping rule, applied at each of its evaluations (see :class:`TrainConfig`);
+    ``announce``: log the end of the warm-up."""
+    ppl = progress["history"][-1]["ppl"]
+    previous, progress["head_ppl"] = progress["head_ppl"], ppl
+    gain = (previous - ppl) / previous
+    done = gain < config.head_min_gain or progress["step"] >= config.head_max_steps
+    if done and announce:
+        logger.info(
+            "head warm-up done at step %d: held-out perplexity %.1f, %.1f%% below the evaluation before "
+            "(stops under %.1f%%, or at step %d); now fine-tuning everything at lr %g",
+            progress["step"], ppl, 100 * gain, 100 * config.head_min_gain, config.head_max_steps, config.lr,
+        )
+    return done
+
+
+def _evaluation_due(config: TrainConfig, progress: dict[str, Any]) -> bool:
+    step = progress["step"]
+    if progress["phase"] == "head" and not config.head_only:
+        return step % config.head_eval_every == 0 or step >= config.head_max_steps
+    return step % config.eval_every == 0
 
 
 def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
@@ -146,31 +230,28 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         raise ValueError(
             f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, not {config.train_file}"
         )
-    init = Path(config.init_from) if config.init_from and not state else None
-    if state:
-        options = BiLMOptions.from_json(state["options"])
-    else:
-        options = BiLMOptions.read(init / OPTIONS_NAME if init else config.options_file)
+    options_file, weights_file, vocab_file, head_file = _sources(config)
+    options = BiLMOptions.from_json(state["options"]) if state else BiLMOptions.read(options_file)
     torch.manual_seed(config.seed)
     train_sentences = read_sentences(config.train_file, config.max_length, rank, world_size)
     if state:
         vocab = state["vocab"]
-    elif init:
-        vocab = read_vocab(init / VOCAB_NAME)
+    elif vocab_file:
+        vocab = read_vocab(vocab_file)
     else:
         full = train_sentences if world_size == 1 else read_sentences(config.train_file, config.max_length)
         vocab = build_vocab(full, config.vocab_size, config.min_count)
-    check_vocab(vocab, config.train_file)
+    check_vocab(vocab, str(vocab_file or config.train_file))
     train_corpus = EncodedCorpus(train_sentences, vocab, options.max_chars)
     heldout = EncodedCorpus(read_sentences(config.heldout_file, config.max_length), vocab, options.max_chars)
 
     model = BiLanguageModel(options, vocab, config.dropout)
-    if init:
-        load_weights(model.bilm, init / WEIGHTS_NAME, options_source=str(init / OPTIONS_NAME))
-        if (init / HEAD_NAME).is_file():
-            model.softmax.load_state_dict(torch.load(init / HEAD_NAME, map_location="cpu", weights_only=True))
-        elif rank == 0:
-            logger.warning("%s has no %s: the softmax starts from scratch (use --warmup-steps)", init, HEAD_NAME)
+    if weights_file and not state:
+        load_weights(model.bilm, weights_file, options_source=str(options_file))
+        if head_file:
+            _load_head(model, head_file, vocab_file)
+        elif config.init_from and not config.head_warmup and rank == 0:
+            logger.warning("%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME)
     model = model.to(device)
     params = list(model.parameters())
     optimizer = (
@@ -178,16 +259,23 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if config.optimizer == "adam"
         else torch.optim.Adagrad(params, lr=config.lr, initial_accumulator_value=1.0)
     )
-    progress = {"step": 0, "epoch": 0, "batch": 0, "tokens": 0, "seconds": 0.0, "history": []}
+    progress: dict[str, Any] = {
+        "step": 0, "epoch": 0, "batch": 0, "tokens": 0, "seconds": 0.0, "history": [],
+        "phase": "head" if config.head_warmup or config.head_only else "full", "phase_start": 0, "head_ppl": 0.0,
+    }
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        progress = state["progress"]
+        progress = {**progress, **state["progress"]}
         torch.set_rng_state(state["rng"])
     trainer = (
         torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
     )
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.precision == "bf16" else nullcontext()
+    # a frozen biLM takes the inference kernels: bf16 there only where this CPU has bf16 kernels
+    autocasts = {
+        frozen: torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        for frozen, precision in ((False, config.precision), (True, runs_as(config.precision, device)))
+    }
 
     def checkpoint() -> None:
         if rank == 0:
@@ -210,6 +298,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         )
 
     bar = tqdm(total=config.max_steps or None, initial=progress["step"], disable=rank != 0, unit="step")
+    if weights_file and not state:  # the trained biLM's perplexity before any step
+        _record(progress, model, heldout, config, device, rank, world_size, bar)
+        progress["head_ppl"] = progress["history"][-1]["ppl"]
     model.train()
     n_batches = 0
     while progress["epoch"] < config.max_epochs and not finished():
@@ -219,13 +310,14 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         while progress["batch"] < n_batches and not finished():
             started = time.perf_counter()
             batch = train_corpus.batch(plan[progress["batch"]]).to(device)
-            with autocast:
-                forward_nll, backward_nll = trainer(batch.char_ids, batch.targets, batch.lengths)
+            frozen = progress["phase"] == "head"
+            with autocasts[frozen]:
+                forward_nll, backward_nll = trainer(batch.char_ids, batch.targets, batch.lengths, frozen=frozen)
             loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            loss.backward()  # frozen: the biLM's gradients stay None, so the optimizer leaves it untouched
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(config, progress["step"])
+                group["lr"] = config.head_lr if frozen else learning_rate(config, progress["step"], progress["phase_start"])
             torch.nn.utils.clip_grad_norm_(params, config.clip)
             optimizer.step()
             elapsed = time.perf_counter() - started
@@ -239,9 +331,12 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
                 ppl=f"{math.exp(min(loss.item(), 50)):.1f}",
                 tok_s=f"{batch.n_tokens * world_size / elapsed:.0f}",
                 epoch=progress["epoch"],
+                phase=progress["phase"],
             )
-            if progress["step"] % config.eval_every == 0:
+            if _evaluation_due(config, progress):
                 _record(progress, model, heldout, config, device, rank, world_size, bar)
+                if frozen and not config.head_only and _warmup_finished(config, progress, rank == 0):
+                    progress["phase"], progress["phase_start"] = "full", progress["step"]
             if progress["step"] % config.checkpoint_every == 0:
                 checkpoint()
         if progress["batch"] >= n_batches:
@@ -261,6 +356,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         "heldout_tokens": heldout.n_tokens,
         "vocab_size": len(vocab),
         "parameters": sum(p.numel() for p in model.bilm.parameters()),
+        "phase": progress["phase"],
+        "phase_start": progress["phase_start"],
         "world_size": world_size,
         "device": str(device),
     }
@@ -284,10 +381,13 @@ def _record(progress, model, heldout, config, device, rank, world_size, bar) -> 
     entry = [None]
     if rank == 0:
         scores = evaluate(model, heldout, config.batch_tokens, device)
-        entry[0] = {"step": progress["step"], "tokens": progress["tokens"], **{k: round(v, 3) for k, v in scores.items()}}
+        entry[0] = {
+            "step": progress["step"], "tokens": progress["tokens"], "phase": progress["phase"],
+            **{k: round(v, 3) for k, v in scores.items()},
+        }
         bar.write(
-            f"step {progress['step']}: held-out perplexity forward {scores['forward_ppl']:.1f}, "
-            f"backward {scores['backward_ppl']:.1f}"
+            f"step {progress['step']} ({progress['phase']}): held-out perplexity forward "
+            f"{scores['forward_ppl']:.1f}, backward {scores['backward_ppl']:.1f}"
         )
     if world_size > 1:
         dist.broadcast_object_list(entry, src=0)

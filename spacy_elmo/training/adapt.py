@@ -1,0 +1,99 @@
+"""Domain adaptation: continue any biLM we can load on the user's text (Peters et al. 2018, §3.4).
+
+The model's vocabulary is kept (or one is built from the corpus); when the model has no trained softmax
+for that vocabulary, the run starts with the head warm-up (see :class:`~.loop.TrainConfig`), then
+fine-tunes everything at a small learning rate, with the engine of ``pretrain``.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..bilm.model import DEFAULT_MODEL_DIR
+from ..hub import resolve_files
+from .loop import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, TrainConfig, train
+
+logger = logging.getLogger(__name__)
+
+VOCAB_CHOICES = ("model", "corpus")
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A loadable biLM's files: options and weights, and the vocabulary and softmax beside the weights if any."""
+
+    options: Path
+    weights: Path
+    vocab: Path | None
+    head: Path | None
+
+
+def model_files(model: str, weights: str | None = None) -> ModelFiles:
+    """The files of ``model``: ``"default"`` (the bundled biLM), a released model's name, a directory
+    holding ``options.json`` + ``weights.hdf5``, or an options file (path or URL) with ``weights``."""
+    if weights is None and Path(model).is_dir():
+        options_file, weight_file = Path(model) / OPTIONS_NAME, Path(model) / WEIGHTS_NAME
+    else:
+        resolved = resolve_files(model, weights)
+        if resolved == (None, None):
+            resolved = (DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME)
+        if resolved[1] is None:
+            raise ValueError(
+                f"model {model}: not a model name or a directory with {OPTIONS_NAME} and {WEIGHTS_NAME} "
+                "(an options file needs --weights)"
+            )
+        options_file, weight_file = Path(resolved[0]), Path(resolved[1])  # type: ignore[arg-type]
+    for path in (options_file, weight_file):
+        if not path.is_file():
+            raise ValueError(f"model {model}: {path} not found")
+    vocab, head = weight_file.with_name(VOCAB_NAME), weight_file.with_name(HEAD_NAME)
+    return ModelFiles(options_file, weight_file, vocab if vocab.is_file() else None, head if head.is_file() else None)
+
+
+def adapt(
+    model: str,
+    train_file: str,
+    heldout_file: str,
+    output_dir: str,
+    weights: str | None = None,
+    vocab: str = "model",
+    resume: bool = False,
+    **settings: Any,
+) -> dict[str, Any]:
+    """Adapt ``model`` (see :func:`model_files`) to the text of ``train_file`` and export the result to
+    ``output_dir`` (``options.json``, ``weights.hdf5``, ``vocab.txt``, ``lm_head.pt``, ``metrics.json``).
+
+    ``vocab``: ``"model"`` keeps the model's ``vocab.txt`` (built from ``train_file`` when the model has
+    none), ``"corpus"`` builds one from ``train_file``. A trained softmax (``lm_head.pt`` beside the
+    weights) is used only with the model's own vocabulary; otherwise the head warm-up comes first.
+    Other keyword arguments are :class:`~.loop.TrainConfig` settings (``lr``: the fine-tuning rate).
+    Returns the final metrics.
+    """
+    if vocab not in VOCAB_CHOICES:
+        raise ValueError(f"vocab must be one of {VOCAB_CHOICES}, found {vocab!r}")
+    files = model_files(model, weights)
+    vocab_file = files.vocab if vocab == "model" else None
+    if vocab_file:
+        logger.info("vocabulary: the model's %s", vocab_file)
+    else:
+        reason = "--vocab corpus" if vocab == "corpus" else f"the model has no {VOCAB_NAME}"
+        logger.info("vocabulary: built from %s (%s)", train_file, reason)
+    head_file = files.head if vocab_file else None
+    if head_file:
+        logger.info("softmax: the model's %s, trained for this vocabulary: no head warm-up", head_file)
+    else:
+        logger.info("softmax: none trained for this vocabulary: a new one, head warm-up first (biLM frozen)")
+    config = TrainConfig(
+        train_file=train_file,
+        heldout_file=heldout_file,
+        output_dir=output_dir,
+        options_file=str(files.options),
+        weights_file=str(files.weights),
+        vocab_file=str(vocab_file or ""),
+        head_file=str(head_file or ""),
+        head_warmup=head_file is None,
+        **settings,
+    )
+    return train(config, resume=resume)

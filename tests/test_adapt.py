@@ -1,0 +1,217 @@
+"""Domain adaptation (`spacy-elmo adapt`): head warm-up, fine-tuning, resume, vocabularies, bad inputs."""
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from spacy_elmo.bilm import BiLMOptions
+from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, read_vocab
+from spacy_elmo.cli import app
+from spacy_elmo.training import TrainConfig, train
+from spacy_elmo.training.adapt import adapt, model_files
+from spacy_elmo.training.lm import BiLanguageModel
+
+from .test_pretrain import TINY, _sentence, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+
+PEOPLE = ["nurse", "doctor", "patient", "surgeon"]
+ACTS = ["treats", "examines", "calls", "visits"]
+PLACES = ["ward", "clinic", "theatre"]
+
+
+def _domain_sentence(rng: random.Random) -> str:
+    """The new domain: other words and another word order than the source model's language."""
+    words = ["a", rng.choice(PEOPLE), rng.choice(ACTS), "a", rng.choice(PEOPLE), "at", "the", rng.choice(PLACES)]
+    return " ".join(words + (["today"] if rng.random() < 0.5 else []) + ["."])
+
+
+def _write(path: Path, make, n: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("\n".join(make(rng) for _ in range(n)) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> dict[str, Path]:
+    """A biLM trained on the source language (exported with its lm_head.pt) and the domain's text."""
+    root = tmp_path_factory.mktemp("adapt")
+    options = root / "options.json"
+    options.write_text(json.dumps(TINY.to_json()), encoding="utf-8")
+    source = _write(root / "source.txt", _sentence, 300, 0)
+    source_heldout = _write(root / "source_heldout.txt", _sentence, 40, 1)
+    torch.set_num_threads(1)
+    train(TrainConfig(
+        train_file=str(source), heldout_file=str(source_heldout), output_dir=str(root / "source"),
+        options_file=str(options), min_count=1, batch_tokens=400, lr=1e-2, dropout=0.0, max_steps=60,
+        max_epochs=100, eval_every=60,
+    ))
+    headless = root / "headless"
+    headless.mkdir()
+    for name in ("options.json", "weights.hdf5", "vocab.txt"):
+        shutil.copy(root / "source" / name, headless / name)
+    released = root / "released"  # as the released files: no vocabulary, no softmax
+    released.mkdir()
+    for name in ("options.json", "weights.hdf5"):
+        shutil.copy(root / "source" / name, released / name)
+    return {
+        "source": root / "source", "headless": headless, "released": released,
+        "train": _write(root / "domain.txt", _domain_sentence, 300, 2),
+        "heldout": _write(root / "domain_heldout.txt", _domain_sentence, 40, 3),
+    }
+
+
+def _adapt(data: dict[str, Path], model: Path | str, output: Path, **settings) -> dict:
+    defaults = dict(
+        min_count=1, batch_tokens=400, lr=3e-3, head_lr=1e-2, dropout=0.0, max_steps=60, max_epochs=100,
+        eval_every=20, checkpoint_every=10, head_eval_every=5, head_min_gain=0.05, head_max_steps=40,
+    )
+    return adapt(str(model), str(data["train"]), str(data["heldout"]), str(output), **{**defaults, **settings})
+
+
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    with h5py.File(path) as f:
+        names: list[str] = []
+        f.visit(lambda name: names.append(name) if isinstance(f[name], h5py.Dataset) else None)
+        return {name: f[name][...] for name in names}
+
+
+def _history(output: Path) -> list[dict]:
+    return json.loads((output / "metrics.json").read_text())["history"]
+
+
+def test_head_only_leaves_the_bilm_bitwise_unchanged_and_lowers_perplexity(data, tmp_path):
+    _adapt(data, data["headless"], tmp_path, head_only=True, max_steps=30, eval_every=10)
+    original, exported = _datasets(data["headless"] / "weights.hdf5"), _datasets(tmp_path / "weights.hdf5")
+    assert original.keys() == exported.keys()
+    for name, value in original.items():
+        assert np.array_equal(value, exported[name]), name
+    history = _history(tmp_path)
+    assert [(h["step"], h["phase"]) for h in history] == [(0, "head"), (10, "head"), (20, "head"), (30, "head")]
+    assert history[-1]["ppl"] < 0.5 * history[0]["ppl"]
+    assert (tmp_path / "lm_head.pt").is_file() and (tmp_path / "vocab.txt").read_text() == (
+        data["headless"] / "vocab.txt"
+    ).read_text()
+
+
+def test_warmup_stops_by_its_rule_then_fine_tuning_lowers_perplexity(data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    metrics = _adapt(data, data["headless"], tmp_path, vocab="corpus", head_min_gain=0.1)
+    assert "head warm-up first" in caplog.text and "vocabulary: built from" in caplog.text
+    history = _history(tmp_path)
+    warmup = [h for h in history if h["phase"] == "head"]
+    switch = metrics["phase_start"]
+    assert metrics["phase"] == "full" and 0 < switch < 40 and warmup[-1]["step"] == switch
+    assert [h["step"] for h in warmup] == list(range(0, switch + 1, 5))
+    gains = [(a["ppl"] - b["ppl"]) / a["ppl"] for a, b in zip(warmup, warmup[1:])]
+    assert all(g >= 0.1 for g in gains[:-1]) and gains[-1] < 0.1  # the rule: the first gain under 10%
+    assert warmup[-1]["ppl"] < 0.5 * warmup[0]["ppl"]  # the head learned with the biLM frozen
+    assert metrics["step"] == 60 and metrics["ppl"] < 0.9 * warmup[-1]["ppl"]  # fine-tuning on the domain helps
+    assert f"head warm-up done at step {switch}" in caplog.text
+
+
+def test_warmup_phase_keeps_the_bilm_and_the_rule_can_end_at_the_cap(data, tmp_path):
+    metrics = _adapt(data, data["headless"], tmp_path, head_min_gain=0.0, head_max_steps=20, max_steps=20)
+    assert metrics["phase"] == "full" and metrics["phase_start"] == 20  # ended by the cap, nothing fine-tuned
+    original, exported = _datasets(data["headless"] / "weights.hdf5"), _datasets(tmp_path / "weights.hdf5")
+    assert all(np.array_equal(value, exported[name]) for name, value in original.items())
+
+
+def test_model_with_its_softmax_skips_the_warmup(data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    metrics = _adapt(data, data["source"], tmp_path, max_steps=20)
+    assert "no head warm-up" in caplog.text
+    history = _history(tmp_path)
+    assert history[0]["phase"] == "full" and metrics["phase_start"] == 0
+    assert metrics["ppl"] < history[0]["ppl"]  # the source model's words are partly the domain's ("the", ".")
+
+
+def test_released_weights_without_vocabulary_or_softmax(data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    metrics = _adapt(data, data["released"], tmp_path, max_steps=45)
+    assert "the model has no vocab.txt" in caplog.text
+    vocab = (tmp_path / "vocab.txt").read_text(encoding="utf-8").split()
+    assert "nurse" in vocab and "farmer" not in vocab
+    assert metrics["phase"] == "full" and metrics["ppl"] < 0.5 * _history(tmp_path)[0]["ppl"]
+
+
+def test_a_released_model_by_name(data, tmp_path, mirror, monkeypatch):
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    files = model_files("small")
+    assert files.vocab is None and files.head is None
+    metrics = _adapt(data, "small", tmp_path, max_steps=6, head_max_steps=3)
+    assert metrics["step"] == 6 and metrics["phase"] == "full"
+    assert model_files("default").options.parent.name == "default"
+
+
+def test_a_softmax_shipped_beside_the_bundled_model_is_used(data, tmp_path, monkeypatch, caplog):
+    from spacy_elmo.training import adapt as adapt_module
+
+    bundled = tmp_path / "default"
+    bundled.mkdir()
+    for name in ("options.json", "weights.hdf5", "vocab.txt"):
+        (bundled / name).symlink_to(DEFAULT_MODEL_DIR / name)
+    model = BiLanguageModel(BiLMOptions.read(bundled / "options.json"), read_vocab(bundled / "vocab.txt"))
+    torch.save(model.softmax.state_dict(), bundled / "lm_head.pt")
+    monkeypatch.setattr(adapt_module, "DEFAULT_MODEL_DIR", bundled)
+    files = model_files("default")
+    assert files.head == bundled / "lm_head.pt" and files.vocab == bundled / "vocab.txt"
+    caplog.set_level(logging.INFO)
+    metrics = _adapt(data, "default", tmp_path / "out", max_steps=1, batch_tokens=200)
+    assert "no head warm-up" in caplog.text and metrics["phase"] == "full" and metrics["vocab_size"] == 44233
+
+
+def test_resume_equals_the_uninterrupted_run(data, tmp_path):
+    straight = _adapt(data, data["headless"], tmp_path / "straight", max_steps=50)
+    assert 10 < straight["phase_start"] < 50  # the resumed run crosses the phase change
+    stopped = _adapt(data, data["headless"], tmp_path / "resumed", max_steps=10)  # stops in the warm-up
+    assert stopped["phase"] == "head"
+    resumed = _adapt(data, data["headless"], tmp_path / "resumed", max_steps=50, resume=True)
+    assert resumed["phase_start"] == straight["phase_start"] and resumed["step"] == 50
+    a, b = _datasets(tmp_path / "straight" / "weights.hdf5"), _datasets(tmp_path / "resumed" / "weights.hdf5")
+    for name, value in a.items():
+        np.testing.assert_allclose(value, b[name], atol=1e-6, err_msg=name)
+    head_a = torch.load(tmp_path / "straight" / "lm_head.pt", weights_only=True)
+    head_b = torch.load(tmp_path / "resumed" / "lm_head.pt", weights_only=True)
+    for name, value in head_a.items():
+        torch.testing.assert_close(value, head_b[name], atol=1e-6, rtol=0, msg=name)
+
+
+def _cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, ["adapt", *args])
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    return result.exit_code, errors[0] if len(errors) == 1 else result.output
+
+
+def test_bad_inputs_give_one_clear_line(data, tmp_path):
+    corpus = [str(data["train"]), str(tmp_path / "out"), "--heldout", str(data["heldout"])]
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n", encoding="utf-8")
+    code, line = _cli(str(data["source"]), str(empty), *corpus[1:])
+    assert code == 1 and "empty.txt: no sentences" in line
+    code, line = _cli(str(tmp_path / "nowhere"), *corpus)
+    assert code == 1 and "nowhere: not a model name or a directory" in line
+    code, line = _cli("no-such-model", *corpus)
+    assert code == 1 and "unknown ELMo model name 'no-such-model'" in line
+    broken = tmp_path / "broken"
+    shutil.copytree(data["released"], broken)
+    (broken / "weights.hdf5").write_bytes(b"not hdf5")
+    code, line = _cli(str(broken), *corpus)
+    assert code == 1 and "weights.hdf5: not a readable HDF5 weight file" in line
+    mismatched = tmp_path / "mismatched"  # a softmax for another vocabulary beside the model
+    shutil.copytree(data["source"], mismatched)
+    (mismatched / "vocab.txt").write_text("<S>\n</S>\n<UNK>\nnurse\n", encoding="utf-8")
+    code, line = _cli(str(mismatched), *corpus)
+    assert code == 1 and "lm_head.pt: this softmax does not fit the 4-word vocabulary" in line
+    code, line = _cli(str(data["source"]), *corpus, "--vocab", "mine")
+    assert code == 1 and "vocab must be one of" in line
+    code, line = _cli(str(data["source"] / "options.json"), *corpus)
+    assert code == 1 and "an options file needs --weights" in line
