@@ -13,6 +13,7 @@ import torch
 from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
 from spacy.util import load_config
+from thinc.api import Config
 
 from spacy_elmo.pipeline import ElmoComponent
 from spacy_elmo.pipeline.sequence_cache import MB, SequenceCache, key_nbytes, sequence_key
@@ -218,8 +219,8 @@ def test_invalid_budget_in_python(value):
         ElmoComponent(spacy.blank("en").vocab, sequence_cache_mb=value)
 
 
-def train_ner(workspace: Path, parity_files, output: Path, sequence_cache_mb: float) -> spacy.Language:
-    config = load_config(
+def ner_config(workspace: Path, parity_files, sequence_cache_mb: float) -> Config:
+    return load_config(
         CONFIGS / "ner_elmo.cfg",
         overrides={
             "paths.train": str(workspace / "ner" / "train.spacy"),
@@ -232,8 +233,25 @@ def train_ner(workspace: Path, parity_files, output: Path, sequence_cache_mb: fl
         },
         interpolate=False,
     )
+
+
+def test_warm_up_fills_the_cache_from_the_corpora(workspace, parity_files):
+    """The configs' after_init callback embeds train + dev (here the same 6 Docs) before the first step."""
+    cache = init_nlp(ner_config(workspace, parity_files, 16)).get_pipe("elmo").sequence_cache
+    assert (len(cache), cache.misses, cache.hits, cache.evictions) == (6, 6, 6, 0)
+    assert init_nlp(ner_config(workspace, parity_files, 0)).get_pipe("elmo").sequence_cache is None
+
+
+def test_warm_up_stops_when_the_budget_is_too_small(workspace, parity_files, caplog):
+    with caplog.at_level("WARNING", logger="spacy"):
+        cache = init_nlp(ner_config(workspace, parity_files, 0.005)).get_pipe("elmo").sequence_cache
+    assert cache.evictions > 0 and cache.nbytes <= cache.max_bytes == 5242
+    assert "sequence_cache_mb = 0.005 is too small to hold the training and dev corpora" in caplog.text
+
+
+def train_ner(workspace: Path, parity_files, output: Path, sequence_cache_mb: float) -> spacy.Language:
     output.mkdir()
-    nlp, _ = train(init_nlp(config), output)
+    nlp, _ = train(init_nlp(ner_config(workspace, parity_files, sequence_cache_mb)), output)
     return nlp
 
 
@@ -242,7 +260,8 @@ def test_spacy_train_is_identical_with_and_without_the_cache(workspace, parity_f
     cached = train_ner(workspace, parity_files, tmp_path / "cached", 16)
     assert plain.get_pipe("elmo").sequence_cache is None
     cache = cached.get_pipe("elmo").sequence_cache
-    assert cache.misses == 6 and cache.hits > 6 * 10  # 6 distinct Docs in train and dev, seen 12 steps + 4 evaluations
+    # 6 distinct Docs (train = dev), computed once by the warm-up, then found at 12 steps and 4 evaluations
+    assert cache.misses == 6 and cache.hits >= 6 + 12 * 6 + 4 * 6
     assert plain.get_pipe("ner").to_bytes() == cached.get_pipe("ner").to_bytes()
     for name in ("model-best", "model-last"):
         plain_meta = spacy.load(tmp_path / "plain" / name).meta["performance"]

@@ -109,6 +109,7 @@ class ElmoComponent(Pipe):
         self.store_layers = store_layers
         self.set_vector_hooks = set_vector_hooks
         self.precision = precision
+        self.sequence_cache_mb = sequence_cache_mb
         self.sequence_cache = SequenceCache(int(sequence_cache_mb * MB)) if sequence_cache_mb > 0 else None
         self._bilm: Optional[BiLM] = None
         self._mix_weights: Optional[np.ndarray] = None

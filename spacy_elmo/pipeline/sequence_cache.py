@@ -44,7 +44,8 @@ class SequenceCache:
     ``max_bytes``; an entry larger than the whole budget is not stored. Entries belong to one
     model state: :meth:`bind` drops them all when the model identity changes. Stored arrays are
     made read-only (a Doc holding one cannot alter the cache), and a pickled cache (``nlp.pipe``
-    with spawned workers) arrives empty. ``hits`` / ``misses`` count the lookups of :meth:`get`.
+    with spawned workers) arrives empty. ``hits`` / ``misses`` count the lookups of :meth:`get`,
+    ``evictions`` the entries dropped to make room.
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -52,6 +53,7 @@ class SequenceCache:
         self.nbytes = 0
         self.hits = 0
         self.misses = 0
+        self.evictions = 0
         self._entries: "OrderedDict[Key, Tuple[np.ndarray, int]]" = OrderedDict()
         self._identity: Optional[Hashable] = None
 
@@ -94,6 +96,7 @@ class SequenceCache:
         while self.nbytes + size > self.max_bytes:
             _, (_, evicted) = self._entries.popitem(last=False)
             self.nbytes -= evicted
+            self.evictions += 1
         array.setflags(write=False)
         self._entries[key] = (array, size)
         self.nbytes += size
