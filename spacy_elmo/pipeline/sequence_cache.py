@@ -31,8 +31,9 @@ def key_nbytes(key: Key) -> int:
 
 def model_identity(model: nn.Module) -> Tuple[Hashable, ...]:
     """Changes whenever ``model``'s weights may have changed: the module, its device and every
-    tensor's storage and version counter (bumped by any in-place update, e.g. an optimizer step
-    or ``load_state_dict``)."""
+    tensor's storage and version counter, which in-place updates bump (optimizer steps,
+    ``load_state_dict``, ``p.copy_(...)`` under ``torch.no_grad()``). Writes through ``p.data``
+    bypass the counter; the biLM's own packed CPU weights (``bilm/onednn.py``) ignore them too."""
     tensors = chain(model.parameters(), model.buffers())
     return (id(model), str(next(model.parameters()).device), *((t.data_ptr(), t._version) for t in tensors))
 
