@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pickle
-import subprocess
 import sys
 from pathlib import Path
 
@@ -177,28 +176,6 @@ def test_pickled_cache_is_empty():
     cache.put(sequence_key("fp32", ["a"]), np.zeros((1, 1, 4), dtype=np.float32))
     copy = pickle.loads(pickle.dumps(cache))
     assert (copy.max_bytes, len(copy), copy.nbytes, len(cache)) == (1000, 0, 0, 1)
-
-
-MULTIPROCESS_SCRIPT = """
-import sys, numpy, spacy
-config = {"options_file": sys.argv[1], "weight_file": sys.argv[2], "sequence_cache_mb": 4}
-nlp = spacy.blank("en")
-nlp.add_pipe("elmo", config=config)
-texts = [t for t in %r] * 3
-single = [d._.elmo_layers for d in nlp.pipe(texts)]
-multi = [d._.elmo_layers for d in nlp.pipe(texts, n_process=2, batch_size=2)]
-numpy.savez(sys.argv[3], *single, *multi)
-"""
-
-
-def test_n_process_2_with_cache(parity_files, tmp_path):
-    out = tmp_path / "out.npz"
-    command = [sys.executable, "-W", "ignore", "-c", MULTIPROCESS_SCRIPT % (TEXTS,), *map(str, parity_files), str(out)]
-    subprocess.run(command, check=True, timeout=120)
-    arrays = np.load(out)
-    n = len(TEXTS) * 3
-    for i in range(n):
-        assert np.array_equal(arrays[f"arr_{i}"], arrays[f"arr_{i + n}"])
 
 
 @pytest.mark.parametrize(
