@@ -78,13 +78,18 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train", type=Path, default=ROOT / "corpus" / "ner" / "train.spacy")
     parser.add_argument("--dev", type=Path, default=ROOT / "corpus" / "ner" / "dev.spacy")
+    parser.add_argument("--order", default="before,after,baseline", help="the order of the three runs")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
-    runs = {
-        "before": train(args.before.resolve(), "configs/ner_elmo.cfg", args.output / "before", args),
-        "after": train(ROOT, "configs/ner_elmo.cfg", args.output / "after", args),
-        "baseline": train(ROOT, "configs/ner_baseline.cfg", args.output / "baseline", args),
+    setups = {
+        "before": (args.before.resolve(), "configs/ner_elmo.cfg"),
+        "after": (ROOT, "configs/ner_elmo.cfg"),
+        "baseline": (ROOT, "configs/ner_baseline.cfg"),
     }
+    order = args.order.split(",")
+    if sorted(order) != sorted(setups):
+        parser.error(f"--order must name {', '.join(setups)} once each, found {args.order!r}")
+    runs = {name: train(*setups[name], args.output / name, args) for name in order}
     identical = runs["before"]["scores"] == runs["after"]["scores"] and same_model(
         args.output / "before", args.output / "after"
     )
@@ -93,6 +98,7 @@ def main() -> None:
         "steps": args.max_steps,
         "eval_frequency": args.eval_frequency,
         "seed": args.seed,
+        "order": order,
         "runs": runs,
         "speedup_after_vs_before": round(runs["before"]["seconds"] / runs["after"]["seconds"], 2),
         "before_and_after_identical": identical,
