@@ -31,7 +31,7 @@ def layers_of(nlp: spacy.Language, texts: list[str], **kwargs) -> list[np.ndarra
     return [doc._.elmo_layers for doc in nlp.pipe(texts, **kwargs)]
 
 
-def count_embed_calls(monkeypatch, elmo) -> list[list[list[str]]]:
+def record_embed_calls(monkeypatch, elmo) -> list[list[list[str]]]:
     """Record the sentences of every ``embed_sentences`` call of ``elmo``'s biLM."""
     calls = []
     real = elmo.bilm.embed_sentences
@@ -58,7 +58,7 @@ def test_cached_results_are_bitwise_the_computed_ones(parity_files, monkeypatch,
     expected = layers_of(plain, texts)
     elmo = cached.get_pipe("elmo")
     first = layers_of(cached, texts, batch_size=3)
-    calls = count_embed_calls(monkeypatch, elmo)
+    calls = record_embed_calls(monkeypatch, elmo)
     second = layers_of(cached, texts[::-1])[::-1]
     assert calls == []  # every sequence came from the cache
     for want, got_first, got_second in zip(expected, first, second):
@@ -71,7 +71,7 @@ def test_missing_sequences_are_computed_once(parity_files, monkeypatch):
     nlp = cached_nlp(parity_files)
     elmo = nlp.get_pipe("elmo")
     nlp("Seen before .")
-    calls = count_embed_calls(monkeypatch, elmo)
+    calls = record_embed_calls(monkeypatch, elmo)
     docs = list(nlp.pipe(["Seen before .", "New one .", "New one .", "Seen before ."]))
     assert calls == [[["New", "one", "."]]]
     assert docs[1]._.elmo_layers is docs[2]._.elmo_layers
@@ -166,7 +166,7 @@ def test_not_used_while_the_bilm_is_in_train_mode(parity_files, monkeypatch):
     elmo = nlp.get_pipe("elmo")
     nlp(TEXTS[0])
     elmo.bilm.train()
-    calls = count_embed_calls(monkeypatch, elmo)
+    calls = record_embed_calls(monkeypatch, elmo)
     nlp(TEXTS[0])
     assert len(calls) == 1 and elmo.sequence_cache.hits == 0
 
