@@ -237,7 +237,8 @@ MULTIPROCESS_SCRIPT = """
 import sys, numpy, spacy, torch
 torch.set_num_threads(2)  # a parent with a multi-threaded OpenMP pool used to hang forked workers
 nlp = spacy.blank("en")
-nlp.add_pipe("elmo", config={"options_file": sys.argv[1], "weight_file": sys.argv[2]})
+config = {"options_file": sys.argv[1], "weight_file": sys.argv[2], "sequence_cache_mb": float(sys.argv[4])}
+nlp.add_pipe("elmo", config=config)
 texts = [t for t in %r] * 4
 single = [d._.elmo_layers for d in nlp.pipe(texts)]
 multi = [d._.elmo_layers for d in nlp.pipe(texts, n_process=2, batch_size=3)]
@@ -245,10 +246,11 @@ numpy.savez(sys.argv[3], *single, *multi)
 """
 
 
-def test_n_process_2(parity_files, tmp_path):
+@pytest.mark.parametrize("sequence_cache_mb", [0, 4])  # with a cache: one per process
+def test_n_process_2(parity_files, tmp_path, sequence_cache_mb):
     out = tmp_path / "out.npz"
     script = MULTIPROCESS_SCRIPT % (TEXTS,)
-    command = [sys.executable, "-W", "ignore", "-c", script, *map(str, parity_files), str(out)]
+    command = [sys.executable, "-W", "ignore", "-c", script, *map(str, parity_files), str(out), str(sequence_cache_mb)]
     subprocess.run(command, check=True, timeout=120)
     arrays = np.load(out)
     n = len(TEXTS) * 4

@@ -21,8 +21,16 @@ from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub import load_bilm
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, install_extensions
 from .hooks import set_vector_hooks
+from .sequence_cache import MB, SequenceCache, model_identity, sequence_key
 from .sequences import sequence_ranges
-from .settings import Mix, check_mix_against_files, check_model, check_settings, layer_weights
+from .settings import (
+    Mix,
+    check_mix_against_files,
+    check_model,
+    check_sequence_cache_mb,
+    check_settings,
+    layer_weights,
+)
 
 MODEL_FILES = ("options.json", "weights.hdf5", "vocab.txt")
 
@@ -37,6 +45,7 @@ DEFAULT_CONFIG = {
     "set_vector_hooks": True,
     "precision": "fp32",
     "token_cache_size": DEFAULT_TOKEN_CACHE_SIZE,
+    "sequence_cache_mb": 0,
 }
 
 
@@ -54,6 +63,7 @@ def make_elmo(
     set_vector_hooks: bool,
     precision: str,
     token_cache_size: int,
+    sequence_cache_mb: float,
 ) -> "ElmoComponent":
     """ELMo contextual vectors: ``Doc._.elmo_layers``, ``Token/Span/Doc._.elmo`` and vector hooks."""
     return ElmoComponent(
@@ -69,6 +79,7 @@ def make_elmo(
         set_vector_hooks=set_vector_hooks,
         precision=precision,
         token_cache_size=token_cache_size,
+        sequence_cache_mb=sequence_cache_mb,
     )
 
 
@@ -80,6 +91,10 @@ class ElmoComponent(Pipe):
     it is needed, unless ``from_disk`` / ``from_bytes`` supplied it; so the component works
     without ``initialize()`` (frozen components) and a saved pipeline never needs the original
     files, the network or the download cache.
+
+    With ``sequence_cache_mb > 0`` the biLM's output per sequence is kept in a
+    :class:`SequenceCache` of that many MiB (never saved; emptied when the model changes),
+    so sequences seen again (``spacy train`` epochs) are not recomputed.
     """
 
     def __init__(
@@ -97,9 +112,11 @@ class ElmoComponent(Pipe):
         set_vector_hooks: bool = True,
         precision: str = "fp32",
         token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
+        sequence_cache_mb: float = 0,
     ) -> None:
         check_settings(options_file, weight_file, mix, max_length, batch_size, precision, token_cache_size)
         check_model(model, options_file, weight_file, mix)
+        check_sequence_cache_mb(sequence_cache_mb)
         check_mix_against_files(mix, options_file)
         self.vocab = vocab
         self.name = name
@@ -113,6 +130,8 @@ class ElmoComponent(Pipe):
         self.set_vector_hooks = set_vector_hooks
         self.precision = precision
         self.token_cache_size = token_cache_size
+        self.sequence_cache_mb = sequence_cache_mb
+        self.sequence_cache = SequenceCache(int(sequence_cache_mb * MB)) if sequence_cache_mb > 0 else None
         self._bilm: Optional[BiLM] = None
         self._mix_weights: Optional[np.ndarray] = None
         self._pid = os.getpid()
@@ -150,6 +169,8 @@ class ElmoComponent(Pipe):
     def _set_bilm(self, bilm: BiLM) -> None:
         self._mix_weights = layer_weights(self.mix, bilm.n_layers)
         self._bilm = bilm
+        if self.sequence_cache is not None:
+            self.sequence_cache.clear()
 
     def initialize(
         self, get_examples: Optional[Callable[[], Iterable]] = None, *, nlp: Optional[Language] = None
@@ -184,7 +205,7 @@ class ElmoComponent(Pipe):
         for doc, doc_ranges in zip(docs, ranges):
             words = [token.text for token in doc]
             sequences.extend(words[start:end] for start, end in doc_ranges)
-        outputs = iter(bilm.embed_sentences(sequences, batch_size=self.batch_size, precision=self.precision))
+        outputs = iter(self._embed(bilm, sequences))
         layers = []
         for doc_ranges in ranges:
             parts = [next(outputs) for _ in doc_ranges]
@@ -193,6 +214,22 @@ class ElmoComponent(Pipe):
             else:
                 layers.append(parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1))
         return layers
+
+    def _embed(self, bilm: BiLM, sequences: List[List[str]]) -> List[np.ndarray]:
+        """The biLM's ``(n_layers, len(sequence), dim)`` per sequence, through the cache when there is one.
+
+        The cache serves only a biLM in eval mode (no dropout), keyed on the precision and the
+        token texts, and bound to the model's identity (weights, device).
+        """
+        def embed(indices: List[int]) -> List[np.ndarray]:
+            batch = [sequences[i] for i in indices]
+            return bilm.embed_sentences(batch, batch_size=self.batch_size, precision=self.precision)
+
+        if self.sequence_cache is None or bilm.training:
+            return embed(list(range(len(sequences))))
+        self.sequence_cache.bind(model_identity(bilm))
+        keys = [sequence_key(self.precision, words) for words in sequences]
+        return self.sequence_cache.get_or_compute(keys, embed)
 
     def set_annotations(self, docs: Iterable[Doc], layers: List[np.ndarray]) -> None:
         weights = self.mix_weights

@@ -50,6 +50,15 @@ def check_settings(
     check_token_cache_size(token_cache_size, "elmo: token_cache_size")
 
 
+def check_sequence_cache_mb(sequence_cache_mb: float) -> None:
+    """Raise ``ValueError`` unless ``sequence_cache_mb`` is a finite number >= 0 (0: no cache)."""
+    if not _is_number(sequence_cache_mb) or not math.isfinite(sequence_cache_mb) or sequence_cache_mb < 0:
+        raise ValueError(
+            "elmo: sequence_cache_mb must be a number of megabytes >= 0 (0 turns the cache off), "
+            f"found {sequence_cache_mb!r}"
+        )
+
+
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
