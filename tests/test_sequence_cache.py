@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import spacy
 import torch
+from spacy.training import Corpus
 from spacy.training.initialize import init_nlp
 from spacy.training.loop import train
-from spacy.util import load_config
+from spacy.util import load_config, load_model_from_config
 from thinc.api import Config
 
 from spacy_elmo.pipeline import ElmoComponent
@@ -224,6 +225,18 @@ def test_warm_up_stops_when_the_budget_is_too_small(workspace, parity_files, cap
         cache = init_nlp(ner_config(workspace, parity_files, 0.005)).get_pipe("elmo").sequence_cache
     assert cache.evictions > 0 and cache.nbytes <= cache.max_bytes == 5242
     assert "sequence_cache_mb = 0.005 is too small to hold the training and dev corpora" in caplog.text
+
+
+def test_warm_up_without_the_corpus_files_warns_and_leaves_the_cache_empty(workspace, parity_files, caplog):
+    # a config initialized from code with other examples (the corpora's files absent): nothing to warm from
+    config = ner_config(workspace, parity_files, 16)
+    config["paths"]["train"] = str(workspace / "missing" / "train.spacy")
+    nlp = load_model_from_config(config, auto_fill=True)
+    dev = Corpus(workspace / "ner" / "dev.spacy")
+    with caplog.at_level("WARNING", logger="spacy"):
+        nlp.initialize(lambda: dev(nlp))
+    assert "missing/train.spacy (corpora.train) not found" in caplog.text
+    assert len(nlp.get_pipe("elmo").sequence_cache) == 6  # the dev corpus is still there
 
 
 def train_ner(workspace: Path, parity_files, output: Path, sequence_cache_mb: float) -> spacy.Language:

@@ -10,6 +10,7 @@ sequence's output does not depend on its batch).
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Callable
 
 from spacy.language import Language
@@ -39,7 +40,8 @@ def warm_sequence_cache(component: str = "elmo", batch_size: int = 256) -> Calla
             return nlp
         config = nlp.config.interpolate()
         training = config["training"]
-        for corpus in resolve_dot_names(config, [training["train_corpus"], training["dev_corpus"]]):
+        names = [name for name in (training["train_corpus"], training["dev_corpus"]) if _corpus_present(config, name)]
+        for corpus in resolve_dot_names(config, names):
             for docs in minibatch((example.predicted for example in corpus(nlp)), size=batch_size):
                 elmo.predict(list(docs))
                 if cache.evictions:
@@ -54,4 +56,17 @@ def warm_sequence_cache(component: str = "elmo", batch_size: int = 256) -> Calla
         return nlp
 
     return after_init
+
+
+def _corpus_present(config: dict, dot_name: str) -> bool:
+    """Whether the corpus ``dot_name`` (e.g. ``corpora.train``) has its data file; if not (a config
+    initialized from code with other examples), say so: the cache then fills during training."""
+    section = config
+    for part in dot_name.split("."):
+        section = section[part]
+    path = section.get("path")
+    if path is None or Path(path).exists():
+        return True
+    logger.warning("elmo: %s (%s) not found; the sequence cache fills as training goes instead", path, dot_name)
+    return False
 
