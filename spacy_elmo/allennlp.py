@@ -318,10 +318,13 @@ def _numbered_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, st
     for index, line in enumerate(lines):
         line = line.strip()
         if not line:
-            raise ValueError(
-                f"{source}: line {index + 1} is blank; every line must hold one sentence (remove blank lines)"
-            )
+            raise blank_line_error(source, index)
         yield index, line
+
+
+def blank_line_error(source: str, index: int) -> ValueError:
+    """The error for the blank line ``index`` (0-based) of ``source``."""
+    return ValueError(f"{source}: line {index + 1} is blank; every line must hold one sentence (remove blank lines)")
 
 
 def embed_file(
