@@ -22,6 +22,7 @@ import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
@@ -150,15 +151,14 @@ class ShardEmbedder:
             lines.seek(shard.offset)
             numbered = [(shard.first + k, lines.readline().decode("utf-8").strip()) for k in range(shard.n_lines)]
         sentence_to_index: dict[str, str] = {}
-        with atomic_path(shard.part) as tmp:
-            with h5py.File(tmp, "w") as out:
-                embed = lambda batch: self.bilm.embed_sentences(batch, settings.batch_size, settings.precision)
-                for batch in embed_lines(numbered, settings.batch_size, embed):
-                    for index, line, layers in batch:
-                        out.create_dataset(str(index), data=select_layers(layers, settings.output_format))
-                        sentence_to_index[line] = str(index)
-                if not settings.forget_sentences:
-                    write_sentence_to_index(out, sentence_to_index)
+        embed = partial(self.bilm.embed_sentences, batch_size=settings.batch_size, precision=settings.precision)
+        with atomic_path(shard.part) as tmp, h5py.File(tmp, "w") as out:
+            for batch in embed_lines(numbered, settings.batch_size, embed):
+                for index, line, layers in batch:
+                    out.create_dataset(str(index), data=select_layers(layers, settings.output_format))
+                    sentence_to_index[line] = str(index)
+            if not settings.forget_sentences:
+                write_sentence_to_index(out, sentence_to_index)
         return shard
 
 
