@@ -318,10 +318,13 @@ def _numbered_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, st
     for index, line in enumerate(lines):
         line = line.strip()
         if not line:
-            raise ValueError(
-                f"{source}: line {index + 1} is blank; every line must hold one sentence (remove blank lines)"
-            )
+            raise blank_line_error(source, index)
         yield index, line
+
+
+def blank_line_error(source: str, index: int) -> ValueError:
+    """The error for the blank line ``index`` (0-based) of ``source``."""
+    return ValueError(f"{source}: line {index + 1} is blank; every line must hold one sentence (remove blank lines)")
 
 
 def embed_file(
@@ -369,13 +372,9 @@ def embed_file(
         tmp = stack.enter_context(atomic_path(output_file_path))
         out = stack.enter_context(h5py.File(tmp, "w"))
         bar = stack.enter_context(tqdm(total=total, unit="sentence", desc="embedding", disable=not progress))
-        while batch := list(itertools.islice(numbered, batch_size)):
-            sentences = [line.split() for _, line in batch]
-            if embed_batch is None:
-                embeddings = bilm.embed_sentences(sentences, batch_size, precision)
-            else:
-                embeddings = embed_batch(sentences)
-            for (index, line), layers in zip(batch, embeddings):
+        embed = embed_batch or (lambda sentences: bilm.embed_sentences(sentences, batch_size, precision))
+        for batch in embed_lines(numbered, batch_size, embed):
+            for index, line, layers in batch:
                 key = line if use_sentence_keys else str(index)
                 if use_sentence_keys and ("/" in key or key == "." or key in out):
                     problem = "contains '/'" if "/" in key else "repeats an earlier line" if key in out else "is '.'"
@@ -385,12 +384,33 @@ def embed_file(
                     )
                 if not (forget_sentences or use_sentence_keys):
                     sentence_to_index[line] = key
-                if output_format == "top":
-                    layers = layers[-1]
-                elif output_format == "average":
-                    layers = layers.mean(axis=0)
-                out.create_dataset(key, data=layers.astype(np.float32, copy=False))
+                out.create_dataset(key, data=select_layers(layers, output_format))
             bar.update(len(batch))
         if not (forget_sentences or use_sentence_keys):
-            index_dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
-            index_dataset[0] = json.dumps(sentence_to_index)
+            write_sentence_to_index(out, sentence_to_index)
+
+
+def embed_lines(
+    numbered: Iterable[tuple[int, str]], batch_size: int, embed: Callable[[list[list[str]]], list[np.ndarray]]
+) -> Iterator[list[tuple[int, str, np.ndarray]]]:
+    """Read ``batch_size`` ``(index, line)`` pairs at a time, embed their whitespace tokens, yield
+    ``(index, line, layers (n_layers, n_tokens, dim))`` per line of the batch."""
+    numbered = iter(numbered)
+    while batch := list(itertools.islice(numbered, batch_size)):
+        embeddings = embed([line.split() for _, line in batch])
+        yield [(index, line, layers) for (index, line), layers in zip(batch, embeddings)]
+
+
+def select_layers(layers: np.ndarray, output_format: str) -> np.ndarray:
+    """float32 ``(n_layers, n_tokens, dim)`` for ``"all"``; ``(n_tokens, dim)``: top layer or layer mean."""
+    if output_format == "top":
+        layers = layers[-1]
+    elif output_format == "average":
+        layers = layers.mean(axis=0)
+    return layers.astype(np.float32, copy=False)
+
+
+def write_sentence_to_index(out: h5py.File, sentence_to_index: dict[str, str]) -> None:
+    """The ``sentence_to_index`` dataset: one JSON string mapping each line to its dataset key."""
+    index_dataset = out.create_dataset("sentence_to_index", (1,), dtype=h5py.string_dtype())
+    index_dataset[0] = json.dumps(sentence_to_index)

@@ -14,6 +14,17 @@ from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
+# options shared by `embed` and `embed-dir`
+MODEL = typer.Option(None, "--model", help="a released model's name (see `spacy-elmo models`)")
+OPTIONS_FILE = typer.Option(None, "--options", help="options.json: path or URL (default: bundled)")
+WEIGHT_FILE = typer.Option(None, "--weights", help="weights.hdf5: path or URL (default: bundled)")
+OUTPUT_FORMAT = typer.Option("all", help="all (every layer), top, or average")
+BATCH_SIZE = typer.Option(64, help="sentences per biLM batch")
+FORGET_SENTENCES = typer.Option(False, "--forget-sentences", help="no sentence_to_index map")
+PRECISION = typer.Option("fp32", help="fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)")
+DEVICE = typer.Option("cpu", help="cpu, cuda or cuda:N")
+TOKEN_CACHE_SIZE = typer.Option(DEFAULT_TOKEN_CACHE_SIZE, help="word types whose token layer is cached (0: no cache)")
+
 
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -139,18 +150,16 @@ def adapt(
 def embed(
     input_file: Path = typer.Argument(..., help="text file: one whitespace-tokenized sentence per line"),
     output_file: Path = typer.Argument(..., help="hdf5 file to write (one dataset per line)"),
-    model: Optional[str] = typer.Option(None, "--model", help="a released model's name (see `spacy-elmo models`)"),
-    options_file: Optional[str] = typer.Option(None, "--options", help="options.json: path or URL (default: bundled)"),
-    weight_file: Optional[str] = typer.Option(None, "--weights", help="weights.hdf5: path or URL (default: bundled)"),
-    output_format: str = typer.Option("all", help="all (every layer), top, or average"),
-    batch_size: int = typer.Option(64, help="sentences per biLM batch"),
-    forget_sentences: bool = typer.Option(False, "--forget-sentences", help="no sentence_to_index map"),
+    model: Optional[str] = MODEL,
+    options_file: Optional[str] = OPTIONS_FILE,
+    weight_file: Optional[str] = WEIGHT_FILE,
+    output_format: str = OUTPUT_FORMAT,
+    batch_size: int = BATCH_SIZE,
+    forget_sentences: bool = FORGET_SENTENCES,
     use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="key datasets by the sentence"),
-    precision: str = typer.Option("fp32", help="fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)"),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
-    token_cache_size: int = typer.Option(
-        DEFAULT_TOKEN_CACHE_SIZE, help="word types whose token layer is cached (0: no cache)"
-    ),
+    precision: str = PRECISION,
+    device: str = DEVICE,
+    token_cache_size: int = TOKEN_CACHE_SIZE,
 ) -> None:
     """Embed a text file into hdf5 like `allennlp elmo`: dataset "0", "1", ... per line, plus sentence_to_index."""
     from .allennlp import embed_file
@@ -167,6 +176,52 @@ def embed(
     except ValueError as err:
         _fail(str(err))
     typer.echo(f"wrote {output_file}")
+
+
+@app.command(name="embed-dir")
+def embed_dir(
+    input_dir: Path = typer.Argument(..., help="directory of *.txt files: one whitespace-tokenized sentence per line"),
+    output_dir: Path = typer.Argument(..., help="where each INPUT_DIR/<stem>.txt becomes <stem>.hdf5"),
+    model: Optional[str] = MODEL,
+    options_file: Optional[str] = OPTIONS_FILE,
+    weight_file: Optional[str] = WEIGHT_FILE,
+    output_format: str = OUTPUT_FORMAT,
+    batch_size: int = BATCH_SIZE,
+    forget_sentences: bool = FORGET_SENTENCES,
+    precision: str = PRECISION,
+    device: str = DEVICE,
+    token_cache_size: int = TOKEN_CACHE_SIZE,
+    workers: int = typer.Option(1, help="biLM copies at work (without --ray: 1 = this process, more = processes)"),
+    threads: Optional[int] = typer.Option(None, help="torch threads per worker (default: cores / workers)"),
+    shard_lines: int = typer.Option(1000, help="lines per unit of work (big files are split into such ranges)"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", help="run on Ray: local (a new cluster here), auto (RAY_ADDRESS) or a cluster address"
+    ),
+) -> None:
+    """Embed every *.txt of INPUT_DIR into OUTPUT_DIR/<stem>.hdf5 in the layout of `embed`.
+
+    Finished files are skipped, unfinished ones resume from their finished parts; a bad file is reported
+    and the others are still embedded (exit code 1 if any failed).
+    """
+    from .embed_dir import EmbedSettings
+    from .embed_dir import embed_dir as run
+
+    try:
+        settings = EmbedSettings(
+            model, options_file, weight_file, output_format, batch_size, precision, device, token_cache_size,
+            forget_sentences,
+        )
+        summary = run(
+            input_dir, output_dir, settings, workers=workers, threads=threads, shard_lines=shard_lines,
+            ray_address=ray_address,
+        )
+    except ValueError as err:
+        _fail(str(err))
+    for message in summary.failed.values():
+        typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    typer.echo(str(summary))
+    if summary.failed:
+        raise typer.Exit(code=1)
 
 
 @app.command()

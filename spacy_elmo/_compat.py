@@ -1,0 +1,7 @@
+"""Optional dependencies: flags saying whether they are installed, without importing them."""
+from __future__ import annotations
+
+import importlib.util
+
+has_ray = importlib.util.find_spec("ray") is not None
+RAY_MISSING = 'Ray is not installed: pip install "spacy-elmo[ray]" (or pip install "ray[data]")'
