@@ -5,6 +5,7 @@ Every download comes from a server the test starts on 127.0.0.1 (tests/model_ser
 from __future__ import annotations
 
 import hashlib
+import os
 import socket
 import time
 from pathlib import Path
@@ -52,6 +53,9 @@ def test_url_load_equals_local_load_and_is_cached_with_its_hash(mirror, model_ca
     weights = next(model_cache / f for f in files if f.endswith("_weights.hdf5"))
     assert weights.read_bytes() == (PARITY / "weights.hdf5").read_bytes()
     assert Path(str(weights) + ".sha256").read_text().strip() == sha256(weights)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert all((model_cache / f).stat().st_mode & 0o777 == 0o666 & ~umask for f in files)  # not tempfile's 0600
     assert_same_layers(load_bilm(mirror.url(SEED_OPTIONS), mirror.url(SEED_WEIGHTS)), local_layers)
     assert len(mirror.requests) == 2  # the second load comes from the cache
 

@@ -20,17 +20,18 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())
+        apply_umask(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def _umask() -> int:
+def apply_umask(path: str | Path) -> None:
+    """Give ``path`` the permissions the user's umask gives a new file (``tempfile`` makes 0600 ones)."""
     mask = os.umask(0o022)  # reading the umask means setting it: put it back at once
     os.umask(mask)
-    return mask
+    os.chmod(path, 0o666 & ~mask)
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..bilm.atomic import apply_umask
 from .cache import IntegrityError, Remote, cache_dir, check_pin, record_hash, remote_for, verify_cached
 
 #: extra attempts after a failed download (network error or wrong hash)
@@ -65,6 +66,7 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
         """Runs on pooch's temporary file, before pooch moves it into place."""
         downloader(url, output_file, store)
         found.append(check_pin(Path(output_file), remote.pin, f"{url} (for {path})"))
+        apply_umask(output_file)
 
     store = pooch.create(
         path=path.parent,
