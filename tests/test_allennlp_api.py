@@ -289,7 +289,8 @@ def test_module_shares_a_loaded_bilm(bilm):
 def test_elmo_embedder_recipe(embedder, bilm):
     vectors = embedder.embed_sentence(["I", "ate", "an", "apple"])
     assert vectors.shape == (3, 4, ELMO_DIM) and vectors.dtype == np.float32
-    np.testing.assert_array_equal(vectors, bilm.embed_sentences([["I", "ate", "an", "apple"]])[0])
+    # equal up to rounding: the two objects' token caches hold different words (other row counts in the products)
+    np.testing.assert_allclose(vectors, bilm.embed_sentences([["I", "ate", "an", "apple"]])[0], rtol=0, atol=1e-5)
     batch = [["Hello", "world"], ["ELMo", "is", "awesome"], []]
     batch_vectors = embedder.embed_batch(batch)
     assert [v.shape for v in batch_vectors] == [(3, 2, ELMO_DIM), (3, 3, ELMO_DIM), (3, 0, ELMO_DIM)]

@@ -45,7 +45,7 @@ def assert_same_as_embed(bilm, input_dir: Path, output_dir: Path, stems, output_
                 assert found[key] == value
             else:
                 assert found[key].dtype == np.float32 and found[key].shape == value.shape
-                np.testing.assert_allclose(found[key], value, rtol=0, atol=1e-5)
+                np.testing.assert_allclose(found[key], value, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("workers,output_format", [(1, "all"), (2, "average")])

@@ -39,7 +39,8 @@ def local_layers():
 
 def assert_same_layers(bilm, expected) -> None:
     for got, want in zip(bilm.embed_sentences(SENTENCES), expected):
-        np.testing.assert_array_equal(got, want)
+        # the same weight bytes; equal up to the rounding of products over other row counts (token caches differ)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
 
 
 def test_url_load_equals_local_load_and_is_cached_with_its_hash(mirror, model_cache, local_layers):
@@ -74,7 +75,7 @@ def test_names_resolve_under_the_mirror_base(mirror, monkeypatch, model_cache, l
 
     monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base.rstrip("/"))  # with or without the final slash
     assert_same_layers(load_bilm("small"), local_layers)
-    np.testing.assert_array_equal(ElmoEmbedder("small").embed_sentence(SENTENCES[1]), local_layers[1])
+    np.testing.assert_allclose(ElmoEmbedder("small").embed_sentence(SENTENCES[1]), local_layers[1], rtol=0, atol=1e-5)
     assert Elmo("small", None, 1, dropout=0.0).get_output_dim() == 64
     assert mirror.requests == [
         "2x1024_128_2048cnn_1xhighway/elmo_2x1024_128_2048cnn_1xhighway_options.json",
@@ -294,14 +295,14 @@ def test_component_from_urls_saves_a_pipeline_that_loads_without_network_or_cach
     urls = {"options_file": mirror.url(SMALL.options_path), "weight_file": mirror.url(SMALL.weights_path)}
     nlp.add_pipe("elmo", config=urls)
     doc = nlp("The bank of the river .")
-    np.testing.assert_array_equal(doc._.elmo_layers, local_layers[0])
+    np.testing.assert_allclose(doc._.elmo_layers, local_layers[0], rtol=0, atol=1e-5)
     nlp.to_disk(tmp_path / "pipeline")
     mirror.stop()
     monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.get_pipe("elmo").options_file == urls["options_file"]  # the config keeps the URLs...
-    np.testing.assert_array_equal(loaded("The bank of the river .")._.elmo_layers, local_layers[0])
+    np.testing.assert_allclose(loaded("The bank of the river .")._.elmo_layers, local_layers[0], rtol=0, atol=1e-5)
     assert not (tmp_path / "empty-cache").exists()  # ...but the weights come from the pipeline folder
     assert len(mirror.requests) == 2
 
@@ -312,14 +313,14 @@ def test_component_model_setting(mirror, monkeypatch, tmp_path, local_layers):
     monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo", config={"model": "small", "mix": "top"})
-    np.testing.assert_array_equal(nlp("Hello")._.elmo_layers, local_layers[1])
+    np.testing.assert_allclose(nlp("Hello")._.elmo_layers, local_layers[1], rtol=0, atol=1e-5)
     nlp.to_disk(tmp_path / "pipeline")
     mirror.stop()
     monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
     monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "empty-cache"))
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.config["components"]["elmo"]["model"] == "small"
-    np.testing.assert_array_equal(loaded("Hello")._.elmo_layers, local_layers[1])
+    np.testing.assert_allclose(loaded("Hello")._.elmo_layers, local_layers[1], rtol=0, atol=1e-5)
     default = spacy.blank("en").add_pipe("elmo", config={"model": "default"})
     assert default.bilm.n_layers == 3
     with pytest.raises(ValueError, match="elmo: give either model or options_file / weight_file, not both"):
