@@ -369,3 +369,11 @@ def test_default_model_bank_vectors_and_similarity_hook():
 def test_word_sense_with_default_model():
     bank, loan_bank, river_bank = _bank_tokens()
     assert bank.similarity(loan_bank) > bank.similarity(river_bank)
+
+
+def test_factory_declares_what_it_assigns():
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo")
+    assert nlp.get_pipe_meta("elmo").assigns == [
+        "doc._.elmo_layers", "doc._.elmo_mix_weights", "doc._.elmo_token_vectors", "token._.elmo"
+    ]

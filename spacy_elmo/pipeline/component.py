@@ -19,7 +19,7 @@ from thinc.api import get_current_ops
 from ..bilm.model import BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub import load_bilm
-from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, install_extensions
+from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
 from .hooks import set_vector_hooks
 from .sequence_cache import MB, SequenceCache, model_identity, sequence_key
 from .sequences import sequence_ranges
@@ -49,7 +49,11 @@ DEFAULT_CONFIG = {
 }
 
 
-@Language.factory("elmo", default_config=DEFAULT_CONFIG)
+@Language.factory(
+    "elmo",
+    default_config=DEFAULT_CONFIG,
+    assigns=[f"doc._.{LAYERS}", f"doc._.{MIX_WEIGHTS}", f"doc._.{TOKEN_VECTORS}", f"token._.{VECTOR}"],
+)
 def make_elmo(
     nlp: Language,
     name: str,
