@@ -177,16 +177,6 @@ def release_memory() -> None:
         pass
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
 def cpu_flags() -> str:
     try:
         flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
@@ -514,7 +504,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     print(f"torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} threads")
-    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs; {cpu_flags()})")
+    print(f"CPU: {kernels.cpu_name()} ({os.cpu_count()} logical CPUs; {cpu_flags()})")
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
     print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {loadavg()}")

@@ -33,6 +33,7 @@ from tqdm import tqdm
 from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
+from .bilm.model import with_boundaries
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .hub import load_bilm
@@ -196,13 +197,8 @@ class Elmo(nn.Module, _CarriesState):
         """Cached token vectors ``(batch, tokens + 2, projection_dim)`` with ``<S>`` / ``</S>`` around each
         sentence, and their mask ``(batch, tokens + 2)``."""
         table = self.word_embedding
-        batch, time = words.shape
-        tokens = table.new_zeros(batch, time + 2, table.shape[-1])
-        tokens[:, 1:-1] = table[words + 2] * mask.unsqueeze(-1).to(table.dtype)
-        tokens[:, 0] = table[0]
-        rows = torch.arange(batch, device=words.device)
-        tokens[rows, lengths + 1] = table[1]
-        mask_with_markers = torch.arange(time + 2, device=words.device) < (lengths + 2).unsqueeze(-1)
+        tokens = with_boundaries(table[words + 2] * mask.unsqueeze(-1).to(table.dtype), lengths, table[0], table[1])
+        mask_with_markers = torch.arange(words.shape[1] + 2, device=words.device) < (lengths + 2).unsqueeze(-1)
         return tokens, mask_with_markers
 
     def _check_ids(self, inputs: object) -> torch.Tensor:

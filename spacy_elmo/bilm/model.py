@@ -79,12 +79,7 @@ class BiLM(nn.Module):
 
     def add_boundaries(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)`` with ``<S>`` first and ``</S>`` after each sentence."""
-        batch, tokens, chars = char_ids.shape
-        out = char_ids.new_zeros(batch, tokens + 2, chars)
-        out[:, 1:-1] = char_ids
-        out[:, 0] = self.bos_ids
-        out[torch.arange(batch, device=char_ids.device), lengths.to(char_ids.device) + 1] = self.eos_ids
-        return out
+        return with_boundaries(char_ids, lengths, self.bos_ids, self.eos_ids)
 
     def token_layer(self, char_ids: torch.Tensor) -> torch.Tensor:
         """The context-free token vectors ``(batch, time, projection_dim)`` of ``(batch, time, chars)`` ids,
@@ -182,6 +177,19 @@ class BiLM(nn.Module):
         write_text(directory / "options.json", json.dumps(self.options.to_json(), indent=1) + "\n")
         if self.vocab is not None:
             write_text(directory / "vocab.txt", "".join(f"{word}\n" for word in self.vocab))
+
+
+def with_boundaries(
+    x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor, last: torch.Tensor
+) -> torch.Tensor:
+    """``(batch, tokens, ...)`` -> ``(batch, tokens + 2, ...)``: ``first`` before each row and ``last`` after its
+    ``lengths`` items (character ids of ``<S>`` / ``</S>``, or their token vectors); zero elsewhere past the end."""
+    batch, tokens = x.shape[:2]
+    out = x.new_zeros(batch, tokens + 2, *x.shape[2:])
+    out[:, 1:-1] = x
+    out[:, 0] = first
+    out[torch.arange(batch, device=x.device), lengths.to(x.device) + 1] = last
+    return out
 
 
 def read_vocab(path: str | Path) -> list[str]:
