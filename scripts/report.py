@@ -1,8 +1,9 @@
 """Write the comparison report (markdown + PNG charts) of the NER / textcat runs and the similarity scores.
 
 Reads the ``spacy evaluate`` test scores ``<runs>/<task>_<features>/seed<n>/test_metrics.json``, the trained
-``<runs>/<task>_elmo/seed<n>/model-best`` pipelines (for the learned scalar-mix weights) and the saved
-training configs, the similarity scores of ``scripts/similarity.py`` and the word-sense scores of
+``<runs>/<task>_elmo*/seed<n>/model-best`` pipelines (for the learned scalar-mix weights), the run records
+``<runs>/<task>_<features>/seed<n>/run.json`` of ``scripts/train_run.py`` (steps reached, wall time), the
+adaptation metrics ``<runs>/adapt_<task>/metrics.json`` (held-out perplexity before and after), the similarity scores of ``scripts/similarity.py`` and the word-sense scores of
 ``scripts/word_sense.py``; writes ``<output>/report.md``,
 ``scores.json`` (all test scores), ``layer_weights.json`` and the charts ``scores.png``, ``ner_per_type.png``,
 ``layer_weights.png``:
@@ -25,13 +26,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
 import spacy  # noqa: E402
-from spacy.util import load_config  # noqa: E402
 
 from spacy_elmo.bilm.atomic import write_text  # noqa: E402
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
 
 TASKS = {"ner": "WNUT-16 NER (test)", "textcat": "Rotten Tomatoes fresh/rotten (test)"}
-FEATURES = {"baseline": "baseline (tok2vec)", "static": "+ static word2vec", "elmo": "+ ELMo"}
+FEATURES = {
+    "baseline": "baseline (tok2vec)",
+    "static": "+ static word2vec",
+    "elmo": "+ ELMo",
+    "elmo_adapted": "+ ELMo (domain-adapted)",
+}
 # (metric key in the spacy evaluate JSON, column title); the first one is the main score
 METRICS = {
     "ner": [("ents_f", "F1"), ("ents_p", "precision"), ("ents_r", "recall")],
@@ -140,32 +145,75 @@ def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
     """``{task: [{"seed", "weights" (n_layers,), "gamma"}]}`` from the trained ELMo pipelines."""
     found: Dict[str, List[dict]] = {}
     for task in TASKS:
-        for path in sorted(runs_dir.glob(f"{task}_elmo/seed*/model-best")):
-            nlp = spacy.load(path, exclude=["elmo"])
-            mix = get_scalar_mix_weights(nlp.get_pipe(task).model)
-            if mix is not None:
-                seed = int(path.parent.name.removeprefix("seed"))
-                found.setdefault(task, []).append({"seed": seed, "weights": mix[0].tolist(), "gamma": mix[1]})
+        for features, name in (("elmo", task), ("elmo_adapted", f"{task} (adapted)")):
+            for path in sorted(runs_dir.glob(f"{task}_{features}/seed*/model-best")):
+                nlp = spacy.load(path, exclude=["elmo"])
+                mix = get_scalar_mix_weights(nlp.get_pipe(task).model)
+                if mix is not None:
+                    seed = int(path.parent.name.removeprefix("seed"))
+                    found.setdefault(name, []).append({"seed": seed, "weights": mix[0].tolist(), "gamma": mix[1]})
     return found
 
 
-def training_settings(runs_dir: Path) -> Dict[str, str]:
-    """``{run name: "max_steps ..., eval_frequency ..."}`` from the saved configs of seed 0."""
-    settings = {}
-    for path in sorted(runs_dir.glob("*/seed0/model-best/config.cfg")):
-        training = load_config(path)["training"]
-        settings[path.parent.parent.parent.name] = (
-            f"max_steps {training['max_steps']}, eval_frequency {training['eval_frequency']}"
-        )
-    return settings
+def read_run_records(runs_dir: Path) -> Runs:
+    """``{(task, features): {seed: record}}`` from the ``run.json`` files of ``scripts/train_run.py``."""
+    records: Runs = defaultdict(dict)
+    for path in sorted(runs_dir.glob("*/seed*/run.json")):
+        match = RUN_NAME.match(path.parent.parent.name)
+        if match:
+            records[match["task"], match["features"]][int(path.parent.name.removeprefix("seed"))] = json.loads(
+                path.read_text())
+    return records
 
 
-def settings_lines(settings: Dict[str, str]) -> List[str]:
-    """One markdown bullet per distinct training setting, naming the runs that used it."""
-    by_value: Dict[str, List[str]] = defaultdict(list)
-    for name, value in settings.items():
-        by_value[value].append(f"`{name}`")
-    return ["Training (seed 0 of each run):", ""] + [f"- {value}: {', '.join(names)}" for value, names in by_value.items()] + [""]
+def protocol_lines(records: Runs) -> List[str]:
+    """The training protocol and one markdown row per run: steps reached, why it stopped, best step, wall time."""
+    first = next(record for seeds in records.values() for record in seeds.values())
+    lines = [f"Every run trains until the dev score has not improved for `patience` = {first['patience']} steps "
+             f"or `max_steps` = {first['max_steps']} (spaCy's stopping rule); the pipeline kept is model-best. "
+             f"One thread per run (`OMP_NUM_THREADS=1`, {first['cpu']}); two runs at a time on the 2-core machine, "
+             "so wall times include that sharing.", "",
+             "| run | seed | steps reached | stopped by | best step | best dev score | wall time |",
+             "|---|---|---|---|---|---|---|"]
+    for (task, features), seeds in sorted(records.items()):
+        for seed, record in sorted(seeds.items()):
+            lines.append(f"| {task}_{features} | {seed} | {record['steps']:,} | {record['stopped_by']} | "
+                         f"{record['best_step']:,} | {record['best_dev_score']:.3f} | "
+                         f"{record['wall_seconds'] / 60:.1f} min |")
+    return lines
+
+
+def read_adaptation(runs_dir: Path) -> Dict[str, dict]:
+    """``{task: {"before", "after", ...}}`` from ``<runs>/adapt_<task>/metrics.json``: held-out perplexity of the
+    unadapted biLM (the best evaluation of the head warm-up, where the biLM is frozen; step 0 without a warm-up)
+    and of the adapted one (the final evaluation)."""
+    found = {}
+    for task in TASKS:
+        path = runs_dir / f"adapt_{task}" / "metrics.json"
+        if not path.is_file():
+            continue
+        metrics = json.loads(path.read_text())
+        history, final = metrics["history"], metrics["final"]
+        head = [entry for entry in history if entry["phase"] == "head"]
+        before = min(head, key=lambda entry: entry["ppl"]) if head else history[0]
+        found[task] = {"before": before, "after": final, "head_steps": before["step"] if head else 0}
+    return found
+
+
+def adaptation_lines(adaptation: Dict[str, dict]) -> List[str]:
+    """Markdown rows: held-out (task dev text) perplexity before and after ``spacy-elmo adapt``."""
+    lines = ["`spacy-elmo adapt default <task train text>` (`spacy project run adapt-ner` / `adapt-textcat`): "
+             "the softmax is trained first with the biLM frozen (head warm-up), then everything is fine-tuned. "
+             "Perplexity (mean of the forward and backward LM) on the task's **dev** text, never trained on.", "",
+             "| task | train tokens | held-out tokens | ppl unadapted (after head warm-up, step) | ppl adapted (step) "
+             "| change | training minutes |", "|---|---|---|---|---|---|---|"]
+    for task, data in adaptation.items():
+        before, after = data["before"], data["after"]
+        change = 100 * (after["ppl"] / before["ppl"] - 1)
+        lines.append(f"| {task} | {after['train_tokens']:,} | {after['heldout_tokens']:,} | {before['ppl']:.1f} "
+                     f"({before['step']}) | {after['ppl']:.1f} ({after['step']}) | {change:+.1f}% | "
+                     f"{after['train_minutes']:.0f} |")
+    return lines
 
 
 def plot_scores(runs: Runs, path: Path) -> None:
@@ -180,7 +228,7 @@ def plot_scores(runs: Runs, path: Path) -> None:
                 names.append(label)
                 means.append(mean)
                 stds.append(std)
-        bars = ax.bar(names, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#dd8452"][: len(names)])
+        bars = ax.bar(names, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#dd8452", "#55a868"][: len(names)])
         ax.bar_label(bars, [f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds)], label_type="center", color="white")
         ax.set_title(f"{TASKS[task]}: {title}")
         ax.set_ylabel(f"{title} (%)")
@@ -242,13 +290,11 @@ def layer_weight_table(weights: Dict[str, List[dict]]) -> List[str]:
 
 
 def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[dict], weights: Dict[str, List[dict]],
-                 settings: Dict[str, str], output: Path) -> None:
+                 records: Runs, adaptation: Dict[str, dict], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     lines = ["# ELMo features for spaCy NER and textcat: results", "",
              "Generated by `spacy project run report` (`scripts/report.py`). Scores on the held-out **test** splits, "
              "mean ± sample std over training seeds; model-best (by dev score) of each run.", ""]
-    if settings:
-        lines += settings_lines(settings)
     lines += ["![scores](scores.png)", ""]
     for task, title in TASKS.items():
         lines += [f"## {title}", ""] + scores_table(runs, task) + [""]
@@ -263,6 +309,10 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
                   "softmax-normalised layer weights s and scale gamma of the listener's task-specific scalar mix "
                   "(mean ± std over seeds; layer 0 = character CNN, then the biLSTM layers).", "",
                   "![layer weights](layer_weights.png)", ""] + layer_weight_table(weights) + [""]
+    if adaptation:
+        lines += ["## Domain adaptation of the biLM", ""] + adaptation_lines(adaptation) + [""]
+    if records:
+        lines += ["## Training runs", ""] + protocol_lines(records) + [""]
     if similarity:
         lines += ["## Similarity", ""] + similarity_tables(similarity) + [""]
     if word_sense:
@@ -289,7 +339,8 @@ def main() -> None:
         raise SystemExit(f"error: no <task>_<features>/seed<n>/test_metrics.json in {args.runs}")
     similarity = json.loads(args.similarity.read_text()) if args.similarity.is_file() else None
     word_sense = json.loads(args.word_sense.read_text()) if args.word_sense.is_file() else None
-    write_report(runs, similarity, word_sense, layer_weights(args.runs), training_settings(args.runs), args.output)
+    write_report(runs, similarity, word_sense, layer_weights(args.runs), read_run_records(args.runs),
+                 read_adaptation(args.runs), args.output)
     print(f"wrote {args.output / 'report.md'}")
 
 
