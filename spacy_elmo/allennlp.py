@@ -14,6 +14,7 @@ after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
 - Without autograd, the token layer of recent word types comes from an LRU cache
   (``token_cache_size``), besides AllenNLP's ``vocab_to_cache``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -46,8 +47,6 @@ PathOrFile = Union[str, os.PathLike, TextIO, Iterable[str]]
 def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
     """AllenNLP's character ids of tokenized sentences: int64 ``(batch, max_tokens, 50)``, 0 for padding."""
     return batch_char_ids(batch)
-
-
 
 
 class _CarriesState:
@@ -299,7 +298,13 @@ class ElmoEmbedder(_CarriesState):
     ) -> None:
         """Embed a file of one whitespace-tokenized sentence per line into hdf5; see ``embed_file``."""
         embed_file(
-            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys,
+            self.bilm,
+            input_file,
+            output_file_path,
+            output_format,
+            batch_size,
+            forget_sentences,
+            use_sentence_keys,
             embed_batch=self.embed_batch if self.stateful else None,
         )
 

@@ -12,6 +12,7 @@ next run skips it after a ``stat`` and a small JSON read, and resumes an unfinis
 Backends: in this process (``workers=1``), local worker processes (``spawn``), or Ray actors
 (:mod:`spacy_elmo.ray`, imported only when asked for).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,8 +86,12 @@ class EmbedSettings:
     def record(self) -> dict[str, object]:
         """What decides the outputs' values and layout (local model files with their size and mtime)."""
         files = [_stamp(f) for f in (self.model, self.options_file, self.weight_file)]
-        return {"model": files, "output_format": self.output_format, "precision": self.precision,
-                "forget_sentences": self.forget_sentences}
+        return {
+            "model": files,
+            "output_format": self.output_format,
+            "precision": self.precision,
+            "forget_sentences": self.forget_sentences,
+        }
 
 
 @dataclass(frozen=True)
@@ -354,4 +359,3 @@ def _stamp(file: str | None) -> object:
 
 def _str(file: object) -> str | None:
     return None if file is None else str(file)
-

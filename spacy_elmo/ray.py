@@ -7,6 +7,7 @@ cluster of several machines, INPUT_DIR and OUTPUT_DIR must be on storage all nod
 Test hook (tests only): when the driver's environment sets ``SPACY_ELMO_TEST_CRASH_ONCE`` to a file path,
 the first ``embed-dir`` actor task that manages to create that file kills its actor process, once.
 """
+
 from __future__ import annotations
 
 import os
@@ -144,12 +145,17 @@ def embed_dataset(
     Runs ``concurrency`` actors, each loading the biLM once and running ``num_cpus`` torch threads (with
     ``device="cuda"``: one GPU each), on batches of ``batch_size`` rows. Lazy, like every Ray Data transform.
     """
-    settings = EmbedSettings(model, options_file, weight_file, output_format, batch_size, precision, device,
-                             token_cache_size)
+    settings = EmbedSettings(
+        model, options_file, weight_file, output_format, batch_size, precision, device, token_cache_size
+    )
     return ds.map_batches(
         _BatchEmbedder,
-        fn_constructor_kwargs={"settings": settings, "threads": num_cpus, "text_column": text_column,
-                               "output_column": output_column},
+        fn_constructor_kwargs={
+            "settings": settings,
+            "threads": num_cpus,
+            "text_column": text_column,
+            "output_column": output_column,
+        },
         batch_size=batch_size,
         batch_format="pyarrow",
         concurrency=concurrency,

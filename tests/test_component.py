@@ -1,4 +1,5 @@
 """The spaCy component "elmo": attributes, mixes, hooks, sequences, serialization, multiprocessing, errors."""
+
 from __future__ import annotations
 
 import shutil
@@ -340,7 +341,8 @@ def _bank_tokens():
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
     money, loan, river = (
-        nlp(text) for text in (
+        nlp(text)
+        for text in (
             "He went to the bank to deposit money",
             "The bank approved the loan",
             "They fished by the bank of the river",
@@ -375,5 +377,8 @@ def test_factory_declares_what_it_assigns():
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
     assert nlp.get_pipe_meta("elmo").assigns == [
-        "doc._.elmo_layers", "doc._.elmo_mix_weights", "doc._.elmo_token_vectors", "token._.elmo"
+        "doc._.elmo_layers",
+        "doc._.elmo_mix_weights",
+        "doc._.elmo_token_vectors",
+        "token._.elmo",
     ]

@@ -1,4 +1,5 @@
 """The ``elmo`` component's cache of biLM outputs per sequence (``sequence_cache_mb``)."""
+
 from __future__ import annotations
 
 import pickle
@@ -195,7 +196,9 @@ def test_invalid_budget(parity_files, value, message):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5, "8"])
 def test_invalid_budget_in_python(value):
-    with pytest.raises(ValueError, match=f"elmo: sequence_cache_mb must be a number of megabytes >= 0 .*found {value!r}"):
+    with pytest.raises(
+        ValueError, match=f"elmo: sequence_cache_mb must be a number of megabytes >= 0 .*found {value!r}"
+    ):
         ElmoComponent(spacy.blank("en").vocab, sequence_cache_mb=value)
 
 

@@ -1,4 +1,5 @@
 """scripts/word_sense.py: WordNet example parsing, triplets and their scoring (on a small WordNet-format file)."""
+
 from __future__ import annotations
 
 import sys

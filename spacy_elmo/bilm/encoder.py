@@ -1,4 +1,5 @@
 """The context-free token layer: character embedding -> CNN -> highway -> projection."""
+
 from __future__ import annotations
 
 import torch
@@ -48,7 +49,9 @@ class CharCNNEncoder(nn.Module):
             return self._forward_onednn(char_ids, dtype)
         # (n_tokens, char_dim, max_chars)
         chars = self.char_embedding(char_ids.reshape(-1, char_ids.shape[-1])).transpose(1, 2)
-        pooled = [self.activation(conv(chars).max(dim=-1).values) for conv in self.convs]  # max: cheaper backward than amax
+        pooled = [
+            self.activation(conv(chars).max(dim=-1).values) for conv in self.convs
+        ]  # max: cheaper backward than amax
         hidden = torch.cat(pooled, dim=-1)
         for highway in self.highways:
             hidden = highway(hidden)

@@ -30,6 +30,7 @@ Stateful use (:meth:`BiLstmStack.forward_stateful`, AllenNLP's state carried acr
 starts every row from a given state and returns the final states; it always takes the batched
 path (with or without autograd), the oneDNN path is stateless only.
 """
+
 from __future__ import annotations
 
 from typing import Callable, NamedTuple

@@ -1,4 +1,5 @@
 """The ELMo bidirectional language model and its loading / saving."""
+
 from __future__ import annotations
 
 import json
@@ -157,9 +158,7 @@ class BiLM(nn.Module):
         precision = kernels.resolve_precision(precision, self.device)
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         results: list[np.ndarray] = [np.empty(0)] * len(sentences)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
@@ -179,9 +178,7 @@ class BiLM(nn.Module):
             write_text(directory / "vocab.txt", "".join(f"{word}\n" for word in self.vocab))
 
 
-def with_boundaries(
-    x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor, last: torch.Tensor
-) -> torch.Tensor:
+def with_boundaries(x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """``(batch, tokens, ...)`` -> ``(batch, tokens + 2, ...)``: ``first`` before each row and ``last`` after its
     ``lengths`` items (character ids of ``<S>`` / ``</S>``, or their token vectors); zero elsewhere past the end."""
     batch, tokens = x.shape[:2]

@@ -16,6 +16,7 @@ per-step products) a number of rows bounded by the batch size (see :func:`step_r
 Packed weights are derived data: they are cached per module and dtype, rebuilt when any
 parameter changes (its storage or its version counter), and never saved or pickled.
 """
+
 from __future__ import annotations
 
 from typing import Callable, TypeVar

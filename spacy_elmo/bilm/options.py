@@ -1,4 +1,5 @@
 """The biLM hyper-parameters, read from and written to bilm-tf's ``options.json``."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,16 @@ from typing import Any
 ACTIVATIONS = ("relu", "tanh")
 # Keys bilm-tf writes next to "lstm"/"char_cnn" when training; they do not change the network.
 TRAINING_KEYS = {
-    "bidirectional", "dropout", "n_epochs", "batch_size", "n_train_tokens", "unroll_steps",
-    "n_negative_samples_batch", "all_clip_norm_val", "n_tokens_vocab", "share_embedding_softmax",
+    "bidirectional",
+    "dropout",
+    "n_epochs",
+    "batch_size",
+    "n_train_tokens",
+    "unroll_steps",
+    "n_negative_samples_batch",
+    "all_clip_norm_val",
+    "n_tokens_vocab",
+    "share_embedding_softmax",
 }
 
 
@@ -79,8 +88,15 @@ class BiLMOptions:
             raise fail("unsupported option bidirectional=false: ELMo biLMs are bidirectional")
         lstm = _section(data, "lstm", fail)
         cnn = _section(data, "char_cnn", fail)
-        _no_unknown(lstm, "lstm", {"use_skip_connections", "projection_dim", "cell_clip", "proj_clip", "dim", "n_layers"}, fail)
-        _no_unknown(cnn, "char_cnn", {"activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token"}, fail)
+        _no_unknown(
+            lstm, "lstm", {"use_skip_connections", "projection_dim", "cell_clip", "proj_clip", "dim", "n_layers"}, fail
+        )
+        _no_unknown(
+            cnn,
+            "char_cnn",
+            {"activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token"},
+            fail,
+        )
 
         filters = cnn.get("filters")
         if (
@@ -94,7 +110,9 @@ class BiLMOptions:
             raise fail(f"unsupported char_cnn.activation {activation!r}; expected one of {ACTIVATIONS}")
         n_characters = cnn.get("n_characters", 262)
         if n_characters not in (261, 262):
-            raise fail(f"unsupported char_cnn.n_characters {n_characters!r}; expected 262 (or 261 from bilm-tf training)")
+            raise fail(
+                f"unsupported char_cnn.n_characters {n_characters!r}; expected 262 (or 261 from bilm-tf training)"
+            )
         embedding = cnn.get("embedding")
         if not isinstance(embedding, dict) or set(embedding) != {"dim"}:
             raise fail(f"char_cnn.embedding must be {{'dim': int}}, found {embedding!r}")

@@ -5,6 +5,7 @@ once. Entries are keyed by the token's character ids (its UTF-8 bytes, cut at th
 encoder's maximum, with the word markers): two strings the encoder cannot tell apart share
 an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict

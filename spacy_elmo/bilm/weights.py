@@ -5,6 +5,7 @@ Every dataset of the released format is mapped onto one parameter of
 recurrent halves), together with the transposition between TensorFlow's
 ``x @ W`` layout and PyTorch's ``W @ x``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,4 +1,5 @@
 """Model files by name, URL or path -> local paths; the public ``load_bilm`` on top of the bilm loader."""
+
 from __future__ import annotations
 
 import os
@@ -52,6 +53,8 @@ def _is_name(value: FileArg) -> bool:
     """A model name rather than a file: a plain string without a path separator or ``.json`` ending."""
     if not isinstance(value, str) or is_url(value):
         return False
-    return value in MODELS or value in DEFAULT_NAMES or not (
-        "/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value)
+    return (
+        value in MODELS
+        or value in DEFAULT_NAMES
+        or not ("/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value))
     )

@@ -1,4 +1,5 @@
 """The released ELMo biLMs: their names, files (relative to the release base URL) and integrity pins."""
+
 from __future__ import annotations
 
 import os

@@ -11,6 +11,7 @@ The biLM itself gets no gradient (as in the paper): the ``elmo`` component is fr
 ``elmo`` component has not annotated (``nlp.initialize()`` runs on raw docs) contribute zeros.
 ``n_layers`` / ``elmo_dim`` are read from the first annotated docs when not configured.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, List, Optional, Tuple

@@ -1,4 +1,5 @@
 """The spaCy component ``"elmo"``: runs the biLM over Docs and sets the ELMo extension attributes."""
+
 from __future__ import annotations
 
 import os
@@ -225,6 +226,7 @@ class ElmoComponent(Pipe):
         The cache serves only a biLM in eval mode (no dropout), keyed on the precision and the
         token texts, and bound to the model's identity (weights, device).
         """
+
         def embed(indices: List[int]) -> List[np.ndarray]:
             batch = [sequences[i] for i in indices]
             return bilm.embed_sentences(batch, batch_size=self.batch_size, precision=self.precision)

@@ -4,6 +4,7 @@
 sentences every epoch; the biLM's output for a sequence depends only on the model, the
 precision and the sequence's token texts (not on its batch), so it can be computed once.
 """
+
 from __future__ import annotations
 
 import sys
@@ -102,9 +103,7 @@ class SequenceCache:
         self._entries[key] = (array, size)
         self.nbytes += size
 
-    def get_or_compute(
-        self, keys: Sequence[Key], compute: Callable[[List[int]], List[np.ndarray]]
-    ) -> List[np.ndarray]:
+    def get_or_compute(self, keys: Sequence[Key], compute: Callable[[List[int]], List[np.ndarray]]) -> List[np.ndarray]:
         """The arrays for ``keys``: cached ones as stored, the others from ``compute(indices)``.
 
         ``compute`` gets the indices into ``keys`` of the missing sequences (each distinct key

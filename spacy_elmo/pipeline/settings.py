@@ -1,4 +1,5 @@
 """Validation of the ``elmo`` component's settings and the mix weights they define."""
+
 from __future__ import annotations
 
 import math

@@ -4,6 +4,7 @@ The model's vocabulary is kept (or one is built from the corpus); when the model
 for that vocabulary, the run starts with the head warm-up (see :class:`~.loop.TrainConfig`), then
 fine-tunes everything at a small learning rate, with the engine of ``pretrain``.
 """
+
 from __future__ import annotations
 
 import logging

@@ -1,5 +1,6 @@
 """The training loop of ``pretrain`` and ``adapt``: forward + backward LM loss, clipping, evaluation,
 checkpoints, resume, DDP, and the head warm-up phase (the softmax alone, the biLM frozen)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -95,8 +96,14 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
         for name in (
-            "vocab_size", "max_length", "batch_tokens", "eval_every", "checkpoint_every", "max_epochs",
-            "head_eval_every", "head_max_steps",
+            "vocab_size",
+            "max_length",
+            "batch_tokens",
+            "eval_every",
+            "checkpoint_every",
+            "max_epochs",
+            "head_eval_every",
+            "head_max_steps",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, found {getattr(self, name)}")
@@ -117,7 +124,9 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', ' ')} not found: {getattr(self, name)}")
         for name in (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME):
             if self.init_from and not (Path(self.init_from) / name).is_file():
-                raise ValueError(f"init_from {self.init_from}: {name} not found (an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})")
+                raise ValueError(
+                    f"init_from {self.init_from}: {name} not found (an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})"
+                )
 
 
 def _distributed() -> tuple[int, int]:
@@ -138,7 +147,9 @@ def _reduce_over_ranks(value: int, world_size: int, op: str, device: torch.devic
 
 
 @torch.no_grad()
-def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, device: torch.device
+) -> dict[str, float]:
     """Held-out perplexity of the forward and backward LM and their average."""
     model.eval()
     forward = backward = 0.0
@@ -199,7 +210,12 @@ def _warmup_finished(config: TrainConfig, progress: dict[str, Any], announce: bo
         logger.info(
             "head warm-up done at step %d: held-out perplexity %.1f, %.1f%% below the evaluation before "
             "(stops under %.1f%%, or at step %d); now fine-tuning everything at lr %g",
-            progress["step"], ppl, 100 * gain, 100 * config.head_min_gain, config.head_max_steps, config.lr,
+            progress["step"],
+            ppl,
+            100 * gain,
+            100 * config.head_min_gain,
+            config.head_max_steps,
+            config.lr,
         )
     return done
 
@@ -251,7 +267,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if head_file:
             _load_head(model, head_file, vocab_file)
         elif config.init_from and not config.head_warmup and rank == 0:
-            logger.warning("%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME)
+            logger.warning(
+                "%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME
+            )
     model = model.to(device)
     params = list(model.parameters())
     optimizer = (
@@ -260,17 +278,22 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         else torch.optim.Adagrad(params, lr=config.lr, initial_accumulator_value=1.0)
     )
     progress: dict[str, Any] = {
-        "step": 0, "epoch": 0, "batch": 0, "tokens": 0, "seconds": 0.0, "history": [],
-        "phase": "head" if config.head_warmup or config.head_only else "full", "phase_start": 0, "head_ppl": 0.0,
+        "step": 0,
+        "epoch": 0,
+        "batch": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "history": [],
+        "phase": "head" if config.head_warmup or config.head_only else "full",
+        "phase_start": 0,
+        "head_ppl": 0.0,
     }
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         progress = {**progress, **state["progress"]}
         torch.set_rng_state(state["rng"])
-    trainer = (
-        torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
-    )
+    trainer = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
     # a frozen biLM takes the inference kernels: bf16 there only where this CPU has bf16 kernels
     autocasts = {
         frozen: torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
@@ -317,7 +340,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()  # frozen: the biLM's gradients stay None, so the optimizer leaves it untouched
             for group in optimizer.param_groups:
-                group["lr"] = config.head_lr if frozen else learning_rate(config, progress["step"], progress["phase_start"])
+                group["lr"] = (
+                    config.head_lr if frozen else learning_rate(config, progress["step"], progress["phase_start"])
+                )
             torch.nn.utils.clip_grad_norm_(params, config.clip)
             optimizer.step()
             elapsed = time.perf_counter() - started
@@ -382,7 +407,9 @@ def _record(progress, model, heldout, config, device, rank, world_size, bar) -> 
     if rank == 0:
         scores = evaluate(model, heldout, config.batch_tokens, device)
         entry[0] = {
-            "step": progress["step"], "tokens": progress["tokens"], "phase": progress["phase"],
+            "step": progress["step"],
+            "tokens": progress["tokens"],
+            "phase": progress["phase"],
             **{k: round(v, 3) for k, v in scores.items()},
         }
         bar.write(
