@@ -176,7 +176,9 @@ class Elmo(nn.Module, _CarriesState):
         if word_inputs is None:
             return None
         if self.word_embedding is None:
-            warnings.warn("word_inputs were passed to Elmo, which has no vocab_to_cache: they are ignored")
+            warnings.warn(
+                "word_inputs were passed to Elmo, which has no vocab_to_cache: they are ignored", stacklevel=2
+            )
             return None
         if not isinstance(word_inputs, torch.Tensor) or word_inputs.is_floating_point():
             raise TypeError(f"word_inputs must be an integer tensor (batch, tokens), found {word_inputs!r:.60}")
@@ -343,10 +345,11 @@ def embed_file(
     """Write the biLM layers of each line of ``input_file`` to hdf5, in the layout of AllenNLP's ``elmo`` command.
 
     ``input_file``: a path, an open text file or an iterable of lines; one sentence per line, tokens
-    separated by whitespace, blank lines are an error. One float32 dataset per line, keyed by the line index (``"0"``, ``"1"``, ...)
-    or, with ``use_sentence_keys``, by the line itself: ``"all"`` ``(n_layers, n_tokens, dim)``, ``"top"``
-    (top layer) and ``"average"`` (mean of the layers) ``(n_tokens, dim)``. Unless ``forget_sentences`` or
-    ``use_sentence_keys``, a dataset ``sentence_to_index`` holds a JSON string mapping each line to its key.
+    separated by whitespace, blank lines are an error. One float32 dataset per line, keyed by the line index
+    (``"0"``, ``"1"``, ...) or, with ``use_sentence_keys``, by the line itself: ``"all"``
+    ``(n_layers, n_tokens, dim)``, ``"top"`` (top layer) and ``"average"`` (mean of the layers)
+    ``(n_tokens, dim)``. Unless ``forget_sentences`` or ``use_sentence_keys``, a dataset
+    ``sentence_to_index`` holds a JSON string mapping each line to its key.
     Reads, embeds and writes ``batch_size`` lines at a time (a seekable input is first checked for blank
     lines); the output file appears only when complete. ``precision``: ``"fp32"`` or ``"bf16"`` autocast;
     ``progress``: show a tqdm bar; ``embed_batch``: embeds each batch instead of ``bilm.embed_sentences``

@@ -8,11 +8,10 @@ the factory and the architecture come from entry points).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy
 import pytest

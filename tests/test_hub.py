@@ -15,8 +15,7 @@ import numpy as np
 import pytest
 
 from spacy_elmo import load_bilm
-from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model
-from spacy_elmo.hub import registry
+from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model, registry
 from spacy_elmo.hub.registry import RELEASE_BASES, Pin
 
 from .model_server import PARITY

@@ -19,8 +19,11 @@ from thinc.api import Config
 from spacy_elmo.pipeline import ElmoComponent
 from spacy_elmo.pipeline.sequence_cache import MB, SequenceCache, key_nbytes, sequence_key
 
+from . import test_configs
 from .test_component import TEXTS, make_nlp
-from .test_configs import CONFIGS, workspace  # noqa: F401 (the fixture)
+from .test_configs import CONFIGS
+
+workspace = test_configs.workspace  # the module-scoped fixture of test_configs, also used here
 
 LONG = "One sentence here . Another one follows ! " * 8
 

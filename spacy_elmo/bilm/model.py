@@ -79,7 +79,7 @@ class BiLM(nn.Module):
         self.token_cache = TokenCache(size) if size else None
 
     def add_boundaries(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)`` with ``<S>`` first and ``</S>`` after each sentence."""
+        """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)``: ``<S>`` first, ``</S>`` after each sentence."""
         return with_boundaries(char_ids, lengths, self.bos_ids, self.eos_ids)
 
     def token_layer(self, char_ids: torch.Tensor) -> torch.Tensor:

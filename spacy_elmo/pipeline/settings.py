@@ -10,8 +10,8 @@ import numpy as np
 
 from ..bilm.kernels import PRECISIONS
 from ..bilm.model import DEFAULT_MODEL_DIR
-from ..bilm.token_cache import check_token_cache_size
 from ..bilm.options import BiLMOptions
+from ..bilm.token_cache import check_token_cache_size
 from ..hub.registry import model_named
 
 Mix = Union[str, int, List[float]]

@@ -21,8 +21,8 @@ from tqdm import tqdm
 from ..bilm.atomic import atomic_path, write_text
 from ..bilm.kernels import PRECISIONS, runs_as
 from ..bilm.model import read_vocab, resolve_device
-from ..bilm.weights import load_weights
 from ..bilm.options import BiLMOptions
+from ..bilm.weights import load_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel
@@ -125,7 +125,8 @@ class TrainConfig:
         for name in (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME):
             if self.init_from and not (Path(self.init_from) / name).is_file():
                 raise ValueError(
-                    f"init_from {self.init_from}: {name} not found (an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})"
+                    f"init_from {self.init_from}: {name} not found "
+                    f"(an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})"
                 )
 
 
@@ -244,7 +245,8 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         logger.info("no checkpoint in %s: starting a new run", out / "checkpoints")
     if state is not None and state["config"]["train_file"] != config.train_file:
         raise ValueError(
-            f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, not {config.train_file}"
+            f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, "
+            f"not {config.train_file}"
         )
     options_file, weights_file, vocab_file, head_file = _sources(config)
     options = BiLMOptions.from_json(state["options"]) if state else BiLMOptions.read(options_file)
