@@ -26,6 +26,17 @@ def no_bf16_kernels(monkeypatch):
         yield
 
 
+def test_parameter_versions_change_with_in_place_updates():
+    # the packed weights, the token cache and the sequence cache rely on the private Tensor._version
+    weight = torch.nn.Parameter(torch.zeros(3))
+    before = onednn.versions([weight])
+    assert before == onednn.versions([weight])
+    with torch.no_grad():
+        weight.add_(1.0)
+    assert onednn.versions([weight]) != before
+    assert onednn.versions([torch.nn.Parameter(torch.zeros(3))]) != before  # another storage
+
+
 def test_onednn_ops_present_on_x86():
     # the fast path relies on private ops: if a torch release drops one, this fails instead of running slower
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and torch.backends.mkldnn.is_available():

@@ -22,6 +22,10 @@ from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache
 from .weights import load_weights, save_weights
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
+# A saved biLM's files (bilm-tf / AllenNLP names); the vocabulary only when the model has one.
+OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME = "options.json", "weights.hdf5", "vocab.txt"
+MODEL_FILES = (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME)
+HEAD_NAME = "lm_head.pt"  # the trained softmax, exported beside the biLM so that training can continue
 
 
 class BiLM(nn.Module):
@@ -34,6 +38,9 @@ class BiLM(nn.Module):
     ``token_cache_size`` word types keep their token layer in an LRU cache (:class:`TokenCache`)
     used when autograd is off; 0 disables it.
     """
+
+    bos_ids: torch.Tensor  # buffers: the character ids of the sentence markers
+    eos_ids: torch.Tensor
 
     def __init__(
         self, options: BiLMOptions, vocab: list[str] | None = None, dropout: float = 0.0, token_cache_size: int = 0
@@ -172,10 +179,10 @@ class BiLM(nn.Module):
         """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) in the bilm-tf / AllenNLP format."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_weights(self, directory / "weights.hdf5")
-        write_text(directory / "options.json", json.dumps(self.options.to_json(), indent=1) + "\n")
+        save_weights(self, directory / WEIGHTS_NAME)
+        write_text(directory / OPTIONS_NAME, json.dumps(self.options.to_json(), indent=1) + "\n")
         if self.vocab is not None:
-            write_text(directory / "vocab.txt", "".join(f"{word}\n" for word in self.vocab))
+            write_text(directory / VOCAB_NAME, "".join(f"{word}\n" for word in self.vocab))
 
 
 def with_boundaries(x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
@@ -210,15 +217,16 @@ def load_bilm(
     if (options_file is None) != (weight_file is None):
         raise ValueError("give both options_file and weight_file, or neither for the bundled default model")
     if options_file is None:
-        options_file, weight_file = DEFAULT_MODEL_DIR / "options.json", DEFAULT_MODEL_DIR / "weights.hdf5"
+        options_file, weight_file = DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
         if not Path(weight_file).is_file():
             raise ValueError(
                 f"the bundled default ELMo model is not installed ({DEFAULT_MODEL_DIR}); "
                 "pass options_file and weight_file"
             )
+    assert options_file is not None and weight_file is not None
     device = resolve_device(device)
     options = BiLMOptions.read(options_file)
-    vocab_file = Path(weight_file).with_name("vocab.txt")
+    vocab_file = Path(weight_file).with_name(VOCAB_NAME)
     vocab = read_vocab(vocab_file) if vocab_file.is_file() else None
     model = BiLM(options, vocab=vocab, token_cache_size=token_cache_size)
     load_weights(model, weight_file, options_source=str(options_file))

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 ACTIVATIONS = ("relu", "tanh")
 # Keys bilm-tf writes next to "lstm"/"char_cnn" when training; they do not change the network.
@@ -102,7 +105,7 @@ class BiLMOptions:
         if (
             not isinstance(filters, list)
             or not filters
-            or not all(isinstance(f, list) and len(f) == 2 and all(_is_int(x) and x > 0 for x in f) for f in filters)
+            or not all(isinstance(f, list) and len(f) == 2 and all(is_int(x) and x > 0 for x in f) for f in filters)
         ):
             raise fail(f"char_cnn.filters must be a non-empty list of [width, num] positive ints, found {filters!r}")
         activation = cnn.get("activation", "relu")
@@ -150,8 +153,14 @@ class BiLMOptions:
         return cls.from_json(data, source=str(path))
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
+    """An ``int`` and not a ``bool`` (JSON / config values: ``true`` is not a count)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An ``int`` or ``float`` and not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _section(data: dict, key: str, fail) -> dict:
@@ -169,7 +178,7 @@ def _no_unknown(section: dict, name: str, known: set[str], fail) -> None:
 
 def _positive_int(section: dict, key: str, name: str, fail, minimum: int = 1, default: int | None = None) -> int:
     value = section.get(key, default)
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise fail(f"{name}.{key} must be an integer >= {minimum}, found {value!r}")
     return value
 
@@ -178,6 +187,6 @@ def _clip(section: dict, key: str, fail) -> float | None:
     value = section.get(key)
     if value is None or value == 0:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not is_number(value) or value < 0:
         raise fail(f"lstm.{key} must be a non-negative number or null, found {value!r}")
     return float(value)

@@ -9,6 +9,7 @@ recurrent halves), together with the transposition between TensorFlow's
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -28,16 +29,16 @@ class Dataset:
 
     path: str
     shape: tuple[int, ...]
-    params: tuple[torch.nn.Parameter, ...]
+    params: tuple[torch.Tensor, ...]
     to_file: Callable[..., np.ndarray]
     to_params: Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
-def _transposed(path: str, param: torch.nn.Parameter) -> Dataset:
+def _transposed(path: str, param: torch.Tensor) -> Dataset:
     return Dataset(path, tuple(param.shape[::-1]), (param,), lambda w: w.T, lambda a: (a.T,))
 
 
-def _plain(path: str, param: torch.nn.Parameter) -> Dataset:
+def _plain(path: str, param: torch.Tensor) -> Dataset:
     return Dataset(path, tuple(param.shape), (param,), lambda w: w, lambda a: (a,))
 
 
@@ -61,6 +62,7 @@ def datasets(model: "BiLM") -> Iterator[Dataset]:
             lambda w: w.transpose(2, 1, 0)[None],
             lambda a: (a[0].transpose(2, 1, 0),),
         )
+        assert conv.bias is not None  # built with bias=True
         yield _plain(f"CNN/b_cnn_{i}", conv.bias)
     for k, highway in enumerate(encoder.highways):
         for name, layer in (("transform", highway.transform), ("carry", highway.carry)):
@@ -76,10 +78,15 @@ def datasets(model: "BiLM") -> Iterator[Dataset]:
                 (cell.input_dim + cell.hidden_dim, 4 * cell.cell_dim),
                 (cell.input_weight, cell.state_weight),
                 lambda w_in, w_state: np.concatenate([w_in, w_state], axis=1).T,
-                lambda a, n=cell.input_dim: (a[:n].T, a[n:].T),
+                partial(_split_w0, n=cell.input_dim),
             )
             yield _plain(f"{prefix}/B", cell.bias)
             yield _transposed(f"{prefix}/W_P_0", cell.projection)
+
+
+def _split_w0(a: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """bilm-tf's ``W_0`` ``(input_dim + hidden_dim, 4 c)`` -> the input and recurrent weights ``(4 c, ...)``."""
+    return a[:n].T, a[n:].T
 
 
 def _extra_groups(model: "BiLM") -> list[str]:
