@@ -35,6 +35,7 @@ from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
 from .bilm.model import with_boundaries
+from .bilm.options import is_int
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .hub import load_bilm
@@ -98,7 +99,7 @@ class Elmo(nn.Module, _CarriesState):
     ) -> None:
         super().__init__()
         n = num_output_representations
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"num_output_representations must be an int >= 1, found {num_output_representations!r}")
         if module is not None:
             if options_file is not None or weight_file is not None:
@@ -312,7 +313,7 @@ class ElmoEmbedder(_CarriesState):
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, found {batch_size!r}")
 
 

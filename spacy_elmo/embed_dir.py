@@ -36,6 +36,7 @@ from .allennlp import OUTPUT_FORMATS, blank_line_error, embed_lines, select_laye
 from .bilm import BiLM
 from .bilm.atomic import atomic_path, write_text
 from .bilm.kernels import PRECISIONS
+from .bilm.options import is_int
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .hub import load_bilm
 from .hub.loading import resolve_files
@@ -197,7 +198,7 @@ def plan(
     their check (file -> message)."""
     if not input_dir.is_dir():
         raise ValueError(f"input directory not found: {input_dir}")
-    if isinstance(shard_lines, bool) or not isinstance(shard_lines, int) or shard_lines < 1:
+    if not is_int(shard_lines) or shard_lines < 1:
         raise ValueError(f"shard_lines must be an int >= 1, found {shard_lines!r}")
     state = output_dir / STATE_DIR
     jobs, finished, failed = [], [], {}
@@ -263,7 +264,7 @@ def embed_dir(
     is reported in ``Summary.failed``.
     """
     start = time.perf_counter()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, found {workers!r}")
     if ray_address is not None and not has_ray:
         raise ValueError(RAY_MISSING)

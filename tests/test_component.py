@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
+import srsly
 from spacy.tokens import Doc, DocBin
 
 from spacy_elmo.bilm import kernels
@@ -217,6 +218,30 @@ def test_to_bytes_and_from_bytes(model_copy):
     component_copy = spacy.blank("en").add_pipe("elmo", config=config)
     component_copy.from_bytes(nlp.get_pipe("elmo").to_bytes())
     np.testing.assert_array_equal(component_copy(nlp.make_doc(TEXT))._.elmo_layers, expected)
+
+
+def test_serialization_honours_exclude(model_copy, tmp_path):
+    options, weights = model_copy
+    component = make_nlp((options, weights)).get_pipe("elmo")
+    expected = component(spacy.blank("en").make_doc(TEXT))._.elmo_layers
+    # "model" is the component's one part: excluded, nothing is written or read
+    component.to_disk(tmp_path / "without", exclude=["model"])
+    assert list((tmp_path / "without").iterdir()) == []
+    bilm = component.bilm
+    assert component.from_disk(tmp_path / "without", exclude=["model"]).bilm is bilm
+    assert srsly.msgpack_loads(component.to_bytes(exclude=["model"])) == {}
+    assert component.from_bytes(component.to_bytes(exclude=["model"])).bilm is bilm
+    assert component.from_bytes(component.to_bytes(), exclude=["model"]).bilm is bilm
+    # other names (spaCy passes exclude=["vocab"]) leave the model in
+    component.to_disk(tmp_path / "with", exclude=["vocab", "cfg"])
+    assert sorted(p.name for p in (tmp_path / "with").iterdir()) == ["options.json", "weights.hdf5"]
+    shutil.rmtree(options.parent)
+    fresh = make_nlp((options, weights)).get_pipe("elmo")  # configured files gone: only from_* can load it
+    fresh.from_bytes(component.to_bytes(exclude=["vocab"]), exclude=["vocab"])
+    assert fresh.bilm is not bilm
+    np.testing.assert_array_equal(fresh(spacy.blank("en").make_doc(TEXT))._.elmo_layers, expected)
+    fresh.from_disk(tmp_path / "with", exclude=["cfg"])
+    np.testing.assert_array_equal(fresh(spacy.blank("en").make_doc(TEXT))._.elmo_layers, expected)
 
 
 def test_docbin_round_trip(nlp):

@@ -15,6 +15,8 @@ from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
 import numpy as np
 from torch import nn
 
+from ..bilm import onednn
+
 Key = Tuple[str, Tuple[str, ...]]  # (precision, the sequence's token texts)
 MB = 2**20
 
@@ -36,7 +38,7 @@ def model_identity(model: nn.Module) -> Tuple[Hashable, ...]:
     ``load_state_dict``, ``p.copy_(...)`` under ``torch.no_grad()``). Writes through ``p.data``
     bypass the counter; the biLM's own packed CPU weights (``bilm/onednn.py``) ignore them too."""
     tensors = chain(model.parameters(), model.buffers())
-    return (id(model), str(next(model.parameters()).device), *((t.data_ptr(), t._version) for t in tensors))
+    return (id(model), str(next(model.parameters()).device), *onednn.versions(tensors))
 
 
 class SequenceCache:

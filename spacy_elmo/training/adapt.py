@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bilm.model import DEFAULT_MODEL_DIR
+from ..bilm.model import DEFAULT_MODEL_DIR, HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
 from ..hub import resolve_files
-from .loop import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, TrainConfig, train
+from .loop import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from ..bilm.atomic import atomic_path, write_text
 from ..bilm.kernels import PRECISIONS, runs_as
-from ..bilm.model import read_vocab, resolve_device
+from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, read_vocab, resolve_device
 from ..bilm.options import BiLMOptions
 from ..bilm.weights import load_weights
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -32,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adagrad")
 SCHEDULES = ("constant", "linear")
-OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME = "options.json", "weights.hdf5", "vocab.txt"
-HEAD_NAME = "lm_head.pt"  # the softmax, exported beside the biLM so that training can continue (init_from)
 
 
 @dataclass
