@@ -23,7 +23,7 @@ import os
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union
+from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union, cast
 
 import h5py
 import numpy as np
@@ -83,6 +83,8 @@ class Elmo(nn.Module, _CarriesState):
     back to the characters, as in AllenNLP).
     """
 
+    word_embedding: torch.Tensor | None  # buffer: the token layer of vocab_to_cache (with <S>, </S>)
+
     def __init__(
         self,
         options_file: str | os.PathLike | None = None,
@@ -134,7 +136,7 @@ class Elmo(nn.Module, _CarriesState):
     @property
     def scalar_mixes(self) -> list[ScalarMix]:
         """One ``ScalarMix`` per output representation (modules ``scalar_mix_0``, ``scalar_mix_1``, ...)."""
-        return [module for name, module in self.named_children() if name.startswith("scalar_mix_")]
+        return [cast(ScalarMix, module) for name, module in self.named_children() if name.startswith("scalar_mix_")]
 
     def get_output_dim(self) -> int:
         """Width of each representation (``2 * projection_dim``)."""
@@ -199,6 +201,7 @@ class Elmo(nn.Module, _CarriesState):
         """Cached token vectors ``(batch, tokens + 2, projection_dim)`` with ``<S>`` / ``</S>`` around each
         sentence, and their mask ``(batch, tokens + 2)``."""
         table = self.word_embedding
+        assert table is not None  # only called with words from _cached_words
         tokens = with_boundaries(table[words + 2] * mask.unsqueeze(-1).to(table.dtype), lengths, table[0], table[1])
         mask_with_markers = torch.arange(words.shape[1] + 2, device=words.device) < (lengths + 2).unsqueeze(-1)
         return tokens, mask_with_markers
@@ -364,14 +367,15 @@ def embed_file(
             source = str(input_file)
             if not Path(input_file).is_file():
                 raise ValueError(f"input file not found: {source}")
-            lines = stack.enter_context(open(input_file, encoding="utf-8"))
+            lines: Iterable[str] = stack.enter_context(open(input_file, encoding="utf-8"))
         else:
             source, lines = getattr(input_file, "name", "input"), input_file
         total = None
         if getattr(lines, "seekable", lambda: False)():  # check all lines before embedding; count them for tqdm
-            start = lines.tell()
-            total = sum(1 for _ in _numbered_lines(lines, source))
-            lines.seek(start)
+            seekable = cast(TextIO, lines)
+            start = seekable.tell()
+            total = sum(1 for _ in _numbered_lines(seekable, source))
+            seekable.seek(start)
         numbered = _numbered_lines(lines, source)
         sentence_to_index: dict[str, str] = {}
         tmp = stack.enter_context(atomic_path(output_file_path))

@@ -64,6 +64,7 @@ def _training_options(command: Callable[..., None]) -> Callable[..., None]:
         )
         for name, default, text in _TRAINING_OPTIONS
     ]
+    # typer reads the parameters from __signature__, which mypy does not know on a plain function
     command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
     return command
 
@@ -285,7 +286,7 @@ def download(
 ) -> None:
     """Download released models (or files by URL) into the cache (SPACY_ELMO_CACHE) and verify them."""
     from .hub import download_model, fetch
-    from .hub.cache import is_url
+    from .hub.registry import is_url
 
     for model in models:
         try:

@@ -188,7 +188,7 @@ def scan(path: Path, shard_lines: int) -> list[tuple[int, int, int, int]]:
                 raise blank_line_error(str(path), index)
             shards[-1][2] += 1
             shards[-1][3] += n_tokens
-    return [tuple(shard) for shard in shards] or [(0, 0, 0, 0)]  # type: ignore[misc]
+    return [(start, first, n_lines, n_tokens) for start, first, n_lines, n_tokens in shards] or [(0, 0, 0, 0)]
 
 
 def plan(

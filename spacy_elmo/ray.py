@@ -71,8 +71,10 @@ def ray_shard_runner(settings: EmbedSettings, workers: int, threads: int | None,
             options: dict[str, Any] = {"num_cpus": threads or 1, "num_gpus": int(settings.device.startswith("cuda"))}
             if os.environ.get(CRASH_ONCE_ENV):
                 options["runtime_env"] = {"env_vars": {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]}}
-            idle = [_ShardActor.options(**options).remote(settings, threads) for _ in range(workers)]
-            todo, running = list(reversed(shards)), {}
+            actor_class: Any = _ShardActor  # ray.remote made it an ActorClass (.options, .remote)
+            idle = [actor_class.options(**options).remote(settings, threads) for _ in range(workers)]
+            todo = list(reversed(shards))
+            running: dict[Any, tuple[Any, Shard]] = {}  # task -> (actor, shard)
             while todo or running:
                 while idle and todo:
                     actor, shard = idle.pop(), todo.pop()

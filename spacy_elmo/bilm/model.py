@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
@@ -203,8 +204,8 @@ def read_vocab(path: str | Path) -> list[str]:
 
 
 def load_bilm(
-    options_file: str | Path | None = None,
-    weight_file: str | Path | None = None,
+    options_file: str | os.PathLike[str] | None = None,
+    weight_file: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
 ) -> BiLM:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,7 +143,7 @@ class BiLMOptions:
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> "BiLMOptions":
+    def read(cls, path: str | os.PathLike[str]) -> "BiLMOptions":
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"ELMo options file not found: {path}")

@@ -8,6 +8,7 @@ recurrent halves), together with the transposition between TensorFlow's
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -103,7 +104,7 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
 
-def load_weights(model: "BiLM", weight_file: str | Path, options_source: str = "the options") -> None:
+def load_weights(model: "BiLM", weight_file: str | os.PathLike[str], options_source: str = "the options") -> None:
     """Copy every dataset of ``weight_file`` into ``model``; ``ValueError`` names any mismatch."""
     weight_file = Path(weight_file)
     if not weight_file.is_file():

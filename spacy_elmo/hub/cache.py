@@ -42,10 +42,6 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("spacy-elmo"))
 
 
-def is_url(value: object) -> bool:
-    return isinstance(value, str) and "://" in value
-
-
 def remote_for(url: str) -> Remote:
     """The file behind ``url``: a released file is fetched from the mirror base and keeps its pin."""
     relative = release_path(url)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections import OrderedDict
 from itertools import chain
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 from torch import nn
@@ -68,7 +68,7 @@ class SequenceCache:
         return {"max_bytes": self.max_bytes}
 
     def __setstate__(self, state: Dict[str, int]) -> None:
-        self.__init__(state["max_bytes"])
+        SequenceCache.__init__(self, state["max_bytes"])
 
     def clear(self) -> None:
         self._entries.clear()
@@ -122,4 +122,4 @@ class SequenceCache:
             for i, array in zip(missing, compute(missing)):
                 found[keys[i]] = array
                 self.put(keys[i], array)
-        return [found[key] for key in keys]
+        return [cast(np.ndarray, found[key]) for key in keys]  # every key is found or computed by now
