@@ -4,6 +4,7 @@ Importing this package does not import spaCy: the biLM and the AllenNLP-compatib
 API are plain PyTorch. The spaCy component ``"elmo"`` and the ``spacy-elmo.*``
 architectures are found by spaCy through entry points.
 """
+
 from .allennlp import Elmo, ElmoEmbedder, batch_to_ids
 from .bilm import BiLM, BiLMOptions, ScalarMix
 from .hub import load_bilm

@@ -1,4 +1,5 @@
 """Optional dependencies: flags saying whether they are installed, without importing them."""
+
 from __future__ import annotations
 
 import importlib.util

@@ -14,6 +14,7 @@ after switching its imports to ``spacy_elmo``. Differences from AllenNLP:
 - Without autograd, the token layer of recent word types comes from an LRU cache
   (``token_cache_size``), besides AllenNLP's ``vocab_to_cache``.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -22,7 +23,7 @@ import os
 import warnings
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union
+from typing import Callable, Iterable, Iterator, Sequence, TextIO, Union, cast
 
 import h5py
 import numpy as np
@@ -34,6 +35,7 @@ from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.atomic import atomic_path
 from .bilm.encoder import N_CHAR_IDS
 from .bilm.model import with_boundaries
+from .bilm.options import is_int
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .hub import load_bilm
@@ -46,8 +48,6 @@ PathOrFile = Union[str, os.PathLike, TextIO, Iterable[str]]
 def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
     """AllenNLP's character ids of tokenized sentences: int64 ``(batch, max_tokens, 50)``, 0 for padding."""
     return batch_char_ids(batch)
-
-
 
 
 class _CarriesState:
@@ -83,6 +83,8 @@ class Elmo(nn.Module, _CarriesState):
     back to the characters, as in AllenNLP).
     """
 
+    word_embedding: torch.Tensor | None  # buffer: the token layer of vocab_to_cache (with <S>, </S>)
+
     def __init__(
         self,
         options_file: str | os.PathLike | None = None,
@@ -99,7 +101,7 @@ class Elmo(nn.Module, _CarriesState):
     ) -> None:
         super().__init__()
         n = num_output_representations
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        if not is_int(n) or n < 1:
             raise ValueError(f"num_output_representations must be an int >= 1, found {num_output_representations!r}")
         if module is not None:
             if options_file is not None or weight_file is not None:
@@ -134,7 +136,7 @@ class Elmo(nn.Module, _CarriesState):
     @property
     def scalar_mixes(self) -> list[ScalarMix]:
         """One ``ScalarMix`` per output representation (modules ``scalar_mix_0``, ``scalar_mix_1``, ...)."""
-        return [module for name, module in self.named_children() if name.startswith("scalar_mix_")]
+        return [cast(ScalarMix, module) for name, module in self.named_children() if name.startswith("scalar_mix_")]
 
     def get_output_dim(self) -> int:
         """Width of each representation (``2 * projection_dim``)."""
@@ -177,7 +179,9 @@ class Elmo(nn.Module, _CarriesState):
         if word_inputs is None:
             return None
         if self.word_embedding is None:
-            warnings.warn("word_inputs were passed to Elmo, which has no vocab_to_cache: they are ignored")
+            warnings.warn(
+                "word_inputs were passed to Elmo, which has no vocab_to_cache: they are ignored", stacklevel=2
+            )
             return None
         if not isinstance(word_inputs, torch.Tensor) or word_inputs.is_floating_point():
             raise TypeError(f"word_inputs must be an integer tensor (batch, tokens), found {word_inputs!r:.60}")
@@ -197,6 +201,7 @@ class Elmo(nn.Module, _CarriesState):
         """Cached token vectors ``(batch, tokens + 2, projection_dim)`` with ``<S>`` / ``</S>`` around each
         sentence, and their mask ``(batch, tokens + 2)``."""
         table = self.word_embedding
+        assert table is not None  # only called with words from _cached_words
         tokens = with_boundaries(table[words + 2] * mask.unsqueeze(-1).to(table.dtype), lengths, table[0], table[1])
         mask_with_markers = torch.arange(words.shape[1] + 2, device=words.device) < (lengths + 2).unsqueeze(-1)
         return tokens, mask_with_markers
@@ -299,13 +304,19 @@ class ElmoEmbedder(_CarriesState):
     ) -> None:
         """Embed a file of one whitespace-tokenized sentence per line into hdf5; see ``embed_file``."""
         embed_file(
-            self.bilm, input_file, output_file_path, output_format, batch_size, forget_sentences, use_sentence_keys,
+            self.bilm,
+            input_file,
+            output_file_path,
+            output_format,
+            batch_size,
+            forget_sentences,
+            use_sentence_keys,
             embed_batch=self.embed_batch if self.stateful else None,
         )
 
 
 def _check_batch_size(batch_size: int) -> None:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size must be an int >= 1, found {batch_size!r}")
 
 
@@ -338,10 +349,11 @@ def embed_file(
     """Write the biLM layers of each line of ``input_file`` to hdf5, in the layout of AllenNLP's ``elmo`` command.
 
     ``input_file``: a path, an open text file or an iterable of lines; one sentence per line, tokens
-    separated by whitespace, blank lines are an error. One float32 dataset per line, keyed by the line index (``"0"``, ``"1"``, ...)
-    or, with ``use_sentence_keys``, by the line itself: ``"all"`` ``(n_layers, n_tokens, dim)``, ``"top"``
-    (top layer) and ``"average"`` (mean of the layers) ``(n_tokens, dim)``. Unless ``forget_sentences`` or
-    ``use_sentence_keys``, a dataset ``sentence_to_index`` holds a JSON string mapping each line to its key.
+    separated by whitespace, blank lines are an error. One float32 dataset per line, keyed by the line index
+    (``"0"``, ``"1"``, ...) or, with ``use_sentence_keys``, by the line itself: ``"all"``
+    ``(n_layers, n_tokens, dim)``, ``"top"`` (top layer) and ``"average"`` (mean of the layers)
+    ``(n_tokens, dim)``. Unless ``forget_sentences`` or ``use_sentence_keys``, a dataset
+    ``sentence_to_index`` holds a JSON string mapping each line to its key.
     Reads, embeds and writes ``batch_size`` lines at a time (a seekable input is first checked for blank
     lines); the output file appears only when complete. ``precision``: ``"fp32"`` or ``"bf16"`` autocast;
     ``progress``: show a tqdm bar; ``embed_batch``: embeds each batch instead of ``bilm.embed_sentences``
@@ -355,14 +367,15 @@ def embed_file(
             source = str(input_file)
             if not Path(input_file).is_file():
                 raise ValueError(f"input file not found: {source}")
-            lines = stack.enter_context(open(input_file, encoding="utf-8"))
+            lines: Iterable[str] = stack.enter_context(open(input_file, encoding="utf-8"))
         else:
             source, lines = getattr(input_file, "name", "input"), input_file
         total = None
         if getattr(lines, "seekable", lambda: False)():  # check all lines before embedding; count them for tqdm
-            start = lines.tell()
-            total = sum(1 for _ in _numbered_lines(lines, source))
-            lines.seek(start)
+            seekable = cast(TextIO, lines)
+            start = seekable.tell()
+            total = sum(1 for _ in _numbered_lines(seekable, source))
+            seekable.seek(start)
         numbered = _numbered_lines(lines, source)
         sentence_to_index: dict[str, str] = {}
         tmp = stack.enter_context(atomic_path(output_file_path))

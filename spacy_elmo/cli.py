@@ -1,4 +1,5 @@
 """The ``spacy-elmo`` command line (also ``python -m spacy_elmo``)."""
+
 from __future__ import annotations
 
 import inspect
@@ -63,6 +64,7 @@ def _training_options(command: Callable[..., None]) -> Callable[..., None]:
         )
         for name, default, text in _TRAINING_OPTIONS
     ]
+    # typer reads the parameters from __signature__, which mypy does not know on a plain function
     command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
     return command
 
@@ -84,7 +86,9 @@ def pretrain(
     train_file: Path = typer.Argument(..., help="tokenized training text: one sentence per line"),
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
     heldout: Path = typer.Option(..., "--heldout", help="tokenized held-out text for perplexity"),
-    options: Optional[Path] = typer.Option(None, "--options", help="options.json giving the architecture of a new biLM"),
+    options: Optional[Path] = typer.Option(
+        None, "--options", help="options.json giving the architecture of a new biLM"
+    ),
     init_from: Optional[Path] = typer.Option(
         None, "--init-from", help="continue training an exported biLM (its options, weights, vocab and lm_head.pt)"
     ),
@@ -99,8 +103,13 @@ def pretrain(
     from .training import TrainConfig, train
 
     config = TrainConfig(
-        train_file=str(train_file), heldout_file=str(heldout), output_dir=str(output_dir),
-        options_file=str(options or ""), init_from=str(init_from or ""), lr=lr, **settings,
+        train_file=str(train_file),
+        heldout_file=str(heldout),
+        output_dir=str(output_dir),
+        options_file=str(options or ""),
+        init_from=str(init_from or ""),
+        lr=lr,
+        **settings,
     )
     _train(lambda: train(config, resume=resume))
 
@@ -109,17 +118,22 @@ def pretrain(
 @_training_options
 def adapt(
     model: str = typer.Argument(
-        ..., help="the biLM: 'default' (bundled), a released model's name, a directory with options.json + "
-        "weights.hdf5, or an options.json path or URL (with --weights)"
+        ...,
+        help="the biLM: 'default' (bundled), a released model's name, a directory with options.json + "
+        "weights.hdf5, or an options.json path or URL (with --weights)",
     ),
     corpus: Path = typer.Argument(..., help="tokenized domain text: one sentence per line"),
     output_dir: Path = typer.Argument(..., help="where checkpoints and the adapted model go"),
     heldout: Path = typer.Option(..., "--heldout", help="tokenized held-out domain text for perplexity"),
-    weights: Optional[str] = typer.Option(None, "--weights", help="weights.hdf5 (path or URL) when MODEL is an options file"),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="weights.hdf5 (path or URL) when MODEL is an options file"
+    ),
     vocab: str = typer.Option(
         "model", help="model: the model's vocab.txt (built from CORPUS when it has none); corpus: build one from CORPUS"
     ),
-    head_only: bool = typer.Option(False, "--head-only", help="train only the softmax: the biLM stays bitwise unchanged"),
+    head_only: bool = typer.Option(
+        False, "--head-only", help="train only the softmax: the biLM stays bitwise unchanged"
+    ),
     lr: float = typer.Option(1e-4, help="learning rate of the fine-tuning (all weights)"),
     head_lr: float = typer.Option(1e-3, help="learning rate of the head warm-up (and of --head-only)"),
     head_eval_every: int = typer.Option(100, help="head warm-up: held-out evaluation every N steps"),
@@ -139,9 +153,20 @@ def adapt(
 
     _train(
         lambda: adapt_model(
-            model, str(corpus), str(heldout), str(output_dir), weights=weights, vocab=vocab, resume=resume,
-            head_only=head_only, lr=lr, head_lr=head_lr, head_eval_every=head_eval_every,
-            head_min_gain=head_min_gain, head_max_steps=head_max_steps, **settings,
+            model,
+            str(corpus),
+            str(heldout),
+            str(output_dir),
+            weights=weights,
+            vocab=vocab,
+            resume=resume,
+            head_only=head_only,
+            lr=lr,
+            head_lr=head_lr,
+            head_eval_every=head_eval_every,
+            head_min_gain=head_min_gain,
+            head_max_steps=head_max_steps,
+            **settings,
         )
     )
 
@@ -208,11 +233,23 @@ def embed_dir(
 
     try:
         settings = EmbedSettings(
-            model, options_file, weight_file, output_format, batch_size, precision, device, token_cache_size,
+            model,
+            options_file,
+            weight_file,
+            output_format,
+            batch_size,
+            precision,
+            device,
+            token_cache_size,
             forget_sentences,
         )
         summary = run(
-            input_dir, output_dir, settings, workers=workers, threads=threads, shard_lines=shard_lines,
+            input_dir,
+            output_dir,
+            settings,
+            workers=workers,
+            threads=threads,
+            shard_lines=shard_lines,
             ray_address=ray_address,
         )
     except ValueError as err:
@@ -249,7 +286,7 @@ def download(
 ) -> None:
     """Download released models (or files by URL) into the cache (SPACY_ELMO_CACHE) and verify them."""
     from .hub import download_model, fetch
-    from .hub.cache import is_url
+    from .hub.registry import is_url
 
     for model in models:
         try:

@@ -12,6 +12,7 @@ next run skips it after a ``stat`` and a small JSON read, and resumes an unfinis
 Backends: in this process (``workers=1``), local worker processes (``spawn``), or Ray actors
 (:mod:`spacy_elmo.ray`, imported only when asked for).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -35,6 +36,7 @@ from .allennlp import OUTPUT_FORMATS, blank_line_error, embed_lines, select_laye
 from .bilm import BiLM
 from .bilm.atomic import atomic_path, write_text
 from .bilm.kernels import PRECISIONS
+from .bilm.options import is_int
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .hub import load_bilm
 from .hub.loading import resolve_files
@@ -85,8 +87,12 @@ class EmbedSettings:
     def record(self) -> dict[str, object]:
         """What decides the outputs' values and layout (local model files with their size and mtime)."""
         files = [_stamp(f) for f in (self.model, self.options_file, self.weight_file)]
-        return {"model": files, "output_format": self.output_format, "precision": self.precision,
-                "forget_sentences": self.forget_sentences}
+        return {
+            "model": files,
+            "output_format": self.output_format,
+            "precision": self.precision,
+            "forget_sentences": self.forget_sentences,
+        }
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,7 @@ def scan(path: Path, shard_lines: int) -> list[tuple[int, int, int, int]]:
                 raise blank_line_error(str(path), index)
             shards[-1][2] += 1
             shards[-1][3] += n_tokens
-    return [tuple(shard) for shard in shards] or [(0, 0, 0, 0)]  # type: ignore[misc]
+    return [(start, first, n_lines, n_tokens) for start, first, n_lines, n_tokens in shards] or [(0, 0, 0, 0)]
 
 
 def plan(
@@ -192,7 +198,7 @@ def plan(
     their check (file -> message)."""
     if not input_dir.is_dir():
         raise ValueError(f"input directory not found: {input_dir}")
-    if isinstance(shard_lines, bool) or not isinstance(shard_lines, int) or shard_lines < 1:
+    if not is_int(shard_lines) or shard_lines < 1:
         raise ValueError(f"shard_lines must be an int >= 1, found {shard_lines!r}")
     state = output_dir / STATE_DIR
     jobs, finished, failed = [], [], {}
@@ -258,7 +264,7 @@ def embed_dir(
     is reported in ``Summary.failed``.
     """
     start = time.perf_counter()
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+    if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, found {workers!r}")
     if ray_address is not None and not has_ray:
         raise ValueError(RAY_MISSING)
@@ -354,4 +360,3 @@ def _stamp(file: str | None) -> object:
 
 def _str(file: object) -> str | None:
     return None if file is None else str(file)
-

@@ -7,6 +7,7 @@ cluster of several machines, INPUT_DIR and OUTPUT_DIR must be on storage all nod
 Test hook (tests only): when the driver's environment sets ``SPACY_ELMO_TEST_CRASH_ONCE`` to a file path,
 the first ``embed-dir`` actor task that manages to create that file kills its actor process, once.
 """
+
 from __future__ import annotations
 
 import os
@@ -70,8 +71,10 @@ def ray_shard_runner(settings: EmbedSettings, workers: int, threads: int | None,
             options: dict[str, Any] = {"num_cpus": threads or 1, "num_gpus": int(settings.device.startswith("cuda"))}
             if os.environ.get(CRASH_ONCE_ENV):
                 options["runtime_env"] = {"env_vars": {CRASH_ONCE_ENV: os.environ[CRASH_ONCE_ENV]}}
-            idle = [_ShardActor.options(**options).remote(settings, threads) for _ in range(workers)]
-            todo, running = list(reversed(shards)), {}
+            actor_class: Any = _ShardActor  # ray.remote made it an ActorClass (.options, .remote)
+            idle = [actor_class.options(**options).remote(settings, threads) for _ in range(workers)]
+            todo = list(reversed(shards))
+            running: dict[Any, tuple[Any, Shard]] = {}  # task -> (actor, shard)
             while todo or running:
                 while idle and todo:
                     actor, shard = idle.pop(), todo.pop()
@@ -144,12 +147,17 @@ def embed_dataset(
     Runs ``concurrency`` actors, each loading the biLM once and running ``num_cpus`` torch threads (with
     ``device="cuda"``: one GPU each), on batches of ``batch_size`` rows. Lazy, like every Ray Data transform.
     """
-    settings = EmbedSettings(model, options_file, weight_file, output_format, batch_size, precision, device,
-                             token_cache_size)
+    settings = EmbedSettings(
+        model, options_file, weight_file, output_format, batch_size, precision, device, token_cache_size
+    )
     return ds.map_batches(
         _BatchEmbedder,
-        fn_constructor_kwargs={"settings": settings, "threads": num_cpus, "text_column": text_column,
-                               "output_column": output_column},
+        fn_constructor_kwargs={
+            "settings": settings,
+            "threads": num_cpus,
+            "text_column": text_column,
+            "output_column": output_column,
+        },
         batch_size=batch_size,
         batch_format="pyarrow",
         concurrency=concurrency,

@@ -1,4 +1,5 @@
 """A local mirror of the released ELMo files, served over http on 127.0.0.1 for the download tests."""
+
 from __future__ import annotations
 
 import shutil

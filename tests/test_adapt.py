@@ -1,4 +1,5 @@
 """Domain adaptation (`spacy-elmo adapt`): head warm-up, fine-tuning, resume, vocabularies, bad inputs."""
+
 from __future__ import annotations
 
 import json
@@ -48,11 +49,21 @@ def data(tmp_path_factory) -> dict[str, Path]:
     source = _write(root / "source.txt", _sentence, 300, 0)
     source_heldout = _write(root / "source_heldout.txt", _sentence, 40, 1)
     torch.set_num_threads(1)
-    train(TrainConfig(
-        train_file=str(source), heldout_file=str(source_heldout), output_dir=str(root / "source"),
-        options_file=str(options), min_count=1, batch_tokens=400, lr=1e-2, dropout=0.0, max_steps=60,
-        max_epochs=100, eval_every=60,
-    ))
+    train(
+        TrainConfig(
+            train_file=str(source),
+            heldout_file=str(source_heldout),
+            output_dir=str(root / "source"),
+            options_file=str(options),
+            min_count=1,
+            batch_tokens=400,
+            lr=1e-2,
+            dropout=0.0,
+            max_steps=60,
+            max_epochs=100,
+            eval_every=60,
+        )
+    )
     headless = root / "headless"
     headless.mkdir()
     for name in ("options.json", "weights.hdf5", "vocab.txt"):
@@ -62,7 +73,9 @@ def data(tmp_path_factory) -> dict[str, Path]:
     for name in ("options.json", "weights.hdf5"):
         shutil.copy(root / "source" / name, released / name)
     return {
-        "source": root / "source", "headless": headless, "released": released,
+        "source": root / "source",
+        "headless": headless,
+        "released": released,
         "train": _write(root / "domain.txt", _domain_sentence, 300, 2),
         "heldout": _write(root / "domain_heldout.txt", _domain_sentence, 40, 3),
     }
@@ -70,8 +83,18 @@ def data(tmp_path_factory) -> dict[str, Path]:
 
 def _adapt(data: dict[str, Path], model: Path | str, output: Path, **settings) -> dict:
     defaults = dict(
-        min_count=1, batch_tokens=400, lr=3e-3, head_lr=1e-2, dropout=0.0, max_steps=60, max_epochs=100,
-        eval_every=20, checkpoint_every=10, head_eval_every=5, head_min_gain=0.05, head_max_steps=40,
+        min_count=1,
+        batch_tokens=400,
+        lr=3e-3,
+        head_lr=1e-2,
+        dropout=0.0,
+        max_steps=60,
+        max_epochs=100,
+        eval_every=20,
+        checkpoint_every=10,
+        head_eval_every=5,
+        head_min_gain=0.05,
+        head_max_steps=40,
     )
     return adapt(str(model), str(data["train"]), str(data["heldout"]), str(output), **{**defaults, **settings})
 

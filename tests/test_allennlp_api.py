@@ -3,6 +3,7 @@
 The four recipes below are AllenNLP ELMo code (shared/seed_recipes/seed_003_code.txt) with only
 the imports changed; the model files are the tiny parity fixture (64-wide layers instead of 1024).
 """
+
 import io
 import json
 import subprocess
@@ -202,7 +203,10 @@ def test_elmo_equals_embed_sentences_mixed_with_fixed_weights(bilm):
 def test_each_representation_has_its_own_trainable_mix():
     elmo = Elmo(options_file, weight_file, num_output_representations=2, dropout=0.0)
     assert [n for n, p in elmo.named_parameters() if p.requires_grad] == [
-        "scalar_mix_0.scalar_parameters", "scalar_mix_0.gamma", "scalar_mix_1.scalar_parameters", "scalar_mix_1.gamma"
+        "scalar_mix_0.scalar_parameters",
+        "scalar_mix_0.gamma",
+        "scalar_mix_1.scalar_parameters",
+        "scalar_mix_1.gamma",
     ]
     out = elmo(batch_to_ids([["a", "b", "c"]]))["elmo_representations"]
     out[0].pow(2).sum().backward()

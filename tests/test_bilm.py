@@ -1,4 +1,5 @@
 """The biLM core: AllenNLP parity, batch invariance, odd tokens, format errors, save/load."""
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,7 @@ def test_padded_forward_matches_embed_sentences(parity_bilm, parity_sentences):
     assert layers.shape == (3, 6, max(map(len, sentences)), 64)
     assert mask.sum(-1).tolist() == [len(s) for s in sentences]
     for k, (sentence, out) in enumerate(zip(sentences, parity_bilm.embed_sentences(sentences))):
-        assert torch.all(layers[:, k, len(sentence):] == 0)
+        assert torch.all(layers[:, k, len(sentence) :] == 0)
         assert np.abs(layers[:, k, : len(sentence)].detach().numpy() - out).max() <= 5e-4
 
 

@@ -1,4 +1,5 @@
 """The spaCy component "elmo": attributes, mixes, hooks, sequences, serialization, multiprocessing, errors."""
+
 from __future__ import annotations
 
 import shutil
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import spacy
+import srsly
 from spacy.tokens import Doc, DocBin
 
 from spacy_elmo.bilm import kernels
@@ -218,6 +220,30 @@ def test_to_bytes_and_from_bytes(model_copy):
     np.testing.assert_array_equal(component_copy(nlp.make_doc(TEXT))._.elmo_layers, expected)
 
 
+def test_serialization_honours_exclude(model_copy, tmp_path):
+    options, weights = model_copy
+    component = make_nlp((options, weights)).get_pipe("elmo")
+    expected = component(spacy.blank("en").make_doc(TEXT))._.elmo_layers
+    # "model" is the component's one part: excluded, nothing is written or read
+    component.to_disk(tmp_path / "without", exclude=["model"])
+    assert list((tmp_path / "without").iterdir()) == []
+    bilm = component.bilm
+    assert component.from_disk(tmp_path / "without", exclude=["model"]).bilm is bilm
+    assert srsly.msgpack_loads(component.to_bytes(exclude=["model"])) == {}
+    assert component.from_bytes(component.to_bytes(exclude=["model"])).bilm is bilm
+    assert component.from_bytes(component.to_bytes(), exclude=["model"]).bilm is bilm
+    # other names (spaCy passes exclude=["vocab"]) leave the model in
+    component.to_disk(tmp_path / "with", exclude=["vocab", "cfg"])
+    assert sorted(p.name for p in (tmp_path / "with").iterdir()) == ["options.json", "weights.hdf5"]
+    shutil.rmtree(options.parent)
+    fresh = make_nlp((options, weights)).get_pipe("elmo")  # configured files gone: only from_* can load it
+    fresh.from_bytes(component.to_bytes(exclude=["vocab"]), exclude=["vocab"])
+    assert fresh.bilm is not bilm
+    np.testing.assert_array_equal(fresh(spacy.blank("en").make_doc(TEXT))._.elmo_layers, expected)
+    fresh.from_disk(tmp_path / "with", exclude=["cfg"])
+    np.testing.assert_array_equal(fresh(spacy.blank("en").make_doc(TEXT))._.elmo_layers, expected)
+
+
 def test_docbin_round_trip(nlp):
     docs = list(nlp.pipe(TEXTS))
     data = DocBin(store_user_data=True, docs=docs).to_bytes()
@@ -340,7 +366,8 @@ def _bank_tokens():
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
     money, loan, river = (
-        nlp(text) for text in (
+        nlp(text)
+        for text in (
             "He went to the bank to deposit money",
             "The bank approved the loan",
             "They fished by the bank of the river",
@@ -375,5 +402,8 @@ def test_factory_declares_what_it_assigns():
     nlp = spacy.blank("en")
     nlp.add_pipe("elmo")
     assert nlp.get_pipe_meta("elmo").assigns == [
-        "doc._.elmo_layers", "doc._.elmo_mix_weights", "doc._.elmo_token_vectors", "token._.elmo"
+        "doc._.elmo_layers",
+        "doc._.elmo_mix_weights",
+        "doc._.elmo_token_vectors",
+        "token._.elmo",
     ]

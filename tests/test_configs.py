@@ -5,13 +5,13 @@ configs a vectors pipeline built here with ``spacy init vectors`` from a small w
 The trained ELMo pipelines are also scored by ``spacy evaluate`` in a fresh process (no ``--code``:
 the factory and the architecture come from entry points).
 """
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy
 import pytest
@@ -85,8 +85,16 @@ def workspace(tmp_path_factory) -> Path:
             DocBin(docs=docs).to_disk(root / task / f"{split}.spacy")
     _write_word2vec(root / "w2v.txt", sorted(words))
     init_vectors_cli(
-        lang="en", vectors_loc=root / "w2v.txt", output_dir=root / "static_model", prune=-1, truncate=0,
-        mode="default", name=None, verbose=False, jsonl_loc=None, attr="ORTH",
+        lang="en",
+        vectors_loc=root / "w2v.txt",
+        output_dir=root / "static_model",
+        prune=-1,
+        truncate=0,
+        mode="default",
+        name=None,
+        verbose=False,
+        jsonl_loc=None,
+        attr="ORTH",
     )
     return root
 

@@ -1,4 +1,5 @@
 """``spacy-elmo embed-dir`` without Ray: outputs equal ``embed``'s, resume, partial outputs, bad files."""
+
 from __future__ import annotations
 
 import json
@@ -105,8 +106,18 @@ def test_bad_files_are_reported_and_the_others_finish(tmp_path):
     input_dir = write_corpus(tmp_path / "in", {"good": ["a b", "c"], "blank": ["a b", "   ", "c"]})
     (input_dir / "latin1.txt").write_bytes("ok\ncaf\u00e9 au lait\n".encode("latin-1"))
     runner = CliRunner()
-    result = runner.invoke(app, ["embed-dir", str(input_dir), str(tmp_path / "out"),
-                                 "--options", SETTINGS.options_file, "--weights", SETTINGS.weight_file])
+    result = runner.invoke(
+        app,
+        [
+            "embed-dir",
+            str(input_dir),
+            str(tmp_path / "out"),
+            "--options",
+            SETTINGS.options_file,
+            "--weights",
+            SETTINGS.weight_file,
+        ],
+    )
     assert result.exit_code == 1
     assert f"{input_dir / 'blank.txt'}: line 2 is blank" in result.output
     assert f"{input_dir / 'latin1.txt'}: line 2 is not valid UTF-8" in result.output

@@ -1,4 +1,5 @@
 """The biLM's execution paths agree: autograd (training), plain no-grad, oneDNN inference on CPU."""
+
 from __future__ import annotations
 
 import copy

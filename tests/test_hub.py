@@ -2,6 +2,7 @@
 
 Every download comes from a server the test starts on 127.0.0.1 (tests/model_server.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -14,8 +15,7 @@ import numpy as np
 import pytest
 
 from spacy_elmo import load_bilm
-from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model
-from spacy_elmo.hub import registry
+from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model, registry
 from spacy_elmo.hub.registry import RELEASE_BASES, Pin
 
 from .model_server import PARITY
@@ -111,7 +111,8 @@ def test_released_paths():
     }
     for name, pattern in expected.items():
         assert (MODELS[name].options_path, MODELS[name].weights_path) == (
-            pattern.format("options.json"), pattern.format("weights.hdf5")
+            pattern.format("options.json"),
+            pattern.format("weights.hdf5"),
         )
     assert MODELS["pubmed"].options_path == "contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_options.json"
     assert MODELS["pubmed"].weights_path == (
@@ -129,7 +130,11 @@ def test_released_architectures_match_the_published_parameter_counts():
     counts = {name: parameter_count(model) for name, model in MODELS.items()}
     # allennlp.org/elmo: 13.6M, 28.0M, 93.6M (the weight files hold 261 of the 262 character rows)
     assert {k: round(v / 1e6, 1) for k, v in counts.items()} == {
-        "small": 13.6, "medium": 28.0, "original": 93.6, "original-5.5b": 93.6, "pubmed": 93.6
+        "small": 13.6,
+        "medium": 28.0,
+        "original": 93.6,
+        "original-5.5b": 93.6,
+        "pubmed": 93.6,
     }
     assert 4 * (counts["small"] - 16) < 54_402_456 < 4 * counts["small"] + 100_000
 
@@ -227,9 +232,7 @@ def test_a_dropped_connection_leaves_nothing_that_looks_complete(retries, mirror
     if retries == 0:
         with pytest.raises(DownloadError) as error:
             load_bilm(*urls)
-        assert f"could not download {urls[1]}: the connection broke off before the end of the file" in str(
-            error.value
-        )
+        assert f"could not download {urls[1]}: the connection broke off before the end of the file" in str(error.value)
         assert not any("weights" in f or "tmp" in f for f in cached_files(model_cache))
     assert load_bilm(*urls).dim == 64  # a later load (or pooch's retry) gets the whole file
     assert mirror.requests.count(SMALL.weights_path) == 2

@@ -1,4 +1,5 @@
 """Kernel choice per CPU: the switch, the bf16 fallback where oneDNN has no bf16 kernels, ``info``."""
+
 from __future__ import annotations
 
 import warnings
@@ -25,6 +26,17 @@ def no_bf16_kernels(monkeypatch):
         yield
 
 
+def test_parameter_versions_change_with_in_place_updates():
+    # the packed weights, the token cache and the sequence cache rely on the private Tensor._version
+    weight = torch.nn.Parameter(torch.zeros(3))
+    before = onednn.versions([weight])
+    assert before == onednn.versions([weight])
+    with torch.no_grad():
+        weight.add_(1.0)
+    assert onednn.versions([weight]) != before
+    assert onednn.versions([torch.nn.Parameter(torch.zeros(3))]) != before  # another storage
+
+
 def test_onednn_ops_present_on_x86():
     # the fast path relies on private ops: if a torch release drops one, this fails instead of running slower
     if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and torch.backends.mkldnn.is_available():
@@ -42,7 +54,9 @@ def test_mode_from_environment_and_context(monkeypatch):
         assert kernels.mode() == "onednn"
     assert kernels.mode() == "plain"
     monkeypatch.setenv(kernels.ENV_VAR, "fast")
-    with pytest.raises(ValueError, match=r"SPACY_ELMO_KERNELS must be one of \('auto', 'plain', 'onednn'\), found 'fast'"):
+    with pytest.raises(
+        ValueError, match=r"SPACY_ELMO_KERNELS must be one of \('auto', 'plain', 'onednn'\), found 'fast'"
+    ):
         kernels.mode()
     with pytest.raises(ValueError, match="kernel mode must be one of"):
         with kernels.forced("gpu"):
@@ -79,8 +93,9 @@ def test_bf16_fallback_in_every_entry_point(parity_files, no_bf16_kernels, tmp_p
     with pytest.warns(RuntimeWarning, match="runs in fp32"):
         embed_file(embedder.bilm, iter([" ".join(SENTENCES[0])]), tmp_path / "out.hdf5", precision="bf16")
     nlp = spacy.blank("en")
-    nlp.add_pipe("elmo", config={"options_file": str(parity_files[0]), "weight_file": str(parity_files[1]),
-                                 "precision": "bf16"})
+    nlp.add_pipe(
+        "elmo", config={"options_file": str(parity_files[0]), "weight_file": str(parity_files[1]), "precision": "bf16"}
+    )
     doc = nlp(" ".join(SENTENCES[0]))
     assert np.array_equal(doc._.elmo_layers, expected)
 
@@ -105,8 +120,15 @@ def test_bf16_runs_in_bf16_where_forced_or_supported(parity_bilm, mode):
 def test_describe_reports_the_machine():
     info = kernels.describe()
     assert set(info) == {
-        "cpu", "cpu_capability", "cpu_features", "kernel_mode", "onednn_fp32", "onednn_bf16", "bf16_runs_as",
-        "torch_threads", "cuda_devices",
+        "cpu",
+        "cpu_capability",
+        "cpu_features",
+        "kernel_mode",
+        "onednn_fp32",
+        "onednn_bf16",
+        "bf16_runs_as",
+        "torch_threads",
+        "cuda_devices",
     }
     assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["torch_threads"] == torch.get_num_threads() and info["onednn_fp32"] == onednn.available()

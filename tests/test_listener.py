@@ -1,4 +1,5 @@
 """spacy-elmo.ElmoListener.v1: shapes, unannotated docs, the learned scalar mix, serialization."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,11 +35,17 @@ def make_tok2vec(width: int = 16):
     config = {
         "@architectures": "spacy.Tok2Vec.v2",
         "embed": {
-            "@architectures": "spacy.MultiHashEmbed.v2", "width": width, "attrs": ["NORM", "SHAPE"],
-            "rows": [500, 50], "include_static_vectors": False,
+            "@architectures": "spacy.MultiHashEmbed.v2",
+            "width": width,
+            "attrs": ["NORM", "SHAPE"],
+            "rows": [500, 50],
+            "include_static_vectors": False,
         },
         "encode": {
-            "@architectures": "spacy.MaxoutWindowEncoder.v2", "width": width, "depth": 1, "window_size": 1,
+            "@architectures": "spacy.MaxoutWindowEncoder.v2",
+            "width": width,
+            "depth": 1,
+            "window_size": 1,
             "maxout_pieces": 2,
         },
     }

@@ -1,4 +1,5 @@
 """biLM pretraining: loss goes down, export round trip, resume after a kill, DDP, the CLI, bad input."""
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,7 @@ from spacy_elmo.training.lm import BiLanguageModel
 from spacy_elmo.training.loop import learning_rate
 from spacy_elmo.training.vocab import build_vocab
 
-TINY = BiLMOptions(
-    filters=((1, 4), (2, 8), (3, 8)), n_highway=1, char_dim=4, projection_dim=8, lstm_dim=24, n_layers=2
-)
+TINY = BiLMOptions(filters=((1, 4), (2, 8), (3, 8)), n_highway=1, char_dim=4, projection_dim=8, lstm_dim=24, n_layers=2)
 NOUNS = ["dog", "cat", "bird", "farmer", "teacher", "child"]
 VERBS = ["sees", "likes", "feeds", "finds"]
 ADJ = ["small", "old", "happy", "green"]
@@ -55,9 +54,18 @@ def corpus(tmp_path_factory) -> dict[str, Path]:
 
 def _config(corpus: dict[str, Path], output: Path, **overrides) -> TrainConfig:
     settings = dict(
-        train_file=str(corpus["train"]), heldout_file=str(corpus["heldout"]), output_dir=str(output),
-        options_file=str(corpus["options"]), min_count=1, batch_tokens=400, lr=1e-2, dropout=0.0,
-        max_steps=40, max_epochs=100, eval_every=10, checkpoint_every=10,
+        train_file=str(corpus["train"]),
+        heldout_file=str(corpus["heldout"]),
+        output_dir=str(output),
+        options_file=str(corpus["options"]),
+        min_count=1,
+        batch_tokens=400,
+        lr=1e-2,
+        dropout=0.0,
+        max_steps=40,
+        max_epochs=100,
+        eval_every=10,
+        checkpoint_every=10,
     )
     settings.update(overrides)
     return TrainConfig(**settings)
@@ -120,10 +128,32 @@ def test_checkpoint_loads_without_pickle(trained):
 def test_resume_after_kill_gives_the_uninterrupted_result(corpus, tmp_path):
     killed = tmp_path / "killed"
     command = [
-        sys.executable, "-m", "spacy_elmo", "pretrain", str(corpus["train"]), str(killed),
-        "--heldout", str(corpus["heldout"]), "--options", str(corpus["options"]), "--min-count", "1",
-        "--batch-tokens", "400", "--lr", "0.01", "--dropout", "0.0", "--max-steps", "100000",
-        "--max-epochs", "100000", "--eval-every", "100000", "--checkpoint-every", "7",
+        sys.executable,
+        "-m",
+        "spacy_elmo",
+        "pretrain",
+        str(corpus["train"]),
+        str(killed),
+        "--heldout",
+        str(corpus["heldout"]),
+        "--options",
+        str(corpus["options"]),
+        "--min-count",
+        "1",
+        "--batch-tokens",
+        "400",
+        "--lr",
+        "0.01",
+        "--dropout",
+        "0.0",
+        "--max-steps",
+        "100000",
+        "--max-epochs",
+        "100000",
+        "--eval-every",
+        "100000",
+        "--checkpoint-every",
+        "7",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -151,10 +181,30 @@ def test_resume_after_kill_gives_the_uninterrupted_result(corpus, tmp_path):
 
 def test_two_process_ddp(corpus, tmp_path):
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "spacy_elmo", "pretrain", str(corpus["train"]), str(tmp_path),
-        "--heldout", str(corpus["heldout"]), "--options", str(corpus["options"]), "--min-count", "1",
-        "--batch-tokens", "200", "--max-steps", "6", "--eval-every", "3", "--checkpoint-every", "3",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "spacy_elmo",
+        "pretrain",
+        str(corpus["train"]),
+        str(tmp_path),
+        "--heldout",
+        str(corpus["heldout"]),
+        "--options",
+        str(corpus["options"]),
+        "--min-count",
+        "1",
+        "--batch-tokens",
+        "200",
+        "--max-steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--checkpoint-every",
+        "3",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
@@ -192,11 +242,22 @@ def test_bad_input_messages(corpus, tmp_path):
     with pytest.raises(ValueError, match="lr_schedule 'linear' decays to zero at max_steps"):
         train(_config(corpus, tmp_path / "out", lr_schedule="linear", max_steps=0, max_minutes=1.0))
     bad_options = tmp_path / "options.json"
-    bad_options.write_text(json.dumps({**TINY.to_json(), "char_cnn": {**TINY.to_json()["char_cnn"], "activation": "gelu"}}))
+    bad_options.write_text(
+        json.dumps({**TINY.to_json(), "char_cnn": {**TINY.to_json()["char_cnn"], "activation": "gelu"}})
+    )
     with pytest.raises(ValueError, match=r"options\.json.*gelu"):
         train(_config(corpus, tmp_path / "out", options_file=str(bad_options)))
     result = CliRunner().invoke(
-        app, ["pretrain", str(empty), str(tmp_path / "out"), "--heldout", str(corpus["heldout"]), "--options", str(corpus["options"])]
+        app,
+        [
+            "pretrain",
+            str(empty),
+            str(tmp_path / "out"),
+            "--heldout",
+            str(corpus["heldout"]),
+            "--options",
+            str(corpus["options"]),
+        ],
     )
     assert result.exit_code == 1 and "no sentences" in result.output
 
@@ -206,14 +267,18 @@ def test_embed_cli_writes_allennlp_layout(parity_files, tmp_path):
     text.write_text("He went to the bank .\nHello world\n", encoding="utf-8")
     output = tmp_path / "out.hdf5"
     options, weights = parity_files
-    result = CliRunner().invoke(app, ["embed", str(text), str(output), "--options", str(options), "--weights", str(weights)])
+    result = CliRunner().invoke(
+        app, ["embed", str(text), str(output), "--options", str(options), "--weights", str(weights)]
+    )
     assert result.exit_code == 0, result.output
     with h5py.File(output) as f:
         assert f["0"].shape == (3, 6, 64) and f["1"].shape == (3, 2, 64)
         assert json.loads(f["sentence_to_index"][0]) == {"He went to the bank .": "0", "Hello world": "1"}
         expected = load_bilm(options, weights).embed_sentences([["Hello", "world"]])[0]
         np.testing.assert_allclose(f["1"][...], expected, atol=1e-6)
-    missing = CliRunner().invoke(app, ["embed", str(tmp_path / "nope.txt"), str(output), "--options", str(options), "--weights", str(weights)])
+    missing = CliRunner().invoke(
+        app, ["embed", str(tmp_path / "nope.txt"), str(output), "--options", str(options), "--weights", str(weights)]
+    )
     assert missing.exit_code == 1 and "nope.txt" in missing.output
 
 
@@ -221,9 +286,7 @@ def test_init_from_continues_an_exported_model(trained, corpus, tmp_path, caplog
     assert (trained / "lm_head.pt").is_file()
     first = json.loads((trained / "metrics.json").read_text())["history"][0]["ppl"]
     last = json.loads((trained / "metrics.json").read_text())["history"][-1]["ppl"]
-    continued = train(
-        _config(corpus, tmp_path, options_file="", init_from=str(trained), max_steps=10, lr=1e-3)
-    )
+    continued = train(_config(corpus, tmp_path, options_file="", init_from=str(trained), max_steps=10, lr=1e-3))
     assert continued["ppl"] < first and continued["ppl"] < 1.2 * last
     assert "lm_head.pt" not in caplog.text
     headless = tmp_path / "headless"

@@ -1,4 +1,5 @@
 """``embed-dir`` on Ray actors and ``embed_dataset`` for Ray Data, on a local two-CPU Ray cluster."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,11 +24,14 @@ def ray_cluster():
 
 def test_ray_outputs_equal_embed_and_a_second_run_skips_them(ray_cluster, parity_bilm, tmp_path):
     input_dir = write_corpus(tmp_path / "in", {**CORPUS, "blank": ["a", "", "b"]})
-    summary = embed_dir(input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, ray_address="local",
-                        progress=False)
+    summary = embed_dir(
+        input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, ray_address="local", progress=False
+    )
     assert summary.files == 3 and summary.sentences == 15
-    assert summary.failed == {str(input_dir / "blank.txt"): f"{input_dir / 'blank.txt'}: line 2 is blank; "
-                              "every line must hold one sentence (remove blank lines)"}
+    assert summary.failed == {
+        str(input_dir / "blank.txt"): f"{input_dir / 'blank.txt'}: line 2 is blank; "
+        "every line must hold one sentence (remove blank lines)"
+    }
     assert_same_as_embed(parity_bilm, input_dir, tmp_path / "out", CORPUS)
     again = embed_dir(input_dir, tmp_path / "out", SETTINGS, workers=2, ray_address="local", progress=False)
     assert (again.files, again.skipped, again.sentences, len(again.failed)) == (0, 3, 0, 1)
@@ -39,8 +43,9 @@ def test_ray_retries_the_task_of_a_killed_actor(ray_cluster, parity_bilm, tmp_pa
     marker = tmp_path / "crashed"
     monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
     input_dir = write_corpus(tmp_path / "in", {"big": CORPUS["big"]})
-    summary = embed_dir(input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, ray_address="local",
-                        progress=False)
+    summary = embed_dir(
+        input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, ray_address="local", progress=False
+    )
     assert marker.exists()  # an actor died on its first task
     assert (summary.files, summary.sentences, summary.failed) == (1, 13, {})
     assert_same_as_embed(parity_bilm, input_dir, tmp_path / "out", ["big"])
@@ -53,8 +58,13 @@ def test_embed_dataset_writes_parquet(ray_cluster, parity_bilm, tmp_path):
 
     sentences = [["The", "bank", "of", "the", "river", "."], ["Hello"], ["café", "naïve", "x", "y"]]
     rows = [{"id": i, "tokens": tokens} for i, tokens in enumerate(sentences)]
-    ds = embed_dataset(ray_cluster.data.from_items(rows), "tokens", options_file=SETTINGS.options_file,
-                       weight_file=SETTINGS.weight_file, batch_size=2)
+    ds = embed_dataset(
+        ray_cluster.data.from_items(rows),
+        "tokens",
+        options_file=SETTINGS.options_file,
+        weight_file=SETTINGS.weight_file,
+        batch_size=2,
+    )
     ds.write_parquet(str(tmp_path / "parquet"))
     table = pq.read_table(tmp_path / "parquet").sort_by("id")  # ray registered the tensor type
     assert table.column("tokens").to_pylist() == sentences

@@ -3,6 +3,7 @@
 The recipe code is reused unchanged; only its module-level ``options_file`` / ``weight_file`` become
 the seed's URLs with the host replaced by a local mirror (127.0.0.1).
 """
+
 import pytest
 
 from spacy_elmo import ElmoEmbedder

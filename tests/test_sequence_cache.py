@@ -1,4 +1,5 @@
 """The ``elmo`` component's cache of biLM outputs per sequence (``sequence_cache_mb``)."""
+
 from __future__ import annotations
 
 import pickle
@@ -18,8 +19,11 @@ from thinc.api import Config
 from spacy_elmo.pipeline import ElmoComponent
 from spacy_elmo.pipeline.sequence_cache import MB, SequenceCache, key_nbytes, sequence_key
 
+from . import test_configs
 from .test_component import TEXTS, make_nlp
-from .test_configs import CONFIGS, workspace  # noqa: F401 (the fixture)
+from .test_configs import CONFIGS
+
+workspace = test_configs.workspace  # the module-scoped fixture of test_configs, also used here
 
 LONG = "One sentence here . Another one follows ! " * 8
 
@@ -195,7 +199,9 @@ def test_invalid_budget(parity_files, value, message):
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -0.5, "8"])
 def test_invalid_budget_in_python(value):
-    with pytest.raises(ValueError, match=f"elmo: sequence_cache_mb must be a number of megabytes >= 0 .*found {value!r}"):
+    with pytest.raises(
+        ValueError, match=f"elmo: sequence_cache_mb must be a number of megabytes >= 0 .*found {value!r}"
+    ):
         ElmoComponent(spacy.blank("en").vocab, sequence_cache_mb=value)
 
 

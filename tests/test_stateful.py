@@ -1,4 +1,5 @@
 """Stateful mode: AllenNLP's / bilm-tf's LSTM state carried from one batch to the next, per row."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
 """The token-layer cache: same numbers as without it, a bounded LRU, invalidation, AllenNLP's vocab_to_cache."""
+
 from __future__ import annotations
 
 import os
@@ -112,8 +113,10 @@ def test_cache_settings(parity_files):
     nlp = spacy.blank("en")
     with pytest.raises(ValueError, match="elmo: token_cache_size must be an int >= 0"):
         nlp.add_pipe("elmo", config={"token_cache_size": -5})
-    nlp.add_pipe("elmo", config={"options_file": str(parity_files[0]), "weight_file": str(parity_files[1]),
-                                 "token_cache_size": 3})
+    nlp.add_pipe(
+        "elmo",
+        config={"options_file": str(parity_files[0]), "weight_file": str(parity_files[1]), "token_cache_size": 3},
+    )
     nlp("one two three four five")
     assert nlp.get_pipe("elmo").bilm.token_cache_size == 3 and len(nlp.get_pipe("elmo").bilm.token_cache) == 3
 

@@ -1,4 +1,5 @@
 """scripts/word_sense.py: WordNet example parsing, triplets and their scoring (on a small WordNet-format file)."""
+
 from __future__ import annotations
 
 import sys
@@ -17,7 +18,7 @@ NOUNS = """\
 08420278 14 n 03 depository_financial_institution 0 bank 0 banking_concern 0 000 | a financial institution; "he cashed a check at the bank"; "that bank holds the mortgage on my home"
 08462320 14 n 01 bank 0 000 | a row; "a bank of switches"; "the bank bank"
 04139859 06 n 01 savings_bank 0 000 | a container; "the savings bank"
-"""
+"""  # noqa: E501 (verbatim WordNet data-file lines)
 
 
 @pytest.fixture()
@@ -41,7 +42,7 @@ def test_triplets_pair_each_sense_with_the_others(wordnet):
     triplets = make_triplets(read_examples(wordnet, str.split))
     # 2 senses with 2 examples: 2 ordered (anchor, positive) pairs each, times 3 examples of other senses
     assert len(triplets) == 2 * 2 * 3
-    for word, anchor, positive, negative in triplets:
+    for word, anchor, positive, _negative in triplets:
         assert word == "bank" and anchor != positive and anchor[0][anchor[1]] == "bank"
 
 

@@ -1,4 +1,5 @@
 """The ELMo biLM in pure PyTorch + h5py (no spaCy)."""
+
 from .chars import batch_char_ids, token_char_ids
 from .mix import ScalarMix
 from .model import BiLM, load_bilm

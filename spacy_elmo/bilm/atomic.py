@@ -1,4 +1,5 @@
 """Write files so that a crash never leaves a half-written file behind."""
+
 from __future__ import annotations
 
 import os
@@ -9,7 +10,7 @@ from typing import Iterator
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it replaces ``path`` only if the block succeeds.
 
     The file gets the permissions the user's umask gives a new file (not ``mkstemp``'s 0600).

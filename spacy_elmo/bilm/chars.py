@@ -5,6 +5,7 @@ Each token becomes ``max_chars`` ids: begin-of-word, the token's UTF-8 bytes
 by +1 so that 0 can mark padded token positions in a batch. The sentence
 markers ``<S>`` / ``</S>`` have their own reserved byte values.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -55,9 +56,7 @@ def eos_char_ids(max_chars: int = MAX_CHARS) -> tuple[int, ...]:
 def check_sentences(sentences: object, name: str = "sentences") -> None:
     """Raise ``TypeError`` unless ``sentences`` is a list of lists of strings."""
     if isinstance(sentences, (str, bytes)) or not isinstance(sentences, Sequence):
-        raise TypeError(
-            f"{name} must be a list of token lists (list[list[str]]), found {type(sentences).__name__}"
-        )
+        raise TypeError(f"{name} must be a list of token lists (list[list[str]]), found {type(sentences).__name__}")
     for i, sentence in enumerate(sentences):
         if isinstance(sentence, (str, bytes)) or not isinstance(sentence, Sequence):
             raise TypeError(

@@ -1,11 +1,15 @@
 """The context-free token layer: character embedding -> CNN -> highway -> projection."""
+
 from __future__ import annotations
+
+from typing import TypedDict
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from . import kernels, onednn
+from .modules import ModuleList
 from .options import BiLMOptions
 
 N_CHAR_IDS = 262  # 256 bytes + 4 markers + padding, shifted by one (0 = padded token)
@@ -25,6 +29,23 @@ class Highway(nn.Module):
         return gate * F.relu(self.transform(x)) + (1.0 - gate) * x
 
 
+def _bias(conv: nn.Conv1d) -> torch.Tensor:
+    assert conv.bias is not None  # every convolution here is built with a bias
+    return conv.bias
+
+
+class _PackedEncoder(TypedDict):
+    """The encoder's weights for the oneDNN path (see ``CharCNNEncoder._packed``)."""
+
+    embedding: torch.Tensor
+    conv: torch.Tensor
+    conv_bias: torch.Tensor
+    invalid: torch.Tensor
+    highways: list[tuple[torch.Tensor, torch.Tensor]]
+    projection: torch.Tensor
+    projection_bias: torch.Tensor
+
+
 class CharCNNEncoder(nn.Module):
     """Maps character ids ``(..., max_chars)`` to token vectors ``(..., projection_dim)``."""
 
@@ -32,10 +53,8 @@ class CharCNNEncoder(nn.Module):
         super().__init__()
         self.options = options
         self.char_embedding = nn.Embedding(N_CHAR_IDS, options.char_dim, padding_idx=0)
-        self.convs = nn.ModuleList(
-            nn.Conv1d(options.char_dim, num, kernel_size=width) for width, num in options.filters
-        )
-        self.highways = nn.ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
+        self.convs = ModuleList(nn.Conv1d(options.char_dim, num, kernel_size=width) for width, num in options.filters)
+        self.highways = ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
         self.projection = nn.Linear(options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else F.relu
 
@@ -48,17 +67,18 @@ class CharCNNEncoder(nn.Module):
             return self._forward_onednn(char_ids, dtype)
         # (n_tokens, char_dim, max_chars)
         chars = self.char_embedding(char_ids.reshape(-1, char_ids.shape[-1])).transpose(1, 2)
-        pooled = [self.activation(conv(chars).max(dim=-1).values) for conv in self.convs]  # max: cheaper backward than amax
+        # max: cheaper backward than amax
+        pooled = [self.activation(conv(chars).max(dim=-1).values) for conv in self.convs]
         hidden = torch.cat(pooled, dim=-1)
         for highway in self.highways:
             hidden = highway(hidden)
         return self.projection(hidden).reshape(*char_ids.shape[:-1], -1)
 
-    def _packed(self, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    def _packed(self, dtype: torch.dtype) -> _PackedEncoder:
         """All convolutions as one product over windows of the widest filter's width (the narrower
         filters' kernels zero-padded), each highway's two products as one; packed for oneDNN."""
 
-        def build() -> dict[str, torch.Tensor]:
+        def build() -> _PackedEncoder:
             widths = [w for w, _ in self.options.filters]
             width, char_dim, n_chars = max(widths), self.options.char_dim, self.options.max_chars
             conv_kernels = torch.zeros(self.options.n_filters, width, char_dim)
@@ -68,21 +88,21 @@ class CharCNNEncoder(nn.Module):
                 conv_kernels[col : col + num, :w] = conv.weight.transpose(1, 2)
                 invalid[n_chars - w + 1 :, col : col + num] = float("-inf")
                 col += num
-            return {
-                "embedding": self.char_embedding.weight.to(dtype),
-                "conv": onednn.pack(conv_kernels.reshape(self.options.n_filters, -1), dtype),
-                "conv_bias": torch.cat([conv.bias for conv in self.convs]).to(dtype),
-                "invalid": invalid.to(dtype),
-                "highways": [
+            return _PackedEncoder(
+                embedding=self.char_embedding.weight.to(dtype),
+                conv=onednn.pack(conv_kernels.reshape(self.options.n_filters, -1), dtype),
+                conv_bias=torch.cat([_bias(conv) for conv in self.convs]).to(dtype),
+                invalid=invalid.to(dtype),
+                highways=[
                     (
                         onednn.pack(torch.cat([h.transform.weight, h.carry.weight]), dtype),
                         torch.cat([h.transform.bias, h.carry.bias]).to(dtype),
                     )
                     for h in self.highways
                 ],
-                "projection": onednn.pack(self.projection.weight, dtype),
-                "projection_bias": self.projection.bias.to(dtype),
-            }
+                projection=onednn.pack(self.projection.weight, dtype),
+                projection_bias=self.projection.bias.to(dtype),
+            )
 
         return onednn.cached(self, dtype, build)
 

@@ -16,6 +16,7 @@ Precision: ``"bf16"`` on a CPU without oneDNN bf16 kernels would run through PyT
 generic bf16 products, about 6x slower than fp32 there (measured on an AVX2-only AMD
 EPYC); in ``auto`` mode it therefore computes in fp32 instead, with a one-time warning.
 """
+
 from __future__ import annotations
 
 import os
@@ -139,4 +140,3 @@ def describe() -> dict[str, object]:
         "torch_threads": torch.get_num_threads(),
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
     }
-

@@ -30,14 +30,16 @@ Stateful use (:meth:`BiLstmStack.forward_stateful`, AllenNLP's state carried acr
 starts every row from a given state and returns the final states; it always takes the batched
 path (with or without autograd), the oneDNN path is stateless only.
 """
+
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, NamedTuple, Sequence, Tuple
 
 import torch
 from torch import nn
 
 from . import kernels, onednn
+from .modules import ModuleList
 
 FORGET_BIAS = 1.0
 
@@ -134,9 +136,12 @@ class LstmState(NamedTuple):
     memory: torch.Tensor
 
 
+Weights = Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # input, state, bias, projection
+
+
 def _run_batched(
     inputs: torch.Tensor,
-    weights: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+    weights: Sequence[Weights],
     plan: Plan,
     cell_clip: float | None,
     proj_clip: float | None,
@@ -154,42 +159,74 @@ def _run_batched(
     bias = torch.stack([w[2] for w in weights]).unsqueeze(1)  # (d, 1, 4c)
     w_proj = torch.stack([w[3] for w in weights]).transpose(1, 2)  # (d, c, h)
     directions, positions, _ = inputs.shape
-    cell_dim, hidden_dim = w_proj.shape[1], w_proj.shape[2]
     if positions == 0:
-        return inputs.new_zeros(directions, 0, hidden_dim), initial
+        return inputs.new_zeros(directions, 0, w_proj.shape[2]), initial
     input_gates = torch.baddbmm(bias, inputs, w_in)  # all steps' input products at once
     # under autocast: the loop's weights in the compute dtype once, not cast again at every step
     w_state, w_proj = w_state.to(input_gates.dtype), w_proj.to(input_gates.dtype)
+    steps = _steps_autograd if torch.is_grad_enabled() else _steps_in_place
+    return steps(input_gates, w_state, w_proj, plan, cell_clip, proj_clip, initial)
+
+
+def _steps_autograd(
+    input_gates: torch.Tensor,
+    w_state: torch.Tensor,
+    w_proj: torch.Tensor,
+    plan: Plan,
+    cell_clip: float | None,
+    proj_clip: float | None,
+    initial: LstmState | None,
+) -> tuple[torch.Tensor, LstmState | None]:
+    """The recurrence of :func:`_run_batched` under autograd: functional, one new tensor per step."""
     batch = plan.steps[0][1]
-    if torch.is_grad_enabled():
-        outputs, ends = [], []
-        state = memory = None
-        if initial is not None:
-            state, memory = initial.state.to(input_gates.dtype), initial.memory
-        # one split, not a slice per step: a slice's backward fills a zero tensor of the whole input
-        step_gates = input_gates.split([n for _, n in plan.steps], dim=1)
-        for t, (gates, (_, n)) in enumerate(zip(step_gates, plan.steps)):
-            if state is not None:
-                gates = torch.baddbmm(gates, state[:, :n], w_state)
-            i, j, f, o = gates.chunk(4, dim=-1)
-            memory = torch.sigmoid(i) * torch.tanh(j) + (0 if memory is None else torch.sigmoid(f) * memory[:, :n])
-            if cell_clip:
-                memory = memory.clamp(-cell_clip, cell_clip)
-            state = torch.bmm(torch.sigmoid(o) * torch.tanh(memory), w_proj)
-            if proj_clip:
-                state = state.clamp(-proj_clip, proj_clip)
-            outputs.append(state)
-            if initial is not None:  # rows n_next .. n end at this step
-                n_next = plan.steps[t + 1][1] if t + 1 < len(plan.steps) else 0
-                ends.append((state[:, n_next:n], memory[:, n_next:n]))
-        final = None
-        if initial is not None:  # rows end in reverse order; rows of length 0 keep their state
-            ends = ends[::-1] + [(initial.state[:, batch:].to(state.dtype), initial.memory[:, batch:])]
-            final = LstmState(torch.cat([e[0] for e in ends], dim=1), torch.cat([e[1] for e in ends], dim=1))
-        return torch.cat(outputs, dim=1), final
+    outputs, ends = [], []
+    state: torch.Tensor | None = None
+    memory: torch.Tensor | None = None
+    if initial is not None:
+        state, memory = initial.state.to(input_gates.dtype), initial.memory
+    # one split, not a slice per step: a slice's backward fills a zero tensor of the whole input
+    step_gates = input_gates.split([n for _, n in plan.steps], dim=1)
+    for t, (gates, (_, n)) in enumerate(zip(step_gates, plan.steps)):
+        if state is not None:
+            gates = torch.baddbmm(gates, state[:, :n], w_state)
+        i, j, f, o = gates.chunk(4, dim=-1)
+        memory = torch.sigmoid(i) * torch.tanh(j) + (0 if memory is None else torch.sigmoid(f) * memory[:, :n])
+        if cell_clip:
+            memory = memory.clamp(-cell_clip, cell_clip)
+        state = torch.bmm(torch.sigmoid(o) * torch.tanh(memory), w_proj)
+        if proj_clip:
+            state = state.clamp(-proj_clip, proj_clip)
+        outputs.append(state)
+        if initial is not None:  # rows n_next .. n end at this step
+            n_next = plan.steps[t + 1][1] if t + 1 < len(plan.steps) else 0
+            ends.append((state[:, n_next:n], memory[:, n_next:n]))
+    final = None
+    if initial is not None:  # rows end in reverse order; rows of length 0 keep their state
+        assert state is not None  # there was at least one step
+        ends = ends[::-1] + [(initial.state[:, batch:].to(state.dtype), initial.memory[:, batch:])]
+        final = LstmState(torch.cat([e[0] for e in ends], dim=1), torch.cat([e[1] for e in ends], dim=1))
+    return torch.cat(outputs, dim=1), final
+
+
+def _steps_in_place(
+    input_gates: torch.Tensor,
+    w_state: torch.Tensor,
+    w_proj: torch.Tensor,
+    plan: Plan,
+    cell_clip: float | None,
+    proj_clip: float | None,
+    initial: LstmState | None,
+) -> tuple[torch.Tensor, LstmState | None]:
+    """The recurrence of :func:`_run_batched` without autograd: gate math in place, the cell state in
+    float32, outputs written into one preallocated buffer."""
+    directions, positions, _ = input_gates.shape
+    cell_dim, hidden_dim = w_proj.shape[1], w_proj.shape[2]
+    batch = plan.steps[0][1]
     out = input_gates.new_empty(directions, positions, hidden_dim)
+    state: torch.Tensor | None
+    last: torch.Tensor | None
     if initial is None:
-        memory = torch.zeros(directions, batch, cell_dim, dtype=torch.float32, device=inputs.device)
+        memory = torch.zeros(directions, batch, cell_dim, dtype=torch.float32, device=input_gates.device)
         state = last = None
     else:
         memory = initial.memory.float().clone()
@@ -266,8 +303,9 @@ def _run_onednn(
         m_rows = onednn.step_rows(n)
         for d, p in enumerate(packed):
             g = gates[d](offset, m_rows)  # rows offset .. offset + n are read at this step only: free to overwrite
-            if states[d] is not None:
-                g = onednn.linear_add(states[d][:m_rows], p.state_weight, g)
+            previous = states[d]
+            if previous is not None:
+                g = onednn.linear_add(previous[:m_rows], p.state_weight, g)
             g = g[:n].sigmoid_() if g.dtype == torch.float32 else torch.sigmoid(g[:n].float())
             i, j, f, o = g.chunk(4, dim=1)  # j holds sigmoid(2 j)
             m = memories[d][:n]
@@ -304,10 +342,10 @@ class BiLstmStack(nn.Module):
     ) -> None:
         super().__init__()
         self.use_skip_connections = use_skip_connections
-        self.forward_layers = nn.ModuleList(
+        self.forward_layers = ModuleList(
             ProjectedLstm(dim, dim, cell_dim, cell_clip=cell_clip, proj_clip=proj_clip) for _ in range(n_layers)
         )
-        self.backward_layers = nn.ModuleList(
+        self.backward_layers = ModuleList(
             ProjectedLstm(dim, dim, cell_dim, cell_clip=cell_clip, proj_clip=proj_clip) for _ in range(n_layers)
         )
         self.dropout = nn.Dropout(dropout)
@@ -353,6 +391,7 @@ class BiLstmStack(nn.Module):
 
         def run(k: int, xs: list[torch.Tensor]) -> list[torch.Tensor]:
             outs, final = self._run_layer(k, xs, plan, LstmState(initial.state[k], initial.memory[k]))
+            assert final is not None  # returned whenever an initial state is given
             finals.append(final)
             return outs
 

@@ -1,4 +1,5 @@
 """The task-specific scalar mix of biLM layers (Peters et al. 2018, eq. 1)."""
+
 from __future__ import annotations
 
 from typing import Sequence

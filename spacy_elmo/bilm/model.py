@@ -1,7 +1,9 @@
 """The ELMo bidirectional language model and its loading / saving."""
+
 from __future__ import annotations
 
 import json
+import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Sequence
@@ -21,6 +23,10 @@ from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache
 from .weights import load_weights, save_weights
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
+# A saved biLM's files (bilm-tf / AllenNLP names); the vocabulary only when the model has one.
+OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME = "options.json", "weights.hdf5", "vocab.txt"
+MODEL_FILES = (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME)
+HEAD_NAME = "lm_head.pt"  # the trained softmax, exported beside the biLM so that training can continue
 
 
 class BiLM(nn.Module):
@@ -33,6 +39,9 @@ class BiLM(nn.Module):
     ``token_cache_size`` word types keep their token layer in an LRU cache (:class:`TokenCache`)
     used when autograd is off; 0 disables it.
     """
+
+    bos_ids: torch.Tensor  # buffers: the character ids of the sentence markers
+    eos_ids: torch.Tensor
 
     def __init__(
         self, options: BiLMOptions, vocab: list[str] | None = None, dropout: float = 0.0, token_cache_size: int = 0
@@ -78,7 +87,7 @@ class BiLM(nn.Module):
         self.token_cache = TokenCache(size) if size else None
 
     def add_boundaries(self, char_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)`` with ``<S>`` first and ``</S>`` after each sentence."""
+        """``(batch, tokens, chars)`` -> ``(batch, tokens + 2, chars)``: ``<S>`` first, ``</S>`` after each sentence."""
         return with_boundaries(char_ids, lengths, self.bos_ids, self.eos_ids)
 
     def token_layer(self, char_ids: torch.Tensor) -> torch.Tensor:
@@ -157,9 +166,7 @@ class BiLM(nn.Module):
         precision = kernels.resolve_precision(precision, self.device)
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         results: list[np.ndarray] = [np.empty(0)] * len(sentences)
-        autocast = (
-            torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-        )
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
@@ -173,15 +180,13 @@ class BiLM(nn.Module):
         """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) in the bilm-tf / AllenNLP format."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        save_weights(self, directory / "weights.hdf5")
-        write_text(directory / "options.json", json.dumps(self.options.to_json(), indent=1) + "\n")
+        save_weights(self, directory / WEIGHTS_NAME)
+        write_text(directory / OPTIONS_NAME, json.dumps(self.options.to_json(), indent=1) + "\n")
         if self.vocab is not None:
-            write_text(directory / "vocab.txt", "".join(f"{word}\n" for word in self.vocab))
+            write_text(directory / VOCAB_NAME, "".join(f"{word}\n" for word in self.vocab))
 
 
-def with_boundaries(
-    x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor, last: torch.Tensor
-) -> torch.Tensor:
+def with_boundaries(x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
     """``(batch, tokens, ...)`` -> ``(batch, tokens + 2, ...)``: ``first`` before each row and ``last`` after its
     ``lengths`` items (character ids of ``<S>`` / ``</S>``, or their token vectors); zero elsewhere past the end."""
     batch, tokens = x.shape[:2]
@@ -199,8 +204,8 @@ def read_vocab(path: str | Path) -> list[str]:
 
 
 def load_bilm(
-    options_file: str | Path | None = None,
-    weight_file: str | Path | None = None,
+    options_file: str | os.PathLike[str] | None = None,
+    weight_file: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
 ) -> BiLM:
@@ -213,15 +218,16 @@ def load_bilm(
     if (options_file is None) != (weight_file is None):
         raise ValueError("give both options_file and weight_file, or neither for the bundled default model")
     if options_file is None:
-        options_file, weight_file = DEFAULT_MODEL_DIR / "options.json", DEFAULT_MODEL_DIR / "weights.hdf5"
+        options_file, weight_file = DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
         if not Path(weight_file).is_file():
             raise ValueError(
                 f"the bundled default ELMo model is not installed ({DEFAULT_MODEL_DIR}); "
                 "pass options_file and weight_file"
             )
+    assert options_file is not None and weight_file is not None
     device = resolve_device(device)
     options = BiLMOptions.read(options_file)
-    vocab_file = Path(weight_file).with_name("vocab.txt")
+    vocab_file = Path(weight_file).with_name(VOCAB_NAME)
     vocab = read_vocab(vocab_file) if vocab_file.is_file() else None
     model = BiLM(options, vocab=vocab, token_cache_size=token_cache_size)
     load_weights(model, weight_file, options_source=str(options_file))

@@ -16,9 +16,10 @@ per-step products) a number of rows bounded by the batch size (see :func:`step_r
 Packed weights are derived data: they are cached per module and dtype, rebuilt when any
 parameter changes (its storage or its version counter), and never saved or pickled.
 """
+
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from typing import Callable, Iterable, TypeVar
 
 import torch
 from torch import nn
@@ -136,10 +137,17 @@ class RowBlocks:
         return torch.cat(pieces)
 
 
+def versions(tensors: Iterable[torch.Tensor]) -> tuple[tuple[int, int], ...]:
+    """A key that changes when any of ``tensors`` is replaced or updated in place: each one's storage
+    address and version counter (the private ``Tensor._version``, bumped by in-place operations:
+    optimizer steps, ``load_state_dict``, ``copy_``; writes through ``.data`` do not bump it)."""
+    return tuple((t.data_ptr(), t._version) for t in tensors)
+
+
 def cached(module: nn.Module, dtype: torch.dtype, build: Callable[[], T]) -> T:
     """``build()``'s result for ``module``'s current parameters in ``dtype``, built once."""
     cache = module.__dict__.setdefault(_CACHE_ATTR, {})
-    key = tuple((p.data_ptr(), p._version) for p in module.parameters())
+    key = versions(module.parameters())
     entry = cache.get(dtype)
     if entry is None or entry[0] != key:
         cache.pop(dtype, None)  # free the stale copy before building the new one

@@ -1,16 +1,29 @@
 """The biLM hyper-parameters, read from and written to bilm-tf's ``options.json``."""
+
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 ACTIVATIONS = ("relu", "tanh")
 # Keys bilm-tf writes next to "lstm"/"char_cnn" when training; they do not change the network.
 TRAINING_KEYS = {
-    "bidirectional", "dropout", "n_epochs", "batch_size", "n_train_tokens", "unroll_steps",
-    "n_negative_samples_batch", "all_clip_norm_val", "n_tokens_vocab", "share_embedding_softmax",
+    "bidirectional",
+    "dropout",
+    "n_epochs",
+    "batch_size",
+    "n_train_tokens",
+    "unroll_steps",
+    "n_negative_samples_batch",
+    "all_clip_norm_val",
+    "n_tokens_vocab",
+    "share_embedding_softmax",
 }
 
 
@@ -79,14 +92,21 @@ class BiLMOptions:
             raise fail("unsupported option bidirectional=false: ELMo biLMs are bidirectional")
         lstm = _section(data, "lstm", fail)
         cnn = _section(data, "char_cnn", fail)
-        _no_unknown(lstm, "lstm", {"use_skip_connections", "projection_dim", "cell_clip", "proj_clip", "dim", "n_layers"}, fail)
-        _no_unknown(cnn, "char_cnn", {"activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token"}, fail)
+        _no_unknown(
+            lstm, "lstm", {"use_skip_connections", "projection_dim", "cell_clip", "proj_clip", "dim", "n_layers"}, fail
+        )
+        _no_unknown(
+            cnn,
+            "char_cnn",
+            {"activation", "filters", "n_highway", "embedding", "n_characters", "max_characters_per_token"},
+            fail,
+        )
 
         filters = cnn.get("filters")
         if (
             not isinstance(filters, list)
             or not filters
-            or not all(isinstance(f, list) and len(f) == 2 and all(_is_int(x) and x > 0 for x in f) for f in filters)
+            or not all(isinstance(f, list) and len(f) == 2 and all(is_int(x) and x > 0 for x in f) for f in filters)
         ):
             raise fail(f"char_cnn.filters must be a non-empty list of [width, num] positive ints, found {filters!r}")
         activation = cnn.get("activation", "relu")
@@ -94,7 +114,9 @@ class BiLMOptions:
             raise fail(f"unsupported char_cnn.activation {activation!r}; expected one of {ACTIVATIONS}")
         n_characters = cnn.get("n_characters", 262)
         if n_characters not in (261, 262):
-            raise fail(f"unsupported char_cnn.n_characters {n_characters!r}; expected 262 (or 261 from bilm-tf training)")
+            raise fail(
+                f"unsupported char_cnn.n_characters {n_characters!r}; expected 262 (or 261 from bilm-tf training)"
+            )
         embedding = cnn.get("embedding")
         if not isinstance(embedding, dict) or set(embedding) != {"dim"}:
             raise fail(f"char_cnn.embedding must be {{'dim': int}}, found {embedding!r}")
@@ -121,7 +143,7 @@ class BiLMOptions:
         )
 
     @classmethod
-    def read(cls, path: str | Path) -> "BiLMOptions":
+    def read(cls, path: str | os.PathLike[str]) -> "BiLMOptions":
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"ELMo options file not found: {path}")
@@ -132,8 +154,14 @@ class BiLMOptions:
         return cls.from_json(data, source=str(path))
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
+    """An ``int`` and not a ``bool`` (JSON / config values: ``true`` is not a count)."""
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """An ``int`` or ``float`` and not a ``bool``."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _section(data: dict, key: str, fail) -> dict:
@@ -151,7 +179,7 @@ def _no_unknown(section: dict, name: str, known: set[str], fail) -> None:
 
 def _positive_int(section: dict, key: str, name: str, fail, minimum: int = 1, default: int | None = None) -> int:
     value = section.get(key, default)
-    if not _is_int(value) or value < minimum:
+    if not is_int(value) or value < minimum:
         raise fail(f"{name}.{key} must be an integer >= {minimum}, found {value!r}")
     return value
 
@@ -160,6 +188,6 @@ def _clip(section: dict, key: str, fail) -> float | None:
     value = section.get(key)
     if value is None or value == 0:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+    if not is_number(value) or value < 0:
         raise fail(f"lstm.{key} must be a non-negative number or null, found {value!r}")
     return float(value)

@@ -6,6 +6,7 @@ earlier batch start from zero; after a smaller batch the rows it did not have ke
 states. (Every row of a biLM batch holds at least the sentence markers, so every row present
 is updated.)
 """
+
 from __future__ import annotations
 
 from typing import Optional

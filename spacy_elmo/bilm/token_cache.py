@@ -5,6 +5,7 @@ once. Entries are keyed by the token's character ids (its UTF-8 bytes, cut at th
 encoder's maximum, with the word markers): two strings the encoder cannot tell apart share
 an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -13,6 +14,7 @@ import torch
 
 from . import onednn
 from .encoder import CharCNNEncoder
+from .options import is_int
 
 DEFAULT_TOKEN_CACHE_SIZE = 20_000
 _FIRST_CAPACITY = 1024
@@ -47,7 +49,7 @@ class TokenCache:
         """``encoder(char_ids)`` through the cache: ``(n_tokens, max_chars)`` -> ``(n_tokens, projection_dim)``."""
         dtype = onednn.compute_dtype(encoder.projection.weight)
         device = encoder.projection.weight.device
-        state = (device, tuple((p.data_ptr(), p._version) for p in encoder.parameters()))
+        state = (device, onednn.versions(encoder.parameters()))
         if state != self._state:
             self.clear()
             self._state = state
@@ -65,6 +67,7 @@ class TokenCache:
                 new_rows[key] = i
         out = torch.empty(len(keys), encoder.options.projection_dim, dtype=dtype, device=device)
         if hit_at:
+            assert self._store is not None  # hits are slots of the store
             out[hit_at] = self._store[hit_slots].to(dtype)
         if new_rows:
             computed = encoder(char_ids[list(new_rows.values())])
@@ -104,6 +107,6 @@ def _new_store(rows: int, like: torch.Tensor) -> torch.Tensor:
 
 def check_token_cache_size(size: object, source: str = "token_cache_size") -> int:
     """``size`` as a validated int >= 0 (0 disables the cache)."""
-    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+    if not is_int(size) or size < 0:
         raise ValueError(f"{source} must be an int >= 0 (0 disables the cache), found {size!r}")
     return size

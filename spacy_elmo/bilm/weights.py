@@ -5,9 +5,12 @@ Every dataset of the released format is mapped onto one parameter of
 recurrent halves), together with the transposition between TensorFlow's
 ``x @ W`` layout and PyTorch's ``W @ x``.
 """
+
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -27,16 +30,16 @@ class Dataset:
 
     path: str
     shape: tuple[int, ...]
-    params: tuple[torch.nn.Parameter, ...]
+    params: tuple[torch.Tensor, ...]
     to_file: Callable[..., np.ndarray]
     to_params: Callable[[np.ndarray], tuple[np.ndarray, ...]]
 
 
-def _transposed(path: str, param: torch.nn.Parameter) -> Dataset:
+def _transposed(path: str, param: torch.Tensor) -> Dataset:
     return Dataset(path, tuple(param.shape[::-1]), (param,), lambda w: w.T, lambda a: (a.T,))
 
 
-def _plain(path: str, param: torch.nn.Parameter) -> Dataset:
+def _plain(path: str, param: torch.Tensor) -> Dataset:
     return Dataset(path, tuple(param.shape), (param,), lambda w: w, lambda a: (a,))
 
 
@@ -60,6 +63,7 @@ def datasets(model: "BiLM") -> Iterator[Dataset]:
             lambda w: w.transpose(2, 1, 0)[None],
             lambda a: (a[0].transpose(2, 1, 0),),
         )
+        assert conv.bias is not None  # built with bias=True
         yield _plain(f"CNN/b_cnn_{i}", conv.bias)
     for k, highway in enumerate(encoder.highways):
         for name, layer in (("transform", highway.transform), ("carry", highway.carry)):
@@ -75,10 +79,15 @@ def datasets(model: "BiLM") -> Iterator[Dataset]:
                 (cell.input_dim + cell.hidden_dim, 4 * cell.cell_dim),
                 (cell.input_weight, cell.state_weight),
                 lambda w_in, w_state: np.concatenate([w_in, w_state], axis=1).T,
-                lambda a, n=cell.input_dim: (a[:n].T, a[n:].T),
+                partial(_split_w0, n=cell.input_dim),
             )
             yield _plain(f"{prefix}/B", cell.bias)
             yield _transposed(f"{prefix}/W_P_0", cell.projection)
+
+
+def _split_w0(a: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """bilm-tf's ``W_0`` ``(input_dim + hidden_dim, 4 c)`` -> the input and recurrent weights ``(4 c, ...)``."""
+    return a[:n].T, a[n:].T
 
 
 def _extra_groups(model: "BiLM") -> list[str]:
@@ -95,7 +104,7 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
 
-def load_weights(model: "BiLM", weight_file: str | Path, options_source: str = "the options") -> None:
+def load_weights(model: "BiLM", weight_file: str | os.PathLike[str], options_source: str = "the options") -> None:
     """Copy every dataset of ``weight_file`` into ``model``; ``ValueError`` names any mismatch."""
     weight_file = Path(weight_file)
     if not weight_file.is_file():

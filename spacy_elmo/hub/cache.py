@@ -5,6 +5,7 @@ Layout under the cache directory (``SPACY_ELMO_CACHE``, default the platform's u
 from), ``urls/<16 hex digits of the URL's sha256>/<file name>`` for other URLs. Beside every file,
 ``<file>.sha256`` holds the hash recorded when it was downloaded.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -39,10 +40,6 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("spacy-elmo"))
-
-
-def is_url(value: object) -> bool:
-    return isinstance(value, str) and "://" in value
 
 
 def remote_for(url: str) -> Remote:

@@ -1,4 +1,5 @@
 """The table of released models shown by ``spacy-elmo models``."""
+
 from __future__ import annotations
 
 import torch
@@ -32,15 +33,17 @@ def model_table() -> str:
     rows = [("name", "layers", "dim", "parameters", "download", "cached", "trained on")]
     for name, model in MODELS.items():
         parameters = parameter_count(model)
-        rows.append((
-            name,
-            str(model.options.n_output_layers),
-            str(model.options.output_dim),
-            f"{parameters / 1e6:.1f}M",
-            download_size(model, parameters),
-            "yes" if is_cached(model) else "no",
-            model.trained_on,
-        ))
+        rows.append(
+            (
+                name,
+                str(model.options.n_output_layers),
+                str(model.options.output_dim),
+                f"{parameters / 1e6:.1f}M",
+                download_size(model, parameters),
+                "yes" if is_cached(model) else "no",
+                model.trained_on,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
     return "\n".join(lines + ["", f"cache: {cache_dir()}   base URL: {mirror_base()}"])

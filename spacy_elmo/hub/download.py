@@ -1,5 +1,6 @@
 """Fetching remote files into the cache with pooch: bounded retries and timeout, a progress bar,
 and an atomic move into place only after the file's size and sha256 passed."""
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Model files by name, URL or path -> local paths; the public ``load_bilm`` on top of the bilm loader."""
+
 from __future__ import annotations
 
 import os
@@ -9,9 +10,8 @@ import torch
 
 from ..bilm.model import BiLM
 from ..bilm.model import load_bilm as load_local_bilm
-from .cache import is_url
 from .download import fetch
-from .registry import DEFAULT_NAMES, MODELS, mirror_base, model_named
+from .registry import DEFAULT_NAMES, MODELS, is_url, mirror_base, model_named
 
 FileArg = Optional[Union[str, os.PathLike]]
 
@@ -33,7 +33,12 @@ def resolve_files(options_file: FileArg, weight_file: FileArg) -> tuple[FileArg,
     if weight_file is None and _is_name(options_file):
         name = str(options_file)
         return (None, None) if name in DEFAULT_NAMES else download_model(name)
-    return tuple(fetch(f) if is_url(f) else f for f in (options_file, weight_file))  # type: ignore[return-value]
+    return _local(options_file), _local(weight_file)
+
+
+def _local(file: FileArg) -> FileArg:
+    """A URL's cached copy (fetched if needed); anything else as it is."""
+    return fetch(file) if is_url(file) else file
 
 
 def load_bilm(
@@ -52,6 +57,8 @@ def _is_name(value: FileArg) -> bool:
     """A model name rather than a file: a plain string without a path separator or ``.json`` ending."""
     if not isinstance(value, str) or is_url(value):
         return False
-    return value in MODELS or value in DEFAULT_NAMES or not (
-        "/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value)
+    return (
+        value in MODELS
+        or value in DEFAULT_NAMES
+        or not ("/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value))
     )

@@ -1,11 +1,15 @@
 """The released ELMo biLMs: their names, files (relative to the release base URL) and integrity pins."""
+
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..bilm.options import BiLMOptions
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
 
 #: where AllenNLP published the biLMs; ``SPACY_ELMO_MIRROR`` replaces it, keeping the relative paths
 RELEASE_BASE = "https://s3-us-west-2.amazonaws.com/allennlp/models/elmo/"
@@ -94,10 +98,15 @@ MODELS: dict[str, ReleasedModel] = {
 }
 
 
+def is_url(value: object) -> TypeGuard[str]:
+    """A URL (``scheme://...``) rather than a local path or a model name."""
+    return isinstance(value, str) and "://" in value
+
+
 def mirror_base() -> str:
     """The base URL of the released files: ``SPACY_ELMO_MIRROR`` if set, else AllenNLP's."""
     base = os.environ.get("SPACY_ELMO_MIRROR", "").strip() or RELEASE_BASE
-    if "://" not in base:
+    if not is_url(base):
         raise ValueError(f"SPACY_ELMO_MIRROR must be a base URL such as https://host/elmo/, found {base!r}")
     return base if base.endswith("/") else base + "/"
 

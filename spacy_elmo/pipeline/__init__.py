@@ -1,4 +1,5 @@
 """The spaCy side of spacy-elmo: the ``"elmo"`` component, its extension attributes and vector hooks."""
+
 from .component import ElmoComponent, make_elmo
 from .extensions import install_extensions
 from .hooks import set_vector_hooks

@@ -11,18 +11,19 @@ The biLM itself gets no gradient (as in the paper): the ``elmo`` component is fr
 ``elmo`` component has not annotated (``nlp.initialize()`` runs on raw docs) contribute zeros.
 ``n_layers`` / ``elmo_dim`` are read from the first annotated docs when not configured.
 """
+
 from __future__ import annotations
 
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple, cast
 
 import numpy
 from spacy.tokens import Doc
 from spacy.util import registry
 from thinc.api import Model, glorot_uniform_init
-from thinc.types import Floats2d, Floats3d
+from thinc.types import Floats1d, Floats2d, Floats3d
 
-ELMO_LAYERS_EXTENSION = "elmo_layers"
-ELMO_TOKEN_VECTORS_EXTENSION = "elmo_token_vectors"
+from .extensions import LAYERS, TOKEN_VECTORS
+
 MIX_NAME = "elmo_scalar_mix"
 LISTENER_NAME = "elmo_listener"
 
@@ -47,7 +48,7 @@ def elmo_listener_v1(
     maxout_pieces: pieces of the output maxout; 1 gives a linear projection.
     """
     mix = elmo_scalar_mix(n_layers=n_layers, elmo_dim=elmo_dim, dropout=dropout)
-    layers = [mix] if tok2vec is None else [mix, tok2vec]
+    layers: List[Model] = [mix] if tok2vec is None else [mix, tok2vec]
     return Model(
         LISTENER_NAME,
         _listener_forward,
@@ -81,11 +82,11 @@ def get_elmo_layers(doc: Doc) -> Optional[numpy.ndarray]:
 
     Raises ``ValueError`` for a doc that carries only mixed vectors (``store_layers = false``).
     """
-    if not Doc.has_extension(ELMO_LAYERS_EXTENSION):
+    if not Doc.has_extension(LAYERS):
         return None
-    layers = doc._.get(ELMO_LAYERS_EXTENSION)
-    if layers is None and Doc.has_extension(ELMO_TOKEN_VECTORS_EXTENSION):
-        if doc._.get(ELMO_TOKEN_VECTORS_EXTENSION) is not None:
+    layers = doc._.get(LAYERS)
+    if layers is None and Doc.has_extension(TOKEN_VECTORS):
+        if doc._.get(TOKEN_VECTORS) is not None:
             raise ValueError(
                 "ElmoListener needs Doc._.elmo_layers, but the elmo component only stored mixed vectors: "
                 "set store_layers = true in [components.elmo]"
@@ -155,7 +156,7 @@ def _stack_layers(model: Model, docs: List[Doc]) -> Floats3d:
             )
         parts.append(layers)
     stacked = numpy.concatenate(parts, axis=1) if parts else numpy.zeros((n_layers, 0, dim), dtype="float32")
-    return model.ops.asarray3f(stacked)
+    return model.ops.asarray3f(cast(Floats3d, stacked))
 
 
 def _mix_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2d, Callable]:
@@ -166,7 +167,7 @@ def _mix_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Floats2
         return model.ops.alloc2f(n_tokens, 0), lambda dY: []
     xp = model.ops.xp
     H = _stack_layers(model, docs)
-    weights = model.ops.asarray1f(_softmax(model.ops.to_numpy(model.get_param("s"))))
+    weights = model.ops.asarray1f(cast(Floats1d, _softmax(model.ops.to_numpy(model.get_param("s")))))
     gamma = model.get_param("gamma")[0]
     mixed = xp.tensordot(weights, H, axes=1)
     Y = gamma * mixed
@@ -222,28 +223,33 @@ def _listener_forward(model: Model, docs: List[Doc], is_train: bool) -> Tuple[Li
         _allocate_elmo_projection(model, X_e.shape[1])
     Z = ops.alloc2f(n_tokens, n_o * n_p) + model.get_param("b")
     if use_elmo:
-        Z += ops.gemm(X_e, model.get_param("W_e"), trans2=True)
+        Z += ops.gemm(X_e, _param2d(model, "W_e"), trans2=True)
     backprop_tok2vec = None
     if len(model.layers) > 1:
         X_t_list, backprop_tok2vec = model.layers[1](docs, is_train)
         X_t = ops.flatten(X_t_list) if X_t_list else ops.alloc2f(0, model.get_dim("nT"))
-        Z += ops.gemm(X_t, model.get_param("W_t"), trans2=True)
-    best, which = ops.maxout(Z.reshape((n_tokens, n_o, n_p)))
+        Z += ops.gemm(X_t, _param2d(model, "W_t"), trans2=True)
+    best, which = ops.maxout(ops.reshape3f(Z, n_tokens, n_o, n_p))
     outputs = list(ops.unflatten(best, ops.asarray1i(lengths))) if docs else []
 
     def backprop(dYs: List[Floats2d]) -> List[Doc]:
         if not docs:
             return []
         dY = ops.flatten(dYs)
-        dZ = ops.backprop_maxout(dY, which, n_p).reshape((n_tokens, n_o * n_p))
+        dZ = ops.reshape2f(ops.backprop_maxout(dY, which, n_p), n_tokens, n_o * n_p)
         model.inc_grad("b", dZ.sum(axis=0))
         if use_elmo:
             model.inc_grad("W_e", ops.gemm(dZ, X_e, trans1=True))
-            backprop_mix(ops.gemm(dZ, model.get_param("W_e")))
+            backprop_mix(ops.gemm(dZ, _param2d(model, "W_e")))
         if backprop_tok2vec is not None:
             model.inc_grad("W_t", ops.gemm(dZ, X_t, trans1=True))
-            dX_t = ops.gemm(dZ, model.get_param("W_t"))
+            dX_t = ops.gemm(dZ, _param2d(model, "W_t"))
             backprop_tok2vec(list(ops.unflatten(dX_t, ops.asarray1i(lengths))))
         return []
 
     return outputs, backprop
+
+
+def _param2d(model: Model, name: str) -> Floats2d:
+    """A weight matrix of the listener (``W_e`` / ``W_t``: ``(nO * nP, n_in)``)."""
+    return cast(Floats2d, model.get_param(name))

@@ -1,4 +1,5 @@
 """The spaCy component ``"elmo"``: runs the biLM over Docs and sets the ELMo extension attributes."""
+
 from __future__ import annotations
 
 import os
@@ -12,11 +13,11 @@ import torch
 from spacy.language import Language
 from spacy.pipeline import Pipe
 from spacy.tokens import Doc
-from spacy.util import ensure_path, minibatch
+from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import get_current_ops
 
-from ..bilm.model import BiLM
+from ..bilm.model import MODEL_FILES, OPTIONS_NAME, WEIGHTS_NAME, BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub import load_bilm
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
@@ -32,7 +33,9 @@ from .settings import (
     layer_weights,
 )
 
-MODEL_FILES = ("options.json", "weights.hdf5", "vocab.txt")
+# The one part the component serializes (the settings live in the pipeline's config): the biLM's files.
+# ``exclude=["model"]`` skips it in to_disk / from_disk / to_bytes / from_bytes; other names are ignored.
+MODEL_PART = "model"
 
 DEFAULT_CONFIG = {
     "model": None,
@@ -151,6 +154,7 @@ class ElmoComponent(Pipe):
         if self._bilm is None:
             files = (self.model_name, None) if self.model_name else (self.options_file, self.weight_file)
             self._set_bilm(self._load_files(*files))
+        assert self._bilm is not None
         return self._bilm
 
     @property
@@ -165,6 +169,7 @@ class ElmoComponent(Pipe):
     def mix_weights(self) -> np.ndarray:
         """The per-layer weights ``(n_layers,)`` of the mixed vectors."""
         self.load()
+        assert self._mix_weights is not None  # set with the biLM
         return self._mix_weights
 
     def _load_files(self, options_file: str | Path | None, weight_file: str | Path | None) -> BiLM:
@@ -205,7 +210,7 @@ class ElmoComponent(Pipe):
         bilm = self.bilm
         self._limit_threads_after_fork()
         ranges = [sequence_ranges(doc, self.max_length) for doc in docs]
-        sequences = []
+        sequences: List[List[str]] = []
         for doc, doc_ranges in zip(docs, ranges):
             words = [token.text for token in doc]
             sequences.extend(words[start:end] for start, end in doc_ranges)
@@ -225,6 +230,7 @@ class ElmoComponent(Pipe):
         The cache serves only a biLM in eval mode (no dropout), keyed on the precision and the
         token texts, and bound to the model's identity (weights, device).
         """
+
         def embed(indices: List[int]) -> List[np.ndarray]:
             batch = [sequences[i] for i in indices]
             return bilm.embed_sentences(batch, batch_size=self.batch_size, precision=self.precision)
@@ -260,23 +266,36 @@ class ElmoComponent(Pipe):
             self._pid = pid
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> None:
-        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) into ``path``."""
-        self.bilm.save(ensure_path(path))
+        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) into ``path``, unless ``"model"`` is excluded."""
+        path = Path(path)
+        if MODEL_PART in exclude:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        self.bilm.save(path)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
-        path = ensure_path(path)
-        self._set_bilm(self._load_files(path / "options.json", path / "weights.hdf5"))
+        """Load the biLM saved in ``path``; with ``"model"`` excluded keep the configured (lazily loaded) one."""
+        if MODEL_PART in exclude:
+            return self
+        path = Path(path)
+        self._set_bilm(self._load_files(path / OPTIONS_NAME, path / WEIGHTS_NAME))
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
-        """The model files' bytes, msgpack-encoded."""
+        """The model files' bytes, msgpack-encoded (none with ``"model"`` excluded)."""
+        if MODEL_PART in exclude:
+            return srsly.msgpack_dumps({})
         with tempfile.TemporaryDirectory() as tmp:
             self.to_disk(tmp)
             files = {name: (Path(tmp) / name).read_bytes() for name in MODEL_FILES if (Path(tmp) / name).is_file()}
         return srsly.msgpack_dumps({"files": files})
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
-        files = srsly.msgpack_loads(bytes_data)["files"]
+        """The biLM from :meth:`to_bytes`' data; kept as configured when ``"model"`` is excluded or not in the data."""
+        msg = srsly.msgpack_loads(bytes_data)
+        if MODEL_PART in exclude or "files" not in msg:
+            return self
+        files = msg["files"]
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in files.items():
                 if name not in MODEL_FILES:

@@ -13,6 +13,7 @@ survive ``Doc.to_bytes``, ``DocBin(store_user_data=True)`` and ``n_process``):
 component has not processed. Importing this module registers them (spaCy imports it
 with its entry points when it creates a pipeline).
 """
+
 from __future__ import annotations
 
 from typing import Optional, Union

@@ -4,6 +4,7 @@ Hooks are module-level functions (picklable). They are not serialized by spaCy:
 after ``Doc.to_bytes``, ``DocBin`` or ``nlp.pipe(n_process>1)`` call
 :func:`set_vector_hooks` again (the extension values themselves survive).
 """
+
 from __future__ import annotations
 
 from typing import Any, Union

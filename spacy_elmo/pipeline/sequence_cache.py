@@ -4,15 +4,18 @@
 sentences every epoch; the biLM's output for a sequence depends only on the model, the
 precision and the sequence's token texts (not on its batch), so it can be computed once.
 """
+
 from __future__ import annotations
 
 import sys
 from collections import OrderedDict
 from itertools import chain
-from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Hashable, List, Optional, Sequence, Tuple, cast
 
 import numpy as np
 from torch import nn
+
+from ..bilm import onednn
 
 Key = Tuple[str, Tuple[str, ...]]  # (precision, the sequence's token texts)
 MB = 2**20
@@ -35,7 +38,7 @@ def model_identity(model: nn.Module) -> Tuple[Hashable, ...]:
     ``load_state_dict``, ``p.copy_(...)`` under ``torch.no_grad()``). Writes through ``p.data``
     bypass the counter; the biLM's own packed CPU weights (``bilm/onednn.py``) ignore them too."""
     tensors = chain(model.parameters(), model.buffers())
-    return (id(model), str(next(model.parameters()).device), *((t.data_ptr(), t._version) for t in tensors))
+    return (id(model), str(next(model.parameters()).device), *onednn.versions(tensors))
 
 
 class SequenceCache:
@@ -65,7 +68,7 @@ class SequenceCache:
         return {"max_bytes": self.max_bytes}
 
     def __setstate__(self, state: Dict[str, int]) -> None:
-        self.__init__(state["max_bytes"])
+        SequenceCache.__init__(self, state["max_bytes"])
 
     def clear(self) -> None:
         self._entries.clear()
@@ -102,9 +105,7 @@ class SequenceCache:
         self._entries[key] = (array, size)
         self.nbytes += size
 
-    def get_or_compute(
-        self, keys: Sequence[Key], compute: Callable[[List[int]], List[np.ndarray]]
-    ) -> List[np.ndarray]:
+    def get_or_compute(self, keys: Sequence[Key], compute: Callable[[List[int]], List[np.ndarray]]) -> List[np.ndarray]:
         """The arrays for ``keys``: cached ones as stored, the others from ``compute(indices)``.
 
         ``compute`` gets the indices into ``keys`` of the missing sequences (each distinct key
@@ -121,4 +122,4 @@ class SequenceCache:
             for i, array in zip(missing, compute(missing)):
                 found[keys[i]] = array
                 self.put(keys[i], array)
-        return [found[key] for key in keys]
+        return [cast(np.ndarray, found[key]) for key in keys]  # every key is found or computed by now

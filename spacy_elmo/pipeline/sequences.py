@@ -1,4 +1,5 @@
 """Which token ranges of a Doc go through the biLM as one sequence."""
+
 from __future__ import annotations
 
 from typing import List, Tuple

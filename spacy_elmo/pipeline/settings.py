@@ -1,4 +1,5 @@
 """Validation of the ``elmo`` component's settings and the mix weights they define."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,9 @@ from typing import List, Optional, Union
 import numpy as np
 
 from ..bilm.kernels import PRECISIONS
-from ..bilm.model import DEFAULT_MODEL_DIR
+from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME
+from ..bilm.options import BiLMOptions, is_int, is_number
 from ..bilm.token_cache import check_token_cache_size
-from ..bilm.options import BiLMOptions
 from ..hub.registry import model_named
 
 Mix = Union[str, int, List[float]]
@@ -36,14 +37,14 @@ def check_settings(
         if path is not None and not isinstance(path, str):
             raise ValueError(f"elmo: {name} must be a path string or null, found {type(path).__name__} {path!r}")
     if isinstance(mix, list):
-        if not mix or not all(_is_number(w) and math.isfinite(w) for w in mix):
+        if not mix or not all(is_number(w) and math.isfinite(w) for w in mix):
             raise ValueError(f"elmo: mix weights must be a non-empty list of finite numbers, found {mix!r}")
-    elif mix not in MIX_NAMES and not _is_int(mix):
+    elif mix not in MIX_NAMES and not is_int(mix):
         raise ValueError(
             f"elmo: mix must be 'average', 'top', a layer index or a list of per-layer weights, found {mix!r}"
         )
     for name, value in (("max_length", max_length), ("batch_size", batch_size)):
-        if not _is_int(value) or value < 1:
+        if not is_int(value) or value < 1:
             raise ValueError(f"elmo: {name} must be an integer >= 1, found {value!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"elmo: precision must be one of {PRECISIONS}, found {precision!r}")
@@ -52,19 +53,11 @@ def check_settings(
 
 def check_sequence_cache_mb(sequence_cache_mb: float) -> None:
     """Raise ``ValueError`` unless ``sequence_cache_mb`` is a finite number >= 0 (0: no cache)."""
-    if not _is_number(sequence_cache_mb) or not math.isfinite(sequence_cache_mb) or sequence_cache_mb < 0:
+    if not is_number(sequence_cache_mb) or not math.isfinite(sequence_cache_mb) or sequence_cache_mb < 0:
         raise ValueError(
             "elmo: sequence_cache_mb must be a number of megabytes >= 0 (0 turns the cache off), "
             f"found {sequence_cache_mb!r}"
         )
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarray:
@@ -120,7 +113,7 @@ def check_mix_against_files(mix: Mix, options_file: Optional[str]) -> None:
     Only the small JSON file is read; an absent file is not an error here (the model
     loads lazily, and a saved pipeline brings its own copy).
     """
-    path = Path(options_file) if options_file is not None else DEFAULT_MODEL_DIR / "options.json"
+    path = Path(options_file) if options_file is not None else DEFAULT_MODEL_DIR / OPTIONS_NAME
     if not path.is_file():
         return
     try:

@@ -7,6 +7,7 @@ once over the training and dev corpora in large batches, so that every training 
 evaluation finds its sequences in the cache. The vectors are the same either way (a
 sequence's output does not depend on its batch).
 """
+
 from __future__ import annotations
 
 import logging
@@ -69,4 +70,3 @@ def _corpus_present(config: dict, dot_name: str) -> bool:
         return True
     logger.warning("elmo: %s (%s) not found; the sequence cache fills as training goes instead", path, dot_name)
     return False
-

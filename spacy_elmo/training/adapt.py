@@ -4,6 +4,7 @@ The model's vocabulary is kept (or one is built from the corpus); when the model
 for that vocabulary, the run starts with the head warm-up (see :class:`~.loop.TrainConfig`), then
 fine-tunes everything at a small learning rate, with the engine of ``pretrain``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -11,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bilm.model import DEFAULT_MODEL_DIR
+from ..bilm.model import DEFAULT_MODEL_DIR, HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
 from ..hub import resolve_files
-from .loop import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, TrainConfig, train
+from .loop import TrainConfig, train
 
 logger = logging.getLogger(__name__)
 
@@ -36,15 +37,16 @@ def model_files(model: str, weights: str | None = None) -> ModelFiles:
     if weights is None and Path(model).is_dir():
         options_file, weight_file = Path(model) / OPTIONS_NAME, Path(model) / WEIGHTS_NAME
     else:
-        resolved = resolve_files(model, weights)
-        if resolved == (None, None):
-            resolved = (DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME)
-        if resolved[1] is None:
+        options_arg, weight_arg = resolve_files(model, weights)
+        if options_arg is None and weight_arg is None:
+            options_arg, weight_arg = DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
+        if weight_arg is None:
             raise ValueError(
                 f"model {model}: not a model name or a directory with {OPTIONS_NAME} and {WEIGHTS_NAME} "
                 "(an options file needs --weights)"
             )
-        options_file, weight_file = Path(resolved[0]), Path(resolved[1])  # type: ignore[arg-type]
+        assert options_arg is not None  # a model given, it resolves to an options file
+        options_file, weight_file = Path(options_arg), Path(weight_arg)
     for path in (options_file, weight_file):
         if not path.is_file():
             raise ValueError(f"model {model}: {path} not found")

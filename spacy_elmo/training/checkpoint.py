@@ -1,4 +1,5 @@
 """Training checkpoints: plain tensors, numbers and strings only, so they load with ``weights_only=True``."""
+
 from __future__ import annotations
 
 from pathlib import Path

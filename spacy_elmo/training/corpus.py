@@ -1,4 +1,5 @@
 """Tokenized text (one sentence per line, tokens separated by spaces) as biLM training batches."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -100,4 +101,3 @@ class EncodedCorpus:
         padded = torch.arange(types.shape[1]).unsqueeze(0) >= lengths.unsqueeze(1)
         char_ids = self.char_table[types].masked_fill(padded.unsqueeze(-1), 0)
         return Batch(char_ids, self.softmax_ids[types], lengths)
-

@@ -1,4 +1,5 @@
 """The biLM with its language-model head: an adaptive softmax shared by both directions."""
+
 from __future__ import annotations
 
 from contextlib import nullcontext

@@ -1,5 +1,6 @@
 """The training loop of ``pretrain`` and ``adapt``: forward + backward LM loss, clipping, evaluation,
 checkpoints, resume, DDP, and the head warm-up phase (the softmax alone, the biLM frozen)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -19,9 +20,9 @@ from tqdm import tqdm
 
 from ..bilm.atomic import atomic_path, write_text
 from ..bilm.kernels import PRECISIONS, runs_as
-from ..bilm.model import read_vocab, resolve_device
-from ..bilm.weights import load_weights
+from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, read_vocab, resolve_device
 from ..bilm.options import BiLMOptions
+from ..bilm.weights import load_weights
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel
@@ -31,8 +32,6 @@ logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adagrad")
 SCHEDULES = ("constant", "linear")
-OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME = "options.json", "weights.hdf5", "vocab.txt"
-HEAD_NAME = "lm_head.pt"  # the softmax, exported beside the biLM so that training can continue (init_from)
 
 
 @dataclass
@@ -95,8 +94,14 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
         for name in (
-            "vocab_size", "max_length", "batch_tokens", "eval_every", "checkpoint_every", "max_epochs",
-            "head_eval_every", "head_max_steps",
+            "vocab_size",
+            "max_length",
+            "batch_tokens",
+            "eval_every",
+            "checkpoint_every",
+            "max_epochs",
+            "head_eval_every",
+            "head_max_steps",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, found {getattr(self, name)}")
@@ -117,7 +122,10 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', ' ')} not found: {getattr(self, name)}")
         for name in (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME):
             if self.init_from and not (Path(self.init_from) / name).is_file():
-                raise ValueError(f"init_from {self.init_from}: {name} not found (an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})")
+                raise ValueError(
+                    f"init_from {self.init_from}: {name} not found "
+                    f"(an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})"
+                )
 
 
 def _distributed() -> tuple[int, int]:
@@ -138,7 +146,9 @@ def _reduce_over_ranks(value: int, world_size: int, op: str, device: torch.devic
 
 
 @torch.no_grad()
-def evaluate(model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, device: torch.device) -> dict[str, float]:
+def evaluate(
+    model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, device: torch.device
+) -> dict[str, float]:
     """Held-out perplexity of the forward and backward LM and their average."""
     model.eval()
     forward = backward = 0.0
@@ -168,11 +178,19 @@ def _sources(config: TrainConfig) -> tuple[Path, Path | None, Path | None, Path 
         init = Path(config.init_from)
         head = init / HEAD_NAME
         return init / OPTIONS_NAME, init / WEIGHTS_NAME, init / VOCAB_NAME, head if head.is_file() else None
-    optional = (config.weights_file, config.vocab_file, config.head_file)
-    return Path(config.options_file), *(Path(name) if name else None for name in optional)  # type: ignore[return-value]
+
+    def optional(name: str) -> Path | None:
+        return Path(name) if name else None
+
+    return (
+        Path(config.options_file),
+        optional(config.weights_file),
+        optional(config.vocab_file),
+        optional(config.head_file),
+    )
 
 
-def _load_head(model: BiLanguageModel, path: Path, vocab_file: Path) -> None:
+def _load_head(model: BiLanguageModel, path: Path, vocab_file: Path | None) -> None:
     """The softmax from ``path``; a ``ValueError`` when it is unreadable or made for another vocabulary."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -199,7 +217,12 @@ def _warmup_finished(config: TrainConfig, progress: dict[str, Any], announce: bo
         logger.info(
             "head warm-up done at step %d: held-out perplexity %.1f, %.1f%% below the evaluation before "
             "(stops under %.1f%%, or at step %d); now fine-tuning everything at lr %g",
-            progress["step"], ppl, 100 * gain, 100 * config.head_min_gain, config.head_max_steps, config.lr,
+            progress["step"],
+            ppl,
+            100 * gain,
+            100 * config.head_min_gain,
+            config.head_max_steps,
+            config.lr,
         )
     return done
 
@@ -218,18 +241,189 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     """
     config.validate()
     rank, world_size = _distributed()
+    device = _training_device(config)
+    out = Path(config.output_dir)
+    state = _checkpoint_to_resume(config, out, rank) if resume else None
+    run = _start(config, state, rank, world_size, device, out)
+    progress = run.progress
+    bar = tqdm(total=config.max_steps or None, initial=progress["step"], disable=rank != 0, unit="step")
+    if run.starts_trained:  # the trained biLM's perplexity before any step
+        run.record(bar)
+        progress["head_ppl"] = progress["history"][-1]["ppl"]
+    run.model.train()
+    n_batches = run.train_epochs(bar)
+    bar.close()
+    if not progress["history"] or progress["history"][-1]["step"] != progress["step"]:
+        run.record(bar)
+    run.checkpoint()
+    metrics = run.final_metrics(n_batches)
+    if rank == 0:
+        _export(run.model, {"final": metrics, "history": progress["history"]}, out)
+    if world_size > 1:
+        dist.barrier()
+    return metrics
+
+
+def _training_device(config: TrainConfig) -> torch.device:
+    """``config.device``; with CUDA this process's GPU (``LOCAL_RANK`` under torchrun), TF32 matmuls allowed."""
     device = resolve_device(f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if config.device == "cuda" else config.device)
     if device.type == "cuda":
         torch.cuda.set_device(device)
         torch.backends.cuda.matmul.allow_tf32 = True
-    out = Path(config.output_dir)
-    state = load_checkpoint(out / "checkpoints") if resume else None
-    if resume and state is None and rank == 0:
+    return device
+
+
+def _checkpoint_to_resume(config: TrainConfig, out: Path, rank: int) -> dict[str, Any] | None:
+    """The last checkpoint in ``out``, if any; a ``ValueError`` when it was trained on another file."""
+    state = load_checkpoint(out / "checkpoints")
+    if state is None and rank == 0:
         logger.info("no checkpoint in %s: starting a new run", out / "checkpoints")
     if state is not None and state["config"]["train_file"] != config.train_file:
         raise ValueError(
-            f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, not {config.train_file}"
+            f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, "
+            f"not {config.train_file}"
         )
+    return state
+
+
+@dataclass
+class _Run:
+    """What one training run works on (see :func:`_start`); :func:`train` drives it."""
+
+    config: TrainConfig
+    rank: int
+    world_size: int
+    device: torch.device
+    out: Path
+    options: BiLMOptions
+    vocab: list[str]
+    train_corpus: EncodedCorpus
+    heldout: EncodedCorpus
+    model: BiLanguageModel
+    trainer: torch.nn.Module  # the model, wrapped for DDP when there are several processes
+    params: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    progress: dict[str, Any]  # step, epoch, batch in epoch, tokens, seconds, history, phase...; checkpointed
+    autocasts: dict[bool, Any]  # biLM frozen or not -> the autocast context of a step
+    starts_trained: bool  # trained weights loaded for a new run: measure the perplexity before any step
+
+    def finished(self) -> bool:
+        config, progress = self.config, self.progress
+        return (config.max_steps > 0 and progress["step"] >= config.max_steps) or (
+            config.max_minutes > 0 and progress["seconds"] >= 60 * config.max_minutes
+        )
+
+    def train_epochs(self, bar: tqdm) -> int:
+        """Train until ``max_epochs``, ``max_steps`` or ``max_minutes``, evaluating and checkpointing on the
+        way; returns the number of batches of the last epoch."""
+        config, progress = self.config, self.progress
+        n_batches = 0
+        while progress["epoch"] < config.max_epochs and not self.finished():
+            generator = torch.Generator().manual_seed(config.seed * 1009 + progress["epoch"] * 7919 + self.rank)
+            plan = self.train_corpus.batch_plan(config.batch_tokens, generator)
+            n_batches = _reduce_over_ranks(len(plan), self.world_size, "min", self.device)
+            while progress["batch"] < n_batches and not self.finished():
+                frozen = self.step(plan[progress["batch"]], bar)
+                if _evaluation_due(config, progress):
+                    self.record(bar)
+                    if frozen and not config.head_only and _warmup_finished(config, progress, self.rank == 0):
+                        progress["phase"], progress["phase_start"] = "full", progress["step"]
+                if progress["step"] % config.checkpoint_every == 0:
+                    self.checkpoint()
+            if progress["batch"] >= n_batches:
+                progress["epoch"] += 1
+                progress["batch"] = 0
+        return n_batches
+
+    def step(self, index: list[int], bar: tqdm) -> bool:
+        """One optimizer step on the training batch ``index``; returns whether the biLM was frozen (head phase)."""
+        config, progress = self.config, self.progress
+        started = time.perf_counter()
+        batch = self.train_corpus.batch(index).to(self.device)
+        frozen = progress["phase"] == "head"
+        with self.autocasts[frozen]:
+            forward_nll, backward_nll = self.trainer(batch.char_ids, batch.targets, batch.lengths, frozen=frozen)
+        loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # frozen: the biLM's gradients stay None, so the optimizer leaves it untouched
+        for group in self.optimizer.param_groups:
+            group["lr"] = config.head_lr if frozen else learning_rate(config, progress["step"], progress["phase_start"])
+        torch.nn.utils.clip_grad_norm_(self.params, config.clip)
+        self.optimizer.step()
+        elapsed = time.perf_counter() - started
+        progress["step"] += 1
+        progress["batch"] += 1
+        progress["tokens"] += batch.n_tokens * self.world_size
+        progress["seconds"] += elapsed
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{loss.item():.3f}",
+            ppl=f"{math.exp(min(loss.item(), 50)):.1f}",
+            tok_s=f"{batch.n_tokens * self.world_size / elapsed:.0f}",
+            epoch=progress["epoch"],
+            phase=progress["phase"],
+        )
+        return frozen
+
+    def record(self, bar: tqdm) -> None:
+        """Evaluate held-out perplexity on rank 0 and append it to every rank's history."""
+        progress = self.progress
+        entry: list[dict[str, Any] | None] = [None]
+        if self.rank == 0:
+            scores = evaluate(self.model, self.heldout, self.config.batch_tokens, self.device)
+            entry[0] = {
+                "step": progress["step"],
+                "tokens": progress["tokens"],
+                "phase": progress["phase"],
+                **{k: round(v, 3) for k, v in scores.items()},
+            }
+            bar.write(
+                f"step {progress['step']} ({progress['phase']}): held-out perplexity forward "
+                f"{scores['forward_ppl']:.1f}, backward {scores['backward_ppl']:.1f}"
+            )
+        if self.world_size > 1:
+            dist.broadcast_object_list(entry, src=0)
+        progress["history"].append(entry[0])
+
+    def checkpoint(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(
+                {
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "progress": self.progress,
+                    "rng": torch.get_rng_state(),
+                    "config": dataclasses.asdict(self.config),
+                    "options": self.options.to_json(),
+                    "vocab": self.vocab,
+                },
+                self.out / "checkpoints",
+            )
+
+    def final_metrics(self, n_batches: int) -> dict[str, Any]:
+        progress = self.progress
+        train_tokens = _reduce_over_ranks(self.train_corpus.n_tokens, self.world_size, "sum", self.device)
+        return {
+            **progress["history"][-1],
+            "tokens_seen": progress["tokens"],
+            "train_minutes": progress["seconds"] / 60,
+            "epochs": progress["epoch"] + progress["batch"] / max(1, n_batches),
+            "train_tokens": train_tokens,
+            "heldout_tokens": self.heldout.n_tokens,
+            "vocab_size": len(self.vocab),
+            "parameters": sum(p.numel() for p in self.model.bilm.parameters()),
+            "phase": progress["phase"],
+            "phase_start": progress["phase_start"],
+            "world_size": self.world_size,
+            "device": str(self.device),
+        }
+
+
+def _start(
+    config: TrainConfig, state: dict[str, Any] | None, rank: int, world_size: int, device: torch.device, out: Path
+) -> _Run:
+    """A new run from ``config``'s files, or the checkpointed one ``state``: options, data, vocabulary, model,
+    optimizer and progress (the random state seeded, or restored from the checkpoint)."""
     options_file, weights_file, vocab_file, head_file = _sources(config)
     options = BiLMOptions.from_json(state["options"]) if state else BiLMOptions.read(options_file)
     torch.manual_seed(config.seed)
@@ -251,7 +445,9 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         if head_file:
             _load_head(model, head_file, vocab_file)
         elif config.init_from and not config.head_warmup and rank == 0:
-            logger.warning("%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME)
+            logger.warning(
+                "%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME
+            )
     model = model.to(device)
     params = list(model.parameters())
     optimizer = (
@@ -260,112 +456,45 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
         else torch.optim.Adagrad(params, lr=config.lr, initial_accumulator_value=1.0)
     )
     progress: dict[str, Any] = {
-        "step": 0, "epoch": 0, "batch": 0, "tokens": 0, "seconds": 0.0, "history": [],
-        "phase": "head" if config.head_warmup or config.head_only else "full", "phase_start": 0, "head_ppl": 0.0,
+        "step": 0,
+        "epoch": 0,
+        "batch": 0,
+        "tokens": 0,
+        "seconds": 0.0,
+        "history": [],
+        "phase": "head" if config.head_warmup or config.head_only else "full",
+        "phase_start": 0,
+        "head_ppl": 0.0,
     }
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         progress = {**progress, **state["progress"]}
         torch.set_rng_state(state["rng"])
-    trainer = (
-        torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
-    )
+    trainer = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
     # a frozen biLM takes the inference kernels: bf16 there only where this CPU has bf16 kernels
     autocasts = {
         frozen: torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
         for frozen, precision in ((False, config.precision), (True, runs_as(config.precision, device)))
     }
-
-    def checkpoint() -> None:
-        if rank == 0:
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "progress": progress,
-                    "rng": torch.get_rng_state(),
-                    "config": dataclasses.asdict(config),
-                    "options": options.to_json(),
-                    "vocab": vocab,
-                },
-                out / "checkpoints",
-            )
-
-    def finished() -> bool:
-        return (config.max_steps > 0 and progress["step"] >= config.max_steps) or (
-            config.max_minutes > 0 and progress["seconds"] >= 60 * config.max_minutes
-        )
-
-    bar = tqdm(total=config.max_steps or None, initial=progress["step"], disable=rank != 0, unit="step")
-    if weights_file and not state:  # the trained biLM's perplexity before any step
-        _record(progress, model, heldout, config, device, rank, world_size, bar)
-        progress["head_ppl"] = progress["history"][-1]["ppl"]
-    model.train()
-    n_batches = 0
-    while progress["epoch"] < config.max_epochs and not finished():
-        generator = torch.Generator().manual_seed(config.seed * 1009 + progress["epoch"] * 7919 + rank)
-        plan = train_corpus.batch_plan(config.batch_tokens, generator)
-        n_batches = _reduce_over_ranks(len(plan), world_size, "min", device)
-        while progress["batch"] < n_batches and not finished():
-            started = time.perf_counter()
-            batch = train_corpus.batch(plan[progress["batch"]]).to(device)
-            frozen = progress["phase"] == "head"
-            with autocasts[frozen]:
-                forward_nll, backward_nll = trainer(batch.char_ids, batch.targets, batch.lengths, frozen=frozen)
-            loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()  # frozen: the biLM's gradients stay None, so the optimizer leaves it untouched
-            for group in optimizer.param_groups:
-                group["lr"] = config.head_lr if frozen else learning_rate(config, progress["step"], progress["phase_start"])
-            torch.nn.utils.clip_grad_norm_(params, config.clip)
-            optimizer.step()
-            elapsed = time.perf_counter() - started
-            progress["step"] += 1
-            progress["batch"] += 1
-            progress["tokens"] += batch.n_tokens * world_size
-            progress["seconds"] += elapsed
-            bar.update(1)
-            bar.set_postfix(
-                loss=f"{loss.item():.3f}",
-                ppl=f"{math.exp(min(loss.item(), 50)):.1f}",
-                tok_s=f"{batch.n_tokens * world_size / elapsed:.0f}",
-                epoch=progress["epoch"],
-                phase=progress["phase"],
-            )
-            if _evaluation_due(config, progress):
-                _record(progress, model, heldout, config, device, rank, world_size, bar)
-                if frozen and not config.head_only and _warmup_finished(config, progress, rank == 0):
-                    progress["phase"], progress["phase_start"] = "full", progress["step"]
-            if progress["step"] % config.checkpoint_every == 0:
-                checkpoint()
-        if progress["batch"] >= n_batches:
-            progress["epoch"] += 1
-            progress["batch"] = 0
-    bar.close()
-    if not progress["history"] or progress["history"][-1]["step"] != progress["step"]:
-        _record(progress, model, heldout, config, device, rank, world_size, bar)
-    checkpoint()
-    train_tokens = _reduce_over_ranks(train_corpus.n_tokens, world_size, "sum", device)
-    metrics = {
-        **progress["history"][-1],
-        "tokens_seen": progress["tokens"],
-        "train_minutes": progress["seconds"] / 60,
-        "epochs": progress["epoch"] + progress["batch"] / max(1, n_batches),
-        "train_tokens": train_tokens,
-        "heldout_tokens": heldout.n_tokens,
-        "vocab_size": len(vocab),
-        "parameters": sum(p.numel() for p in model.bilm.parameters()),
-        "phase": progress["phase"],
-        "phase_start": progress["phase_start"],
-        "world_size": world_size,
-        "device": str(device),
-    }
-    if rank == 0:
-        _export(model, {"final": metrics, "history": progress["history"]}, out)
-    if world_size > 1:
-        dist.barrier()
-    return metrics
+    return _Run(
+        config=config,
+        rank=rank,
+        world_size=world_size,
+        device=device,
+        out=out,
+        options=options,
+        vocab=vocab,
+        train_corpus=train_corpus,
+        heldout=heldout,
+        model=model,
+        trainer=trainer,
+        params=params,
+        optimizer=optimizer,
+        progress=progress,
+        autocasts=autocasts,
+        starts_trained=bool(weights_file and not state),
+    )
 
 
 def _export(model: BiLanguageModel, metrics: dict[str, Any], out: Path) -> None:
@@ -374,21 +503,3 @@ def _export(model: BiLanguageModel, metrics: dict[str, Any], out: Path) -> None:
     with atomic_path(out / HEAD_NAME) as tmp:
         torch.save(model.softmax.state_dict(), tmp)
     write_text(out / "metrics.json", json.dumps(metrics, indent=1))
-
-
-def _record(progress, model, heldout, config, device, rank, world_size, bar) -> None:
-    """Evaluate held-out perplexity on rank 0 and append it to every rank's history."""
-    entry = [None]
-    if rank == 0:
-        scores = evaluate(model, heldout, config.batch_tokens, device)
-        entry[0] = {
-            "step": progress["step"], "tokens": progress["tokens"], "phase": progress["phase"],
-            **{k: round(v, 3) for k, v in scores.items()},
-        }
-        bar.write(
-            f"step {progress['step']} ({progress['phase']}): held-out perplexity forward "
-            f"{scores['forward_ppl']:.1f}, backward {scores['backward_ppl']:.1f}"
-        )
-    if world_size > 1:
-        dist.broadcast_object_list(entry, src=0)
-    progress["history"].append(entry[0])

@@ -1,4 +1,5 @@
 """The softmax vocabulary in bilm-tf's ``vocab.txt`` format (``<S>``, ``</S>``, ``<UNK>`` first)."""
+
 from __future__ import annotations
 
 from collections import Counter
