@@ -29,8 +29,18 @@ def _step0_perplexity(model_dir: str, tmp_path: Path, name: str) -> tuple[float,
     text.write_text(TEXT + "\n", encoding="utf-8")
     output = tmp_path / name
     torch.set_num_threads(1)
-    adapt(model_dir, str(text), str(text), str(output), max_steps=1, batch_tokens=200, eval_every=1,
-          head_eval_every=1, checkpoint_every=1, max_epochs=1)
+    adapt(
+        model_dir,
+        str(text),
+        str(text),
+        str(output),
+        max_steps=1,
+        batch_tokens=200,
+        eval_every=1,
+        head_eval_every=1,
+        checkpoint_every=1,
+        max_epochs=1,
+    )
     first = json.loads((output / "metrics.json").read_text())["history"][0]
     return first["ppl"], first["phase"]
 

@@ -37,9 +37,20 @@ def _train_run(*args: str) -> subprocess.CompletedProcess:
 def test_train_run_records_steps_best_step_and_log(tmp_path: Path):
     data = _corpus(tmp_path / "data.spacy")
     output = tmp_path / "run"
-    result = _train_run(str(ROOT / "configs" / "ner_baseline.cfg"), str(output), "--paths.train", str(data),
-                        "--paths.dev", str(data), "--training.max_steps", "6", "--training.eval_frequency", "2",
-                        "--system.seed", "0")
+    result = _train_run(
+        str(ROOT / "configs" / "ner_baseline.cfg"),
+        str(output),
+        "--paths.train",
+        str(data),
+        "--paths.dev",
+        str(data),
+        "--training.max_steps",
+        "6",
+        "--training.eval_frequency",
+        "2",
+        "--system.seed",
+        "0",
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((output / "run.json").read_text())
     log = [json.loads(line) for line in (output / "train_log.jsonl").read_text().splitlines()]
