@@ -3,10 +3,10 @@
 Reads the ``spacy evaluate`` test scores ``<runs>/<task>_<features>/seed<n>/test_metrics.json``, the trained
 ``<runs>/<task>_elmo*/seed<n>/model-best`` pipelines (for the learned scalar-mix weights), the run records
 ``<runs>/<task>_<features>/seed<n>/run.json`` of ``scripts/train_run.py`` (steps reached, wall time), the
-adaptation metrics ``<runs>/adapt_<task>/metrics.json`` (held-out perplexity before and after), the similarity scores of ``scripts/similarity.py`` and the word-sense scores of
-``scripts/word_sense.py``; writes ``<output>/report.md``,
-``scores.json`` (all test scores), ``layer_weights.json`` and the charts ``scores.png``, ``ner_per_type.png``,
-``layer_weights.png``:
+adaptation metrics ``<runs>/adapt_<task>/metrics.json`` (held-out perplexity before and after), the
+similarity scores of ``scripts/similarity.py`` and the word-sense scores of ``scripts/word_sense.py``; writes
+``<output>/report.md``, ``scores.json`` (all test scores), ``layer_weights.json`` and the charts ``scores.png``,
+``ner_per_type.png``, ``layer_weights.png``:
 
     python scripts/report.py --runs runs --similarity results/similarity.json \
         --word-sense results/word_sense.json --output results
@@ -203,9 +203,11 @@ def read_adaptation(runs_dir: Path) -> Dict[str, dict]:
 def adaptation_lines(adaptation: Dict[str, dict]) -> List[str]:
     """Markdown rows: held-out (task dev text) perplexity before and after ``spacy-elmo adapt``."""
     lines = ["`spacy-elmo adapt default <task train text>` (`spacy project run adapt-ner` / `adapt-textcat`): "
-             "the softmax is trained first with the biLM frozen (head warm-up), then everything is fine-tuned. "
-             "Perplexity (mean of the forward and backward LM) on the task's **dev** text, never trained on.", "",
-             "| task | train tokens | held-out tokens | ppl unadapted (after head warm-up, step) | ppl adapted (step) "
+             "everything is fine-tuned, starting from the bundled softmax (`lm_head.pt`; a model without one first "
+             "trains a softmax with the biLM frozen, and the unadapted perplexity is then the best of that "
+             "warm-up). Perplexity (mean of the forward and backward LM, `</S>` included) on the task's **dev** "
+             "text, never trained on.", "",
+             "| task | train tokens | held-out tokens | ppl unadapted (step) | ppl adapted (step) "
              "| change | training minutes |", "|---|---|---|---|---|---|---|"]
     for task, data in adaptation.items():
         before, after = data["before"], data["after"]
