@@ -46,10 +46,11 @@ RUN_NAME = re.compile(r"(?P<task>ner|textcat)_(?P<features>\w+)$")
 Runs = Dict[Tuple[str, str], Dict[int, dict]]
 
 
-def read_metrics(runs_dir: Path) -> Runs:
-    """``{(task, features): {seed: scores}}`` from ``<task>_<features>/seed<n>/test_metrics.json``."""
+def read_per_seed(runs_dir: Path, filename: str) -> Runs:
+    """``{(task, features): {seed: content}}`` of the JSON files ``<task>_<features>/seed<n>/<filename>``: the
+    ``spacy evaluate`` test scores (``test_metrics.json``) or the run records of ``train_run.py`` (``run.json``)."""
     runs: Runs = defaultdict(dict)
-    for path in sorted(runs_dir.glob("*/seed*/test_metrics.json")):
+    for path in sorted(runs_dir.glob(f"*/seed*/{filename}")):
         match = RUN_NAME.match(path.parent.parent.name)
         if match:
             seed = int(path.parent.name.removeprefix("seed"))
@@ -153,17 +154,6 @@ def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
                     seed = int(path.parent.name.removeprefix("seed"))
                     found.setdefault(name, []).append({"seed": seed, "weights": mix[0].tolist(), "gamma": mix[1]})
     return found
-
-
-def read_run_records(runs_dir: Path) -> Runs:
-    """``{(task, features): {seed: record}}`` from the ``run.json`` files of ``scripts/train_run.py``."""
-    records: Runs = defaultdict(dict)
-    for path in sorted(runs_dir.glob("*/seed*/run.json")):
-        match = RUN_NAME.match(path.parent.parent.name)
-        if match:
-            records[match["task"], match["features"]][int(path.parent.name.removeprefix("seed"))] = json.loads(
-                path.read_text())
-    return records
 
 
 def protocol_lines(records: Runs) -> List[str]:
@@ -336,12 +326,12 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="trained pipelines")
     parser.add_argument("--output", type=Path, default=Path("results"), help="report folder")
     args = parser.parse_args()
-    runs = read_metrics(args.runs)
+    runs = read_per_seed(args.runs, "test_metrics.json")
     if not runs:
         raise SystemExit(f"error: no <task>_<features>/seed<n>/test_metrics.json in {args.runs}")
     similarity = json.loads(args.similarity.read_text()) if args.similarity.is_file() else None
     word_sense = json.loads(args.word_sense.read_text()) if args.word_sense.is_file() else None
-    write_report(runs, similarity, word_sense, layer_weights(args.runs), read_run_records(args.runs),
+    write_report(runs, similarity, word_sense, layer_weights(args.runs), read_per_seed(args.runs, "run.json"),
                  read_adaptation(args.runs), args.output)
     print(f"wrote {args.output / 'report.md'}")
 
