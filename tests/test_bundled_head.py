@@ -6,10 +6,10 @@ import json
 import logging
 from pathlib import Path
 
-import torch
-
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR
 from spacy_elmo.training.adapt import adapt, model_files
+
+from .test_pretrain import one_thread  # noqa: F401 (an autouse fixture: torch on one thread, restored after)
 
 TEXT = """The committee will meet again next week to discuss the new budget .
 She said that the weather had been much colder than usual this year .
@@ -28,7 +28,6 @@ def _step0_perplexity(model_dir: str, tmp_path: Path, name: str) -> tuple[float,
     text = tmp_path / "text.txt"
     text.write_text(TEXT + "\n", encoding="utf-8")
     output = tmp_path / name
-    torch.set_num_threads(1)
     adapt(
         model_dir,
         str(text),
