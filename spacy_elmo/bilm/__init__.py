@@ -2,7 +2,7 @@
 
 from .chars import batch_char_ids, token_char_ids
 from .mix import ScalarMix
-from .model import BiLM, load_bilm
+from .model import BiLM
 from .options import BiLMOptions
 
-__all__ = ["BiLM", "BiLMOptions", "ScalarMix", "batch_char_ids", "load_bilm", "token_char_ids"]
+__all__ = ["BiLM", "BiLMOptions", "ScalarMix", "batch_char_ids", "token_char_ids"]

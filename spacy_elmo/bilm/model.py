@@ -203,28 +203,18 @@ def read_vocab(path: str | Path) -> list[str]:
     return [w for w in words if w]
 
 
-def load_bilm(
-    options_file: str | os.PathLike[str] | None = None,
-    weight_file: str | os.PathLike[str] | None = None,
+def load_local(
+    options_file: str | os.PathLike[str],
+    weight_file: str | os.PathLike[str],
     device: str | torch.device = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
 ) -> BiLM:
-    """Load a biLM from bilm-tf / AllenNLP files; ``None, None`` loads the bundled default model.
+    """Load a biLM from local bilm-tf / AllenNLP files (names, directories and URLs: ``spacy_elmo.load_bilm``).
 
     A ``vocab.txt`` beside the weight file is read too (needed only to go on training).
     ``token_cache_size``: word types whose token layer is cached for inference (0: none).
     """
     check_token_cache_size(token_cache_size)
-    if (options_file is None) != (weight_file is None):
-        raise ValueError("give both options_file and weight_file, or neither for the bundled default model")
-    if options_file is None:
-        options_file, weight_file = DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
-        if not Path(weight_file).is_file():
-            raise ValueError(
-                f"the bundled default ELMo model is not installed ({DEFAULT_MODEL_DIR}); "
-                "pass options_file and weight_file"
-            )
-    assert options_file is not None and weight_file is not None
     device = resolve_device(device)
     options = BiLMOptions.read(options_file)
     vocab_file = Path(weight_file).with_name(VOCAB_NAME)

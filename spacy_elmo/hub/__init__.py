@@ -5,18 +5,19 @@ The only part of spacy-elmo that touches the network; ``bilm/`` reads local file
 
 from .cache import IntegrityError, cache_dir
 from .download import DownloadError, fetch, offline
-from .loading import download_model, load_bilm, resolve_files
+from .loading import load_bilm
 from .registry import MODELS, ReleasedModel
+from .spec import ModelSpec, download_model
 
 __all__ = [
     "MODELS",
     "DownloadError",
     "IntegrityError",
+    "ModelSpec",
     "ReleasedModel",
     "cache_dir",
     "download_model",
     "fetch",
     "load_bilm",
     "offline",
-    "resolve_files",
 ]

@@ -19,7 +19,7 @@ from thinc.api import get_current_ops
 
 from ..bilm.model import MODEL_FILES, OPTIONS_NAME, WEIGHTS_NAME, BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
-from ..hub import load_bilm
+from ..hub.spec import ModelSpec
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
 from .hooks import set_vector_hooks
 from .sequence_cache import MB, SequenceCache, model_identity, sequence_key
@@ -27,10 +27,10 @@ from .sequences import sequence_ranges
 from .settings import (
     Mix,
     check_mix_against_files,
-    check_model,
     check_sequence_cache_mb,
     check_settings,
     layer_weights,
+    model_spec,
 )
 
 # The one part the component serializes (the settings live in the pipeline's config): the biLM's files.
@@ -93,7 +93,7 @@ def make_elmo(
 class ElmoComponent(Pipe):
     """Runs an ELMo biLM over each sentence (or window of ``max_length`` tokens) of the Docs.
 
-    The biLM loads lazily from ``model`` (a released model's name) or ``options_file`` /
+    The biLM loads lazily from ``model`` (a released model's name or a model directory) or ``options_file`` /
     ``weight_file`` (paths or URLs; all ``None``: the bundled default model) the first time
     it is needed, unless ``from_disk`` / ``from_bytes`` supplied it; so the component works
     without ``initialize()`` (frozen components) and a saved pipeline never needs the original
@@ -121,15 +121,12 @@ class ElmoComponent(Pipe):
         token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
         sequence_cache_mb: float = 0,
     ) -> None:
-        check_settings(options_file, weight_file, mix, max_length, batch_size, precision, token_cache_size)
-        check_model(model, options_file, weight_file, mix)
+        check_settings(mix, max_length, batch_size, precision, token_cache_size)
+        self.spec = model_spec(model, options_file, weight_file, mix)  # not ``self.model``: spaCy reserves that
         check_sequence_cache_mb(sequence_cache_mb)
-        check_mix_against_files(mix, options_file)
+        check_mix_against_files(mix, self.spec)
         self.vocab = vocab
         self.name = name
-        self.model_name = model  # not ``self.model``: spaCy reserves that for a thinc Model
-        self.options_file = options_file
-        self.weight_file = weight_file
         self.mix = mix
         self.max_length = max_length
         self.batch_size = batch_size
@@ -152,8 +149,7 @@ class ElmoComponent(Pipe):
     def load(self) -> BiLM:
         """Load the biLM from ``model`` or ``options_file`` / ``weight_file`` unless it is loaded already."""
         if self._bilm is None:
-            files = (self.model_name, None) if self.model_name else (self.options_file, self.weight_file)
-            self._set_bilm(self._load_files(*files))
+            self._set_bilm(self._load(self.spec))
         assert self._bilm is not None
         return self._bilm
 
@@ -172,8 +168,8 @@ class ElmoComponent(Pipe):
         assert self._mix_weights is not None  # set with the biLM
         return self._mix_weights
 
-    def _load_files(self, options_file: str | Path | None, weight_file: str | Path | None) -> BiLM:
-        return load_bilm(options_file, weight_file, device=_device(), token_cache_size=self.token_cache_size)
+    def _load(self, spec: ModelSpec) -> BiLM:
+        return spec.load(_device(), token_cache_size=self.token_cache_size)
 
     def _set_bilm(self, bilm: BiLM) -> None:
         self._mix_weights = layer_weights(self.mix, bilm.n_layers)
@@ -278,7 +274,9 @@ class ElmoComponent(Pipe):
         if MODEL_PART in exclude:
             return self
         path = Path(path)
-        self._set_bilm(self._load_files(path / OPTIONS_NAME, path / WEIGHTS_NAME))
+        self._set_bilm(
+            self._load(ModelSpec(options_file=str(path / OPTIONS_NAME), weight_file=str(path / WEIGHTS_NAME)))
+        )
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:

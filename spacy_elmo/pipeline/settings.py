@@ -13,14 +13,13 @@ from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME
 from ..bilm.options import BiLMOptions, is_int, is_number
 from ..bilm.token_cache import check_token_cache_size
 from ..hub.registry import model_named
+from ..hub.spec import ModelSpec
 
 Mix = Union[str, int, List[float]]
 MIX_NAMES = ("average", "top")
 
 
 def check_settings(
-    options_file: Optional[str],
-    weight_file: Optional[str],
     mix: Mix,
     max_length: int,
     batch_size: int,
@@ -28,14 +27,6 @@ def check_settings(
     token_cache_size: int,
 ) -> None:
     """Raise ``ValueError`` for settings that are wrong whatever the model."""
-    if (options_file is None) != (weight_file is None):
-        raise ValueError(
-            "elmo: give both options_file and weight_file, or neither (null) for the bundled default model; "
-            f"found options_file={options_file!r}, weight_file={weight_file!r}"
-        )
-    for name, path in (("options_file", options_file), ("weight_file", weight_file)):
-        if path is not None and not isinstance(path, str):
-            raise ValueError(f"elmo: {name} must be a path string or null, found {type(path).__name__} {path!r}")
     if isinstance(mix, list):
         if not mix or not all(is_number(w) and math.isfinite(w) for w in mix):
             raise ValueError(f"elmo: mix weights must be a non-empty list of finite numbers, found {mix!r}")
@@ -87,33 +78,32 @@ def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarr
     return weights
 
 
-def check_model(model: Optional[str], options_file: Optional[str], weight_file: Optional[str], mix: Mix) -> None:
-    """``model``: a released model's name, or ``null`` / ``"default"`` for the bundled model; it
-    excludes ``options_file`` / ``weight_file``. A name's layer count is checked against ``mix``."""
-    if model is None:
-        return
-    if not isinstance(model, str):
-        raise ValueError(f"elmo: model must be a model name or null, found {type(model).__name__} {model!r}")
-    if options_file is not None or weight_file is not None:
-        raise ValueError(
-            f"elmo: give either model or options_file / weight_file, not both; found model={model!r}, "
-            f"options_file={options_file!r}, weight_file={weight_file!r}"
-        )
-    if model != "default":
-        try:
-            released = model_named(model)
-        except ValueError as error:
-            raise ValueError(f"elmo: {error}") from None
-        layer_weights(mix, released.options.n_output_layers, source=f"the released model {model!r}")
+def model_spec(model: Optional[str], options_file: Optional[str], weight_file: Optional[str], mix: Mix) -> ModelSpec:
+    """The component's model: ``model`` (a released model's name, a model directory, or ``null`` / ``"default"``
+    for the bundled model) or ``options_file`` + ``weight_file``. A name's layer count is checked against ``mix``."""
+    try:
+        spec = ModelSpec(model, options_file, weight_file)
+        if spec.released:
+            assert spec.model is not None  # a released model has a name
+            released = model_named(spec.model)
+            layer_weights(mix, released.options.n_output_layers, source=f"the released model {spec.model!r}")
+    except ValueError as error:
+        raise ValueError(error if str(error).startswith("elmo: ") else f"elmo: {error}") from None
+    return spec
 
 
-def check_mix_against_files(mix: Mix, options_file: Optional[str]) -> None:
-    """Check ``mix`` against the layer count in ``options.json`` when that file is readable now.
+def check_mix_against_files(mix: Mix, spec: ModelSpec) -> None:
+    """Check ``mix`` against the layer count in a local ``options.json`` when that file is readable now.
 
     Only the small JSON file is read; an absent file is not an error here (the model
     loads lazily, and a saved pipeline brings its own copy).
     """
-    path = Path(options_file) if options_file is not None else DEFAULT_MODEL_DIR / OPTIONS_NAME
+    if spec.is_default:
+        path = DEFAULT_MODEL_DIR / OPTIONS_NAME
+    elif spec.model is not None:
+        path = Path(spec.model) / OPTIONS_NAME
+    else:
+        path = Path(str(spec.options_file))
     if not path.is_file():
         return
     try:

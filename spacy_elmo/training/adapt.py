@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..bilm.model import DEFAULT_MODEL_DIR, HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
-from ..hub import resolve_files
+from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
+from ..hub.spec import ModelSpec
 from .loop import TrainConfig, train
 
 logger = logging.getLogger(__name__)
@@ -34,19 +34,16 @@ class ModelFiles:
 def model_files(model: str, weights: str | None = None) -> ModelFiles:
     """The files of ``model``: ``"default"`` (the bundled biLM), a released model's name, a directory
     holding ``options.json`` + ``weights.hdf5``, or an options file (path or URL) with ``weights``."""
-    if weights is None and Path(model).is_dir():
-        options_file, weight_file = Path(model) / OPTIONS_NAME, Path(model) / WEIGHTS_NAME
-    else:
-        options_arg, weight_arg = resolve_files(model, weights)
-        if options_arg is None and weight_arg is None:
-            options_arg, weight_arg = DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
-        if weight_arg is None:
-            raise ValueError(
-                f"model {model}: not a model name or a directory with {OPTIONS_NAME} and {WEIGHTS_NAME} "
-                "(an options file needs --weights)"
-            )
-        assert options_arg is not None  # a model given, it resolves to an options file
-        options_file, weight_file = Path(options_arg), Path(weight_arg)
+    try:
+        spec = ModelSpec.from_args(model, weights)
+    except ValueError:
+        if weights is not None:
+            raise
+        raise ValueError(
+            f"model {model}: not a model name or a directory with {OPTIONS_NAME} and {WEIGHTS_NAME} "
+            "(an options file needs --weights)"
+        ) from None
+    options_file, weight_file = spec.files()
     for path in (options_file, weight_file):
         if not path.is_file():
             raise ValueError(f"model {model}: {path} not found")

@@ -1,0 +1,149 @@
+"""Which biLM to load: one small value that every entry point (Python API, CLI, component, embedding, adaptation)
+parses, checks and resolves the same way.
+
+A :class:`ModelSpec` is the bundled default model, a released model's name, a local model directory, or an
+``options.json`` + weight-file pair (local paths or http(s) URLs). ``model`` and the two files exclude each
+other; the files come as a pair.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import torch
+
+from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_local
+from .download import fetch
+from .registry import DEFAULT_NAMES, MODELS, is_url, mirror_base, model_named
+
+PathArg = Optional[Union[str, os.PathLike]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A biLM to load.
+
+    ``model``: ``None`` or ``"default"`` (the bundled model), a released model's name (``"small"``, see
+    ``spacy-elmo models``) or a local directory holding ``options.json`` + ``weights.hdf5``.
+    ``options_file`` / ``weight_file``: the two files, each a local path or an http(s) URL.
+    :raises ValueError: ``model`` together with the files, or only one of the files.
+    """
+
+    model: Optional[str] = None
+    options_file: Optional[str] = None
+    weight_file: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        for field_name in ("model", "options_file", "weight_file"):
+            value = getattr(self, field_name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, field_name, os.fspath(value))
+            elif value is not None and not isinstance(value, str):
+                raise ValueError(f"{field_name} must be a string or null, found {type(value).__name__} {value!r}")
+        if self.model is not None and (self.options_file is not None or self.weight_file is not None):
+            raise ValueError(
+                "give either model (a name or a directory) or options_file + weight_file, not both; found "
+                f"model={self.model!r}, options_file={self.options_file!r}, weight_file={self.weight_file!r}"
+            )
+        if (self.options_file is None) != (self.weight_file is None):
+            raise ValueError(
+                "give both options_file and weight_file (paths or URLs), or neither for the bundled default model; "
+                f"found options_file={self.options_file!r}, weight_file={self.weight_file!r}"
+            )
+
+    @classmethod
+    def from_args(cls, options_file: PathArg = None, weight_file: PathArg = None) -> ModelSpec:
+        """``load_bilm``'s positional arguments: ``options_file`` alone is a model name or a directory,
+        unless it names a file or a URL (which then needs ``weight_file``)."""
+        if weight_file is None and options_file is not None and _is_model(options_file):
+            return cls(model=os.fspath(options_file))
+        return cls(options_file=_str(options_file), weight_file=_str(weight_file))
+
+    @property
+    def is_default(self) -> bool:
+        return self.options_file is None and (self.model is None or self.model in DEFAULT_NAMES)
+
+    @property
+    def released(self) -> bool:
+        """A released model's name (downloaded into the cache on first use)."""
+        model = self.model
+        return (
+            model is not None and not self.is_default and not ("/" in model or os.sep in model or os.path.isdir(model))
+        )
+
+    def files(self) -> tuple[Path, Path]:
+        """The local ``options.json`` and weight file, downloaded into the cache first where needed.
+
+        :raises ValueError: an unknown name, a directory without the two files (naming it), a failed download.
+        """
+        if self.is_default:
+            if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
+                raise ValueError(
+                    f"the bundled default ELMo model is not installed ({DEFAULT_MODEL_DIR}); "
+                    "give a model name, a directory or options_file + weight_file"
+                )
+            return DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
+        if self.model is not None:
+            if os.path.isdir(self.model):
+                directory = Path(self.model)
+                for name in (OPTIONS_NAME, WEIGHTS_NAME):
+                    if not (directory / name).is_file():
+                        raise ValueError(f"model directory {directory}: {name} not found")
+                return directory / OPTIONS_NAME, directory / WEIGHTS_NAME
+            if "/" in self.model or os.sep in self.model:
+                raise ValueError(f"model directory not found: {self.model}")
+            return download_model(self.model)
+        assert self.options_file is not None and self.weight_file is not None  # checked in __post_init__
+        return _local(self.options_file), _local(self.weight_file)
+
+    def resolved(self) -> ModelSpec:
+        """The same model as two local files (names and URLs fetched into the cache once): what worker
+        processes on this machine are given, so that they never download."""
+        options_file, weight_file = self.files()
+        return ModelSpec(options_file=str(options_file), weight_file=str(weight_file))
+
+    def load(self, device: Union[str, torch.device] = "cpu", **kwargs: Any) -> BiLM:
+        """The biLM, in eval mode on ``device``; keyword arguments (``token_cache_size``) go to
+        :func:`spacy_elmo.bilm.model.load_local`."""
+        options_file, weight_file = self.files()
+        return load_local(options_file, weight_file, device, **kwargs)
+
+    def __str__(self) -> str:
+        if self.is_default:
+            return "the bundled default model"
+        if self.model is not None:
+            return f"model {self.model}"
+        return f"{self.options_file} + {self.weight_file}"
+
+
+def download_model(name: str) -> tuple[Path, Path]:
+    """The cached ``options.json`` and weight file of the released model ``name`` (downloaded if needed)."""
+    model = model_named(name)
+    base = mirror_base()
+    return fetch(base + model.options_path, name=name), fetch(base + model.weights_path, name=name)
+
+
+def _is_model(value: Union[str, os.PathLike]) -> bool:
+    """A model name or a directory rather than a file: a directory, a known name, or a plain string without a
+    path separator or ``.json`` ending that names no existing file."""
+    if os.path.isdir(value):
+        return True
+    if not isinstance(value, str) or is_url(value):
+        return False
+    return (
+        value in MODELS
+        or value in DEFAULT_NAMES
+        or not ("/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value))
+    )
+
+
+def _local(file: str) -> Path:
+    """A URL's cached copy (fetched if needed), or the local path."""
+    return fetch(file) if is_url(file) else Path(file)
+
+
+def _str(value: PathArg) -> Optional[str]:
+    return None if value is None else os.fspath(value)
