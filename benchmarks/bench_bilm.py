@@ -45,7 +45,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
-from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, load_bilm  # noqa: E402
+from spacy_elmo import load_bilm  # noqa: E402
+from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR  # noqa: E402
 from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE  # noqa: E402
 
 try:

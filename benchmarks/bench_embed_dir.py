@@ -34,9 +34,8 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from spacy_elmo._compat import has_ray  # noqa: E402
-from spacy_elmo.allennlp import embed_file  # noqa: E402
+from spacy_elmo.embed import EmbedSettings, embed_dir, embed_file  # noqa: E402
 from spacy_elmo.bilm.kernels import cpu_name  # noqa: E402
-from spacy_elmo.embed_dir import EmbedSettings, embed_dir  # noqa: E402
 from spacy_elmo.hub import load_bilm  # noqa: E402
 
 
@@ -98,8 +97,11 @@ def main() -> None:
 
         def run_dir(name: str, workers: int, threads: int | None, ray_address: str | None = None) -> None:
             output = tmp_dir / name.replace(" ", "_").replace("=", "")
+            if ray_address:
+                from spacy_elmo.embed.ray_actors import ray_runner
             summary = embed_dir(input_dir, output, EmbedSettings(), workers=workers, threads=threads,
-                                shard_lines=args.shard_lines, ray_address=ray_address, progress=False)
+                                shard_lines=args.shard_lines, runner=ray_runner(ray_address) if ray_address else None,
+                                progress=False)
             assert summary.tokens == tokens and not summary.failed, summary
             report(name, summary.seconds)
 

@@ -15,16 +15,23 @@ from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
-# options shared by `embed` and `embed-dir`
-MODEL = typer.Option(None, "--model", help="a released model's name (see `spacy-elmo models`)")
-OPTIONS_FILE = typer.Option(None, "--options", help="options.json: path or URL (default: bundled)")
-WEIGHT_FILE = typer.Option(None, "--weights", help="weights.hdf5: path or URL (default: bundled)")
-OUTPUT_FORMAT = typer.Option("all", help="all (every layer), top, or average")
-BATCH_SIZE = typer.Option(64, help="sentences per biLM batch")
-FORGET_SENTENCES = typer.Option(False, "--forget-sentences", help="no sentence_to_index map")
-PRECISION = typer.Option("fp32", help="fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)")
-DEVICE = typer.Option("cpu", help="cpu, cuda or cuda:N")
-TOKEN_CACHE_SIZE = typer.Option(DEFAULT_TOKEN_CACHE_SIZE, help="word types whose token layer is cached (0: no cache)")
+#: options shared by `embed` and `embed-dir`: (name, default, typer.Option arguments); EmbedSettings fields and
+#: the model spec's three parts
+_EMBEDDING_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
+    (
+        "model",
+        None,
+        {"param_decls": ["--model"], "help": "a released model's name (see `spacy-elmo models`) or a model directory"},
+    ),
+    ("options_file", None, {"param_decls": ["--options"], "help": "options.json: path or URL (default: bundled)"}),
+    ("weight_file", None, {"param_decls": ["--weights"], "help": "weights.hdf5: path or URL (default: bundled)"}),
+    ("output_format", "all", {"help": "all (every layer), top, or average"}),
+    ("batch_size", 64, {"help": "sentences per biLM batch"}),
+    ("forget_sentences", False, {"param_decls": ["--forget-sentences"], "help": "no sentence_to_index map"}),
+    ("precision", "fp32", {"help": "fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)"}),
+    ("device", "cpu", {"help": "cpu, cuda or cuda:N"}),
+    ("token_cache_size", DEFAULT_TOKEN_CACHE_SIZE, {"help": "word types whose token layer is cached (0: no cache)"}),
+)
 
 
 def _fail(message: str) -> None:
@@ -33,7 +40,7 @@ def _fail(message: str) -> None:
 
 
 #: settings shared by ``pretrain`` and ``adapt``: (name, default, help), all TrainConfig fields
-_TRAINING_OPTIONS: tuple[tuple[str, Any, str], ...] = (
+_TRAINING_SETTINGS: tuple[tuple[str, Any, str], ...] = (
     ("vocab_size", 50000, "softmax vocabulary size, specials included (when one is built from the corpus)"),
     ("min_count", 3, "least count for a word to enter a vocabulary built from the corpus"),
     ("max_length", 64, "longer sentences are cut to this many tokens"),
@@ -52,21 +59,41 @@ _TRAINING_OPTIONS: tuple[tuple[str, Any, str], ...] = (
     ("precision", "fp32", "fp32 or bf16 (autocast)"),
     ("device", "cpu", "cpu or cuda"),
 )
+_TRAINING_OPTIONS = tuple((name, default, {"help": text}) for name, default, text in _TRAINING_SETTINGS)
 
 
-def _training_options(command: Callable[..., None]) -> Callable[..., None]:
-    """Add the options of :data:`_TRAINING_OPTIONS` to ``command``, which takes them as ``**settings``."""
-    signature = inspect.signature(command)
-    own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-    shared = [
-        inspect.Parameter(
-            name, inspect.Parameter.KEYWORD_ONLY, default=typer.Option(default, help=text), annotation=type(default)
-        )
-        for name, default, text in _TRAINING_OPTIONS
-    ]
-    # typer reads the parameters from __signature__, which mypy does not know on a plain function
-    command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
-    return command
+def _with_options(
+    table: tuple[tuple[str, Any, dict[str, Any]], ...],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Add the options of ``table`` (name, default, ``typer.Option`` arguments) to a command, which takes them
+    as ``**settings``: one definition for the commands that share them."""
+
+    def add(command: Callable[..., None]) -> Callable[..., None]:
+        signature = inspect.signature(command)
+        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        shared = [
+            inspect.Parameter(
+                name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=typer.Option(default, *option.get("param_decls", ()), help=option["help"]),
+                annotation=Optional[str] if default is None else type(default),
+            )
+            for name, default, option in table
+        ]
+        # typer reads the parameters from __signature__, which mypy does not know on a plain function
+        command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
+        return command
+
+    return add
+
+
+def _embed_settings(settings: dict[str, Any]) -> Any:
+    """The ``EmbedSettings`` of the shared embedding options (the model spec from its three parts)."""
+    from .embed import EmbedSettings
+    from .hub import ModelSpec
+
+    model = ModelSpec(settings.pop("model"), settings.pop("options_file"), settings.pop("weight_file"))
+    return EmbedSettings(model=model, **settings)
 
 
 def _train(run: Callable[[], dict[str, Any]]) -> None:
@@ -81,7 +108,7 @@ def _train(run: Callable[[], dict[str, Any]]) -> None:
 
 
 @app.command()
-@_training_options
+@_with_options(_TRAINING_OPTIONS)
 def pretrain(
     train_file: Path = typer.Argument(..., help="tokenized training text: one sentence per line"),
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
@@ -115,7 +142,7 @@ def pretrain(
 
 
 @app.command()
-@_training_options
+@_with_options(_TRAINING_OPTIONS)
 def adapt(
     model: str = typer.Argument(
         ...,
@@ -172,31 +199,27 @@ def adapt(
 
 
 @app.command()
+@_with_options(_EMBEDDING_OPTIONS)
 def embed(
     input_file: Path = typer.Argument(..., help="text file: one whitespace-tokenized sentence per line"),
     output_file: Path = typer.Argument(..., help="hdf5 file to write (one dataset per line)"),
-    model: Optional[str] = MODEL,
-    options_file: Optional[str] = OPTIONS_FILE,
-    weight_file: Optional[str] = WEIGHT_FILE,
-    output_format: str = OUTPUT_FORMAT,
-    batch_size: int = BATCH_SIZE,
-    forget_sentences: bool = FORGET_SENTENCES,
     use_sentence_keys: bool = typer.Option(False, "--use-sentence-keys", help="key datasets by the sentence"),
-    precision: str = PRECISION,
-    device: str = DEVICE,
-    token_cache_size: int = TOKEN_CACHE_SIZE,
+    **options: Any,
 ) -> None:
     """Embed a text file into hdf5 like `allennlp elmo`: dataset "0", "1", ... per line, plus sentence_to_index."""
-    from .allennlp import embed_file
-    from .hub import load_bilm
+    from .embed import embed_file
 
     try:
-        if model is not None and (options_file is not None or weight_file is not None):
-            raise ValueError("give either --model or --options / --weights, not both")
-        files = (model, None) if model is not None else (options_file, weight_file)
-        bilm = load_bilm(*files, device, token_cache_size=token_cache_size)
+        settings = _embed_settings(options)
         embed_file(
-            bilm, input_file, output_file, output_format, batch_size, forget_sentences, use_sentence_keys, precision
+            settings.model.load(settings.device, token_cache_size=settings.token_cache_size),
+            input_file,
+            output_file,
+            output_format=settings.output_format,
+            batch_size=settings.batch_size,
+            forget_sentences=settings.forget_sentences,
+            use_sentence_keys=use_sentence_keys,
+            precision=settings.precision,
         )
     except ValueError as err:
         _fail(str(err))
@@ -204,53 +227,37 @@ def embed(
 
 
 @app.command(name="embed-dir")
+@_with_options(_EMBEDDING_OPTIONS)
 def embed_dir(
     input_dir: Path = typer.Argument(..., help="directory of *.txt files: one whitespace-tokenized sentence per line"),
     output_dir: Path = typer.Argument(..., help="where each INPUT_DIR/<stem>.txt becomes <stem>.hdf5"),
-    model: Optional[str] = MODEL,
-    options_file: Optional[str] = OPTIONS_FILE,
-    weight_file: Optional[str] = WEIGHT_FILE,
-    output_format: str = OUTPUT_FORMAT,
-    batch_size: int = BATCH_SIZE,
-    forget_sentences: bool = FORGET_SENTENCES,
-    precision: str = PRECISION,
-    device: str = DEVICE,
-    token_cache_size: int = TOKEN_CACHE_SIZE,
     workers: int = typer.Option(1, help="biLM copies at work (without --ray: 1 = this process, more = processes)"),
     threads: Optional[int] = typer.Option(None, help="torch threads per worker (default: cores / workers)"),
     shard_lines: int = typer.Option(1000, help="lines per unit of work (big files are split into such ranges)"),
     ray_address: Optional[str] = typer.Option(
         None, "--ray", help="run on Ray: local (a new cluster here), auto (RAY_ADDRESS) or a cluster address"
     ),
+    **options: Any,
 ) -> None:
     """Embed every *.txt of INPUT_DIR into OUTPUT_DIR/<stem>.hdf5 in the layout of `embed`.
 
     Finished files are skipped, unfinished ones resume from their finished parts; a bad file is reported
     and the others are still embedded (exit code 1 if any failed).
     """
-    from .embed_dir import EmbedSettings
-    from .embed_dir import embed_dir as run
+    from ._compat import RAY_MISSING, has_ray
+    from .embed import embed_dir as run
 
     try:
-        settings = EmbedSettings(
-            model,
-            options_file,
-            weight_file,
-            output_format,
-            batch_size,
-            precision,
-            device,
-            token_cache_size,
-            forget_sentences,
-        )
+        settings = _embed_settings(options)
+        if ray_address is not None and not has_ray:
+            raise ValueError(RAY_MISSING)
+        runner = None
+        if ray_address is not None:
+            from .embed.ray_actors import ray_runner
+
+            runner = ray_runner(ray_address)
         summary = run(
-            input_dir,
-            output_dir,
-            settings,
-            workers=workers,
-            threads=threads,
-            shard_lines=shard_lines,
-            ray_address=ray_address,
+            input_dir, output_dir, settings, workers=workers, threads=threads, shard_lines=shard_lines, runner=runner
         )
     except ValueError as err:
         _fail(str(err))
