@@ -4,9 +4,9 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
-DATA = Path(__file__).parent / "data"
-PARITY = DATA / "elmo_parity"
+from .helpers import PARITY, build_workspace
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +24,22 @@ def parity_bilm(parity_files):
 @pytest.fixture(scope="session")
 def parity_sentences() -> list[list[str]]:
     return json.loads((PARITY / "sentences.json").read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Torch on one thread for a module's tiny matrices (faster, and much faster on a busy machine), then restored.
+    Modules ask for it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory) -> Path:
+    """Tiny ``{ner,textcat}/{train,dev}.spacy`` and a static vectors pipeline ``static_model``."""
+    return build_workspace(tmp_path_factory.mktemp("configs"))
 
 
 @pytest.fixture(autouse=True)

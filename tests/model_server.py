@@ -10,8 +10,8 @@ from pathlib import Path
 
 from spacy_elmo.hub.registry import MODELS
 
-DATA = Path(__file__).parent / "data"
-PARITY = DATA / "elmo_parity"
+from .helpers import DATA, PARITY
+
 STATEFUL = DATA / "allennlp_stateful"
 #: the seed recipe's URLs, with the host replaced by the local server's
 SEED_OPTIONS = "models/elmo/2x4096_512_2048cnn/2x4096_512_2048cnn_elmo_options.json"

@@ -21,7 +21,9 @@ from spacy_elmo.training import TrainConfig, train
 from spacy_elmo.training.adapt import adapt, model_files
 from spacy_elmo.training.lm import BiLanguageModel
 
-from .test_pretrain import TINY, _sentence, one_thread  # noqa: F401 (one_thread: an autouse fixture)
+from .helpers import TINY, tiny_sentence
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # trains biLMs
 
 PEOPLE = ["nurse", "doctor", "patient", "surgeon"]
 ACTS = ["treats", "examines", "calls", "visits"]
@@ -41,14 +43,13 @@ def _write(path: Path, make, n: int, seed: int) -> Path:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> dict[str, Path]:
+def data(tmp_path_factory, one_thread) -> dict[str, Path]:
     """A biLM trained on the source language (exported with its lm_head.pt) and the domain's text."""
     root = tmp_path_factory.mktemp("adapt")
     options = root / "options.json"
     options.write_text(json.dumps(TINY.to_json()), encoding="utf-8")
-    source = _write(root / "source.txt", _sentence, 300, 0)
-    source_heldout = _write(root / "source_heldout.txt", _sentence, 40, 1)
-    torch.set_num_threads(1)
+    source = _write(root / "source.txt", tiny_sentence, 300, 0)
+    source_heldout = _write(root / "source_heldout.txt", tiny_sentence, 40, 1)
     train(
         TrainConfig(
             train_file=str(source),
@@ -175,7 +176,7 @@ def test_a_released_model_by_name(data, tmp_path, mirror, monkeypatch):
 
 
 def test_a_softmax_shipped_beside_the_bundled_model_is_used(data, tmp_path, monkeypatch, caplog):
-    from spacy_elmo.training import adapt as adapt_module
+    from spacy_elmo.hub import spec as spec_module
 
     bundled = tmp_path / "default"
     bundled.mkdir()
@@ -183,7 +184,7 @@ def test_a_softmax_shipped_beside_the_bundled_model_is_used(data, tmp_path, monk
         (bundled / name).symlink_to(DEFAULT_MODEL_DIR / name)
     model = BiLanguageModel(BiLMOptions.read(bundled / "options.json"), read_vocab(bundled / "vocab.txt"))
     torch.save(model.softmax.state_dict(), bundled / "lm_head.pt")
-    monkeypatch.setattr(adapt_module, "DEFAULT_MODEL_DIR", bundled)
+    monkeypatch.setattr(spec_module, "DEFAULT_MODEL_DIR", bundled)
     files = model_files("default")
     assert files.head == bundled / "lm_head.pt" and files.vocab == bundled / "vocab.txt"
     caplog.set_level(logging.INFO)

@@ -1,7 +1,9 @@
 """The AllenNLP-compatible API: ``Elmo``, ``batch_to_ids``, ``ElmoEmbedder``.
 
 The four recipes below are AllenNLP ELMo code (shared/seed_recipes/seed_003_code.txt) with only
-the imports changed; the model files are the tiny parity fixture (64-wide layers instead of 1024).
+the imports changed; the model files are the tiny parity fixture (64-wide layers instead of 1024), given as
+local paths and, as AllenNLP users write them, as the seed's URLs (the host replaced by a local mirror on
+127.0.0.1).
 """
 
 import io
@@ -18,10 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from spacy_elmo import Elmo, ElmoEmbedder, batch_to_ids, load_bilm  # was: from allennlp.modules.elmo / commands.elmo
+from spacy_elmo import Elmo, ElmoEmbedder, batch_to_ids  # was: from allennlp.modules.elmo / commands.elmo
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR
 
-FIXTURE = Path(__file__).parent / "data" / "elmo_parity"
+from .helpers import PARITY as FIXTURE
+from .model_server import SEED_OPTIONS, SEED_WEIGHTS
+
 options_file = str(FIXTURE / "options.json")
 weight_file = str(FIXTURE / "weights.hdf5")
 ELMO_DIM = 64  # 1024 for the original 2x4096_512_2048cnn model
@@ -30,8 +34,24 @@ MIX = [0.3, -1.0, 2.0]
 
 
 @pytest.fixture(scope="module")
-def bilm():
-    return load_bilm(options_file, weight_file)
+def bilm(parity_bilm):
+    return parity_bilm
+
+
+@pytest.fixture(params=["files", "urls"])
+def recipe_files(request, monkeypatch) -> Iterator[tuple[str, str]]:
+    """The recipes' module-level ``options_file`` / ``weight_file``: local paths, or the seed's URLs served by a
+    local mirror (downloaded once into the cache, then read from there)."""
+    if request.param == "files":
+        yield options_file, weight_file
+        return
+    mirror, cache = request.getfixturevalue("mirror"), request.getfixturevalue("model_cache")
+    urls = mirror.url(SEED_OPTIONS), mirror.url(SEED_WEIGHTS)
+    monkeypatch.setitem(globals(), "options_file", urls[0])
+    monkeypatch.setitem(globals(), "weight_file", urls[1])
+    yield urls
+    assert mirror.requests == [SEED_OPTIONS, SEED_WEIGHTS]  # downloaded once, then from the cache
+    assert len([p for p in cache.rglob("*") if p.is_file()]) == 4  # the two files and their .sha256 records
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +118,14 @@ def disambiguate_word_sense(word, context):
 # ---- recipes ------------------------------------------------------------------------------------
 
 
-def test_text_classifier_recipe():
+def test_text_classifier_recipe(recipe_files):
     model = ELMoTextClassifier(num_classes=2)
     output = model([["I", "love", "this", "movie"], ["This", "is", "terrible"]])
     assert output.shape == (2, 2)
     assert torch.isfinite(output).all()
 
 
-def test_ner_recipe():
+def test_ner_recipe(recipe_files):
     model = ELMoForNER(num_tags=5)
     output = model([["Apple", "is", "based", "in", "Cupertino"]])
     assert output.shape == (1, 5, 5)
@@ -113,7 +133,7 @@ def test_ner_recipe():
 
 
 @pytest.mark.parametrize("recipe", ["classifier", "ner"])
-def test_training_step_updates_the_scalar_mix_and_leaves_the_frozen_bilm(recipe):
+def test_training_step_updates_the_scalar_mix_and_leaves_the_frozen_bilm(recipe, recipe_files):
     torch.manual_seed(0)
     sentences = [["Apple", "is", "based", "in", "Cupertino"], ["I", "love", "it"]]
     if recipe == "classifier":
@@ -140,7 +160,7 @@ def test_training_step_updates_the_scalar_mix_and_leaves_the_frozen_bilm(recipe)
     assert all(torch.equal(after[k], v) for k, v in bilm_before.items())
 
 
-def test_sentence_similarity_recipe(embedder):
+def test_sentence_similarity_recipe(embedder, recipe_files):
     sentence1 = ["The", "cat", "sat", "on", "the", "mat"]
     sentence2 = ["A", "feline", "is", "sitting", "on", "a", "rug"]
     similarity = elmo_sentence_similarity(sentence1, sentence2)
@@ -152,7 +172,7 @@ def test_sentence_similarity_recipe(embedder):
     assert elmo_sentence_similarity(sentence1, sentence1) == pytest.approx(1.0, abs=1e-6)
 
 
-def test_word_sense_recipe():
+def test_word_sense_recipe(recipe_files):
     context1 = ["He", "went", "to", "the", "bank", "to", "deposit", "money"]
     context2 = ["They", "fished", "by", "the", "bank", "of", "the", "river"]
     embedding1 = disambiguate_word_sense("bank", context1)
@@ -381,12 +401,12 @@ class Stream:
             yield line + "\n"
 
 
-def test_embed_file_streams_batch_by_batch(tmp_path, monkeypatch):
-    bilm = load_bilm(options_file, weight_file)
+def test_embed_file_streams_batch_by_batch(parity_bilm, tmp_path, monkeypatch):
+    bilm = parity_bilm
     stream, calls = Stream(LINES), []
     embed = bilm.embed_sentences
     monkeypatch.setattr(bilm, "embed_sentences", lambda s, *a: calls.append((len(s), stream.read)) or embed(s, *a))
-    from spacy_elmo.allennlp import embed_file
+    from spacy_elmo.embed import embed_file
 
     embed_file(bilm, stream, tmp_path / "out.hdf5", batch_size=2, progress=False)
     assert calls == [(2, 2), (2, 4), (1, 5)]  # each batch is embedded before the next lines are read
@@ -480,6 +500,7 @@ def test_cuda_device_without_cuda():
         ElmoEmbedder(options_file, weight_file, cuda_device=0)
 
 
+@pytest.mark.slow
 def test_import_does_not_import_spacy():
     code = "import sys; from spacy_elmo import Elmo, ElmoEmbedder, batch_to_ids; print('spacy' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

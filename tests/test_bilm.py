@@ -14,7 +14,7 @@ import torch
 from spacy_elmo import load_bilm
 from spacy_elmo.bilm import BiLM, BiLMOptions, batch_char_ids, kernels, onednn, token_char_ids
 
-from .conftest import PARITY
+from .helpers import PARITY
 
 
 def test_parity_with_allennlp(parity_bilm, parity_sentences):

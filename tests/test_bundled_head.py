@@ -6,10 +6,12 @@ import json
 import logging
 from pathlib import Path
 
+import pytest
+
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR
 from spacy_elmo.training.adapt import adapt, model_files
 
-from .test_pretrain import one_thread  # noqa: F401 (an autouse fixture: torch on one thread, restored after)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # trains biLMs
 
 TEXT = """The committee will meet again next week to discuss the new budget .
 She said that the weather had been much colder than usual this year .

@@ -18,22 +18,9 @@ from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR
 from spacy_elmo.pipeline import install_extensions, set_vector_hooks
 from spacy_elmo.pipeline.sequences import sequence_ranges, split_windows
 
-TEXT = "The bank approved the loan. They fished by the river bank all day long. Then it rained."
-TEXTS = [
-    TEXT,
-    "Short one.",
-    "",
-    "A much longer text with many words in it , repeated : " * 3,
-    "Whitespace   tokens \n\n and  tabs\t here.",
-]
+from .helpers import TEXT, TEXTS, make_nlp
+
 HAS_DEFAULT_MODEL = (DEFAULT_MODEL_DIR / "weights.hdf5").is_file()
-
-
-def make_nlp(parity_files, **config) -> spacy.Language:
-    nlp = spacy.blank("en")
-    options, weights = parity_files
-    nlp.add_pipe("elmo", config={"options_file": str(options), "weight_file": str(weights), **config})
-    return nlp
 
 
 @pytest.fixture(scope="module")
@@ -273,6 +260,7 @@ numpy.savez(sys.argv[3], *single, *multi)
 
 
 @pytest.mark.parametrize("sequence_cache_mb", [0, 4])  # with a cache: one per process
+@pytest.mark.slow
 def test_n_process_2(parity_files, tmp_path, sequence_cache_mb):
     out = tmp_path / "out.npz"
     script = MULTIPROCESS_SCRIPT % (TEXTS,)
@@ -310,7 +298,8 @@ def test_lazy_load_without_initialize(model_copy, tmp_path):
         ({"max_length": 2.5}, "max_length"),
         ({"precision": "fp16"}, r"precision must be one of \('fp32', 'bf16'\), found 'fp16'"),
         ({"store_layers": "yes"}, "store_layers"),
-        ({"weight_file": None}, "give both options_file and weight_file, or neither"),
+        ({"weight_file": None}, r"elmo: give both options_file and weight_file \(paths or URLs\), or neither"),
+        ({"model": "small", "options_file": "o.json"}, "elmo: give either model .* not both; found model='small'"),
         ({"unknown": 1}, "unknown"),
     ],
 )

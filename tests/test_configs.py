@@ -16,87 +16,16 @@ from pathlib import Path
 import numpy
 import pytest
 import spacy
-from spacy.cli.init_pipeline import init_vectors_cli
 from spacy.cli.train import train
-from spacy.tokens import Doc, DocBin
-from spacy.training import offsets_to_biluo_tags
 
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights
 
-CONFIGS = Path(__file__).parent.parent / "configs"
+from .helpers import CONFIGS, NER_EXAMPLES, TEXTCAT_EXAMPLES
+
+pytestmark = pytest.mark.slow  # runs spacy train
+
 TASKS = ("ner", "textcat")
 FEATURES = ("baseline", "static", "elmo")
-
-NER_EXAMPLES = [
-    ("Barack Obama visited Paris yesterday", [(0, 12, "person"), (21, 26, "geo-loc")]),
-    ("I love my new iPhone from Apple", [(14, 20, "product"), (26, 31, "company")]),
-    ("Watching the Lakers game in Los Angeles tonight", [(13, 19, "sportsteam"), (28, 39, "geo-loc")]),
-    ("Taylor Swift is on MTV again", [(0, 12, "person"), (19, 22, "company")]),
-    ("nothing to see here lol", []),
-    ("Going to London with Sarah", [(9, 15, "geo-loc"), (21, 26, "person")]),
-]
-TEXTCAT_EXAMPLES = [
-    ("A smart , funny and moving film .", "fresh"),
-    ("Dull , overlong and badly acted .", "rotten"),
-    ("One of the best movies of the year .", "fresh"),
-    ("A tedious mess with no redeeming qualities .", "rotten"),
-    ("Charming performances carry this delightful story .", "fresh"),
-    ("The plot makes no sense and the jokes fall flat .", "rotten"),
-]
-
-
-def _ner_docs(nlp) -> list[Doc]:
-    docs = []
-    for text, spans in NER_EXAMPLES:
-        doc = nlp.make_doc(text)
-        doc.ents = [doc.char_span(start, end, label=label) for start, end, label in spans]
-        assert "-" not in offsets_to_biluo_tags(doc, spans)
-        docs.append(doc)
-    return docs
-
-
-def _textcat_docs(nlp) -> list[Doc]:
-    docs = []
-    for text, label in TEXTCAT_EXAMPLES:
-        doc = nlp.make_doc(text)
-        doc.cats = {"fresh": float(label == "fresh"), "rotten": float(label == "rotten")}
-        docs.append(doc)
-    return docs
-
-
-def _write_word2vec(path: Path, words: list[str], dim: int = 8) -> None:
-    rng = numpy.random.RandomState(0)
-    lines = [f"{len(words)} {dim}"]
-    lines += [word + " " + " ".join(f"{x:.4f}" for x in rng.uniform(-1, 1, dim)) for word in words]
-    path.write_text("\n".join(lines) + "\n", encoding="utf8")
-
-
-@pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
-    """Tiny ``{ner,textcat}/{train,dev}.spacy`` and a static vectors pipeline ``static_model``."""
-    root = tmp_path_factory.mktemp("configs")
-    nlp = spacy.blank("en")
-    words = set()
-    for task, make_docs in (("ner", _ner_docs), ("textcat", _textcat_docs)):
-        docs = make_docs(nlp)
-        words.update(token.text for doc in docs for token in doc)
-        (root / task).mkdir()
-        for split in ("train", "dev"):
-            DocBin(docs=docs).to_disk(root / task / f"{split}.spacy")
-    _write_word2vec(root / "w2v.txt", sorted(words))
-    init_vectors_cli(
-        lang="en",
-        vectors_loc=root / "w2v.txt",
-        output_dir=root / "static_model",
-        prune=-1,
-        truncate=0,
-        mode="default",
-        name=None,
-        verbose=False,
-        jsonl_loc=None,
-        attr="ORTH",
-    )
-    return root
 
 
 @pytest.mark.parametrize("features", FEATURES)

@@ -3,53 +3,22 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
-import h5py
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from spacy_elmo import embed_dir as engine
-from spacy_elmo.allennlp import embed_file
+from spacy_elmo import _compat
 from spacy_elmo.cli import app
-from spacy_elmo.embed_dir import EmbedSettings, embed_dir
+from spacy_elmo.embed import EmbedSettings, embed_dir, shards
+from spacy_elmo.hub import ModelSpec
 
-PARITY = Path(__file__).parent / "data" / "elmo_parity"
-SETTINGS = EmbedSettings(options_file=str(PARITY / "options.json"), weight_file=str(PARITY / "weights.hdf5"))
-SENTENCES = [" ".join(s) for s in json.loads((PARITY / "sentences.json").read_text(encoding="utf-8"))]
-# big: 13 lines in 4 shards of 4 (a repeated line too); small: one shard; empty: no line
-CORPUS = {"big": SENTENCES[:11] + [SENTENCES[0], "a b c"], "small": ["Hello world", "  café  naïve "], "empty": []}
+from .helpers import CORPUS, SETTINGS, assert_same_as_embed, read_h5, write_corpus
 
 
-def write_corpus(directory: Path, files: dict[str, list[str]] = CORPUS) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    for stem, lines in files.items():
-        (directory / f"{stem}.txt").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return directory
-
-
-def read_h5(path: Path) -> dict:
-    with h5py.File(path, "r") as f:
-        return {k: f[k].asstr()[0] if k == "sentence_to_index" else f[k][()] for k in f}
-
-
-def assert_same_as_embed(bilm, input_dir: Path, output_dir: Path, stems, output_format: str = "all") -> None:
-    """Each ``output_dir/<stem>.hdf5`` equals ``embed`` of ``input_dir/<stem>.txt``: keys, JSON map, values (1e-5)."""
-    for stem in stems:
-        reference = output_dir.parent / f"reference-{stem}.hdf5"
-        embed_file(bilm, input_dir / f"{stem}.txt", reference, output_format, progress=False)
-        expected, found = read_h5(reference), read_h5(output_dir / f"{stem}.hdf5")
-        assert sorted(found) == sorted(expected), stem
-        for key, value in expected.items():
-            if key == "sentence_to_index":
-                assert found[key] == value
-            else:
-                assert found[key].dtype == np.float32 and found[key].shape == value.shape
-                np.testing.assert_allclose(found[key], value, rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.parametrize("workers,output_format", [(1, "all"), (2, "average")])
+@pytest.mark.parametrize(
+    "workers,output_format",
+    [(1, "all"), pytest.param(2, "average", marks=pytest.mark.slow)],  # 2: spawns workers
+)
 def test_outputs_equal_embed(parity_bilm, tmp_path, workers, output_format):
     input_dir = write_corpus(tmp_path / "in")
     settings = EmbedSettings(**{**SETTINGS.__dict__, "output_format": output_format, "batch_size": 3})
@@ -67,7 +36,7 @@ def test_outputs_equal_embed(parity_bilm, tmp_path, workers, output_format):
 def test_second_run_skips_finished_files_and_redoes_changed_ones(tmp_path, monkeypatch):
     input_dir, output_dir = write_corpus(tmp_path / "in"), tmp_path / "out"
     embed_dir(input_dir, output_dir, SETTINGS, shard_lines=4, progress=False)
-    monkeypatch.setattr(engine.ShardEmbedder, "__init__", lambda *a: pytest.fail("a finished file was re-embedded"))
+    monkeypatch.setattr(shards.ShardEmbedder, "__init__", lambda *a: pytest.fail("a finished file was re-embedded"))
     summary = embed_dir(input_dir, output_dir, SETTINGS, shard_lines=4, progress=False)
     assert (summary.files, summary.skipped, summary.sentences) == (0, 3, 0)
     monkeypatch.undo()
@@ -81,14 +50,14 @@ def test_second_run_skips_finished_files_and_redoes_changed_ones(tmp_path, monke
 
 def test_interrupted_run_leaves_no_finished_looking_output_and_resumes(parity_bilm, tmp_path, monkeypatch):
     input_dir, output_dir = write_corpus(tmp_path / "in", {"big": CORPUS["big"]}), tmp_path / "out"
-    embed = engine.ShardEmbedder.__call__
+    embed = shards.ShardEmbedder.__call__
 
     def crash_on_third_shard(self, shard):
         if shard.first == 8:
             raise OSError("disk full")
         return embed(self, shard)
 
-    monkeypatch.setattr(engine.ShardEmbedder, "__call__", crash_on_third_shard)
+    monkeypatch.setattr(shards.ShardEmbedder, "__call__", crash_on_third_shard)
     summary = embed_dir(input_dir, output_dir, SETTINGS, shard_lines=4, progress=False)
     assert summary.failed == {str(input_dir / "big.txt"): "disk full"} and summary.files == 0
     assert not (output_dir / "big.hdf5").exists() and not (output_dir / ".embed-dir" / "big.json").exists()
@@ -113,9 +82,9 @@ def test_bad_files_are_reported_and_the_others_finish(tmp_path):
             str(input_dir),
             str(tmp_path / "out"),
             "--options",
-            SETTINGS.options_file,
+            SETTINGS.model.options_file,
             "--weights",
-            SETTINGS.weight_file,
+            SETTINGS.model.weight_file,
         ],
     )
     assert result.exit_code == 1
@@ -133,10 +102,13 @@ def test_errors(tmp_path, monkeypatch):
         embed_dir(tmp_path, tmp_path / "out", SETTINGS, workers=0)
     with pytest.raises(ValueError, match="shard_lines must be an int >= 1"):
         embed_dir(tmp_path, tmp_path / "out", SETTINGS, shard_lines=0)
-    with pytest.raises(ValueError, match="either a model name or options"):
-        EmbedSettings(model="small", options_file="options.json")
+    not_both = (
+        r"give either model \(a name or a directory\) or options_file \+ weight_file, not both; found model='small'"
+    )
+    with pytest.raises(ValueError, match=not_both):
+        ModelSpec("small", "options.json")
     with pytest.raises(ValueError, match="output_format must be one of"):
         EmbedSettings(output_format="mean")
-    monkeypatch.setattr(engine, "has_ray", False)
+    monkeypatch.setattr(_compat, "has_ray", False)
     result = CliRunner().invoke(app, ["embed-dir", str(tmp_path), str(tmp_path / "out"), "--ray", "local"])
     assert result.exit_code == 1 and 'pip install "spacy-elmo[ray]"' in result.output

@@ -18,7 +18,7 @@ from spacy_elmo import load_bilm
 from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model, registry
 from spacy_elmo.hub.registry import RELEASE_BASES, Pin
 
-from .model_server import PARITY
+from .helpers import PARITY
 
 SMALL = MODELS["small"]
 SENTENCES = [["The", "bank", "of", "the", "river", "."], ["Hello"], ["ELMo", "is", "here"]]
@@ -33,8 +33,8 @@ def cached_files(cache: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def local_layers():
-    return load_bilm(PARITY / "options.json", PARITY / "weights.hdf5").embed_sentences(SENTENCES)
+def local_layers(parity_bilm):
+    return parity_bilm.embed_sentences(SENTENCES)
 
 
 def assert_same_layers(bilm, expected) -> None:
@@ -304,7 +304,7 @@ def test_component_from_urls_saves_a_pipeline_that_loads_without_network_or_cach
     monkeypatch.setenv("SPACY_ELMO_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
     loaded = spacy.load(tmp_path / "pipeline")
-    assert loaded.get_pipe("elmo").options_file == urls["options_file"]  # the config keeps the URLs...
+    assert loaded.get_pipe("elmo").spec.options_file == urls["options_file"]  # the config keeps the URLs...
     np.testing.assert_allclose(loaded("The bank of the river .")._.elmo_layers, local_layers[0], rtol=0, atol=1e-5)
     assert not (tmp_path / "empty-cache").exists()  # ...but the weights come from the pipeline folder
     assert len(mirror.requests) == 2
@@ -326,7 +326,7 @@ def test_component_model_setting(mirror, monkeypatch, tmp_path, local_layers):
     np.testing.assert_allclose(loaded("Hello")._.elmo_layers, local_layers[1], rtol=0, atol=1e-5)
     default = spacy.blank("en").add_pipe("elmo", config={"model": "default"})
     assert default.bilm.n_layers == 3
-    with pytest.raises(ValueError, match="elmo: give either model or options_file / weight_file, not both"):
+    with pytest.raises(ValueError, match=r"elmo: give either model \(a name or a directory\) .*, not both"):
         spacy.blank("en").add_pipe("elmo", config={"model": "small", "options_file": "o.json", "weight_file": "w.hdf5"})
     with pytest.raises(ValueError, match="elmo: unknown ELMo model name 'tiny'; released models: small"):
         spacy.blank("en").add_pipe("elmo", config={"model": "tiny"})
@@ -387,4 +387,8 @@ def test_cli_download_models_embed_and_info(mirror, monkeypatch, model_cache, tm
     assert failed.exit_code == 1
     assert "ELMo model 'original'" in failed.output and "SPACY_ELMO_OFFLINE=1" in failed.output
     both = run_cli("embed", str(text), str(tmp_path / "x.hdf5"), "--model", "small", "--options", urls[0])
-    assert both.exit_code == 1 and "either --model or --options / --weights" in both.output
+    assert (
+        both.exit_code == 1
+        and "give either model (a name or a directory) or options_file + weight_file, not both; found model='small'"
+        in both.output
+    )

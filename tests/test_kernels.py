@@ -86,7 +86,7 @@ def test_bf16_falls_back_to_fp32_with_one_warning(parity_bilm, no_bf16_kernels):
 
 
 def test_bf16_fallback_in_every_entry_point(parity_files, no_bf16_kernels, tmp_path):
-    from spacy_elmo.allennlp import embed_file
+    from spacy_elmo.embed import embed_file
 
     embedder = ElmoEmbedder(*map(str, parity_files))
     expected = embedder.embed_sentence(SENTENCES[0])

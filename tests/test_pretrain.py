@@ -28,26 +28,17 @@ from spacy_elmo.training.lm import BiLanguageModel
 from spacy_elmo.training.loop import learning_rate
 from spacy_elmo.training.vocab import build_vocab
 
-TINY = BiLMOptions(filters=((1, 4), (2, 8), (3, 8)), n_highway=1, char_dim=4, projection_dim=8, lstm_dim=24, n_layers=2)
-NOUNS = ["dog", "cat", "bird", "farmer", "teacher", "child"]
-VERBS = ["sees", "likes", "feeds", "finds"]
-ADJ = ["small", "old", "happy", "green"]
+from .helpers import TINY, tiny_sentence
 
-
-def _sentence(rng: random.Random) -> str:
-    """A sentence of a tiny regular language: an LM learns it quickly."""
-    words = ["the", rng.choice(ADJ), rng.choice(NOUNS), rng.choice(VERBS), "the", rng.choice(NOUNS)]
-    if rng.random() < 0.5:
-        words += ["in", "the", "park"]
-    return " ".join(words + ["."])
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # trains biLMs
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("corpus")
     rng = random.Random(0)
-    (root / "train.txt").write_text("\n".join(_sentence(rng) for _ in range(300)) + "\n", encoding="utf-8")
-    (root / "heldout.txt").write_text("\n".join(_sentence(rng) for _ in range(40)) + "\n", encoding="utf-8")
+    (root / "train.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(300)) + "\n", encoding="utf-8")
+    (root / "heldout.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(40)) + "\n", encoding="utf-8")
     (root / "options.json").write_text(json.dumps(TINY.to_json()), encoding="utf-8")
     return {"train": root / "train.txt", "heldout": root / "heldout.txt", "options": root / "options.json"}
 
@@ -69,14 +60,6 @@ def _config(corpus: dict[str, Path], output: Path, **overrides) -> TrainConfig:
     )
     settings.update(overrides)
     return TrainConfig(**settings)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import os
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from spacy_elmo._compat import has_ray
-from spacy_elmo.embed_dir import embed_dir
+from spacy_elmo.embed import embed_dir
 
-from .test_embed_dir import CORPUS, SETTINGS, assert_same_as_embed, write_corpus
+from .helpers import CORPUS, SETTINGS, assert_same_as_embed, write_corpus
 
-pytestmark = pytest.mark.skipif(not has_ray, reason='needs Ray: pip install "spacy-elmo[ray]"')
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not has_ray, reason='needs Ray: pip install "spacy-elmo[ray]"')]
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +26,11 @@ def ray_cluster():
 
 
 def test_ray_outputs_equal_embed_and_a_second_run_skips_them(ray_cluster, parity_bilm, tmp_path):
+    from spacy_elmo.embed.ray_actors import ray_runner
+
     input_dir = write_corpus(tmp_path / "in", {**CORPUS, "blank": ["a", "", "b"]})
     summary = embed_dir(
-        input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, ray_address="local", progress=False
+        input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, runner=ray_runner("local"), progress=False
     )
     assert summary.files == 3 and summary.sentences == 15
     assert summary.failed == {
@@ -33,18 +38,35 @@ def test_ray_outputs_equal_embed_and_a_second_run_skips_them(ray_cluster, parity
         "every line must hold one sentence (remove blank lines)"
     }
     assert_same_as_embed(parity_bilm, input_dir, tmp_path / "out", CORPUS)
-    again = embed_dir(input_dir, tmp_path / "out", SETTINGS, workers=2, ray_address="local", progress=False)
+    again = embed_dir(input_dir, tmp_path / "out", SETTINGS, workers=2, runner=ray_runner("local"), progress=False)
     assert (again.files, again.skipped, again.sentences, len(again.failed)) == (0, 3, 0, 1)
 
 
-def test_ray_retries_the_task_of_a_killed_actor(ray_cluster, parity_bilm, tmp_path, monkeypatch):
-    from spacy_elmo.ray import CRASH_ONCE_ENV
+def test_ray_retries_the_task_of_a_killed_actor(ray_cluster, parity_bilm, tmp_path):
+    from spacy_elmo.embed.ray_actors import ray_runner
+    from spacy_elmo.embed.shards import ShardEmbedder
 
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_ONCE_ENV, str(marker))
+
+    class CrashOnce(ShardEmbedder):
+        """Kills its actor process on the first shard any actor gets (once: the marker file says it happened)."""
+
+        def __call__(self, shard):
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            except FileExistsError:
+                return super().__call__(shard)
+            os._exit(1)
+
     input_dir = write_corpus(tmp_path / "in", {"big": CORPUS["big"]})
     summary = embed_dir(
-        input_dir, tmp_path / "out", SETTINGS, workers=2, shard_lines=4, ray_address="local", progress=False
+        input_dir,
+        tmp_path / "out",
+        SETTINGS,
+        workers=2,
+        shard_lines=4,
+        runner=ray_runner("local", embedder=CrashOnce),
+        progress=False,
     )
     assert marker.exists()  # an actor died on its first task
     assert (summary.files, summary.sentences, summary.failed) == (1, 13, {})
@@ -54,15 +76,15 @@ def test_ray_retries_the_task_of_a_killed_actor(ray_cluster, parity_bilm, tmp_pa
 def test_embed_dataset_writes_parquet(ray_cluster, parity_bilm, tmp_path):
     import pyarrow.parquet as pq
 
-    from spacy_elmo.ray import embed_dataset
+    from spacy_elmo.embed.ray_actors import embed_dataset
 
     sentences = [["The", "bank", "of", "the", "river", "."], ["Hello"], ["café", "naïve", "x", "y"]]
     rows = [{"id": i, "tokens": tokens} for i, tokens in enumerate(sentences)]
     ds = embed_dataset(
         ray_cluster.data.from_items(rows),
         "tokens",
-        options_file=SETTINGS.options_file,
-        weight_file=SETTINGS.weight_file,
+        options_file=SETTINGS.model.options_file,
+        weight_file=SETTINGS.model.weight_file,
         batch_size=2,
     )
     ds.write_parquet(str(tmp_path / "parquet"))
@@ -78,10 +100,9 @@ def test_embed_dataset_writes_parquet(ray_cluster, parity_bilm, tmp_path):
 def test_dataset_batches_of_texts(parity_bilm, output_format):
     import pyarrow as pa
 
-    from spacy_elmo.embed_dir import EmbedSettings
-    from spacy_elmo.ray import _BatchEmbedder
+    from spacy_elmo.embed.ray_actors import _BatchEmbedder
 
-    settings = EmbedSettings(**{**SETTINGS.__dict__, "output_format": output_format})
+    settings = replace(SETTINGS, output_format=output_format)
     texts = ["The bank of the river .", "Hello"]
     batch = _BatchEmbedder(settings, None, "text", "vectors")(pa.table({"text": texts, "id": [0, 1]}))
     assert batch.column("id").to_pylist() == [0, 1] and batch.column("text").to_pylist() == texts

@@ -19,11 +19,7 @@ from thinc.api import Config
 from spacy_elmo.pipeline import ElmoComponent
 from spacy_elmo.pipeline.sequence_cache import MB, SequenceCache, key_nbytes, sequence_key
 
-from . import test_configs
-from .test_component import TEXTS, make_nlp
-from .test_configs import CONFIGS
-
-workspace = test_configs.workspace  # the module-scoped fixture of test_configs, also used here
+from .helpers import CONFIGS, TEXTS, make_nlp
 
 LONG = "One sentence here . Another one follows ! " * 8
 
@@ -253,6 +249,7 @@ def train_ner(workspace: Path, parity_files, output: Path, sequence_cache_mb: fl
     return nlp
 
 
+@pytest.mark.slow
 def test_spacy_train_is_identical_with_and_without_the_cache(workspace, parity_files, tmp_path):
     plain = train_ner(workspace, parity_files, tmp_path / "plain", 0)
     cached = train_ner(workspace, parity_files, tmp_path / "cached", 16)

@@ -16,13 +16,7 @@ STATEFUL = Path(__file__).parent / "data" / "allennlp_stateful"
 OPTIONS, WEIGHTS = STATEFUL / "options.json", STATEFUL / "lm_weights.hdf5"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny matrices: one thread is faster, and much faster on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def reference_batches() -> tuple[list[list[list[str]]], list[list[np.ndarray]]]:

@@ -132,7 +132,7 @@ def test_store_is_written_in_and_out_of_inference_mode(parity_files):
 
 
 def test_atomic_files_get_the_umask_permissions(parity_files, tmp_path):
-    from spacy_elmo.allennlp import embed_file
+    from spacy_elmo.embed import embed_file
 
     bilm = load_bilm(*parity_files)
     old = os.umask(0o027)

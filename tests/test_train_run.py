@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import spacy
 from spacy.tokens import DocBin
+
+pytestmark = pytest.mark.slow  # runs spacy train
 
 ROOT = Path(__file__).parent.parent
 EXAMPLES = [
