@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
 import spacy  # noqa: E402
 
-from spacy_elmo.bilm.atomic import write_text  # noqa: E402
+from spacy_elmo.util.atomic import write_text  # noqa: E402
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
 
 TASKS = {"ner": "WNUT-16 NER (test)", "textcat": "Rotten Tomatoes fresh/rotten (test)"}

@@ -27,7 +27,7 @@ from scipy.stats import pearsonr, spearmanr
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from spacy_elmo.bilm.atomic import write_text
+from spacy_elmo.util.atomic import write_text
 
 from evaluation import cosine, elmo_pipeline, optional_path
 

@@ -23,7 +23,7 @@ from typing import List
 
 from spacy.util import load_config
 
-from spacy_elmo.bilm.atomic import write_text
+from spacy_elmo.util.atomic import write_text
 from spacy_elmo.bilm.kernels import cpu_name
 
 

@@ -28,7 +28,7 @@ import spacy
 from spacy.language import Language
 from spacy.tokens import Doc
 
-from spacy_elmo.bilm.atomic import write_text
+from spacy_elmo.util.atomic import write_text
 
 from prepare_corpus import SourceUnavailable, debian_package
 from evaluation import cosine, elmo_pipeline, optional_path

@@ -29,11 +29,11 @@ from torch import nn
 from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.encoder import N_CHAR_IDS
 from .bilm.model import with_boundaries
-from .bilm.options import is_int
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .embed.writer import DEFAULT_BATCH_SIZE, PathOrFile, check_batch_size, embed_file
 from .hub import load_bilm
+from .util.checks import is_int
 
 
 def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:

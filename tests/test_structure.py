@@ -80,11 +80,16 @@ def test_no_import_cycle_between_modules():
 
 def test_bilm_knows_nothing_above_it():
     for path in (PACKAGE / "bilm").rglob("*.py"):
-        above = {m for m in _imports(path) if not m.startswith("spacy_elmo.bilm")}
+        above = {m for m in _imports(path) if not m.startswith(("spacy_elmo.bilm", "spacy_elmo.util"))}
         assert above == set(), f"{path.name} imports {sorted(above)}"
         text = path.read_text(encoding="utf-8")
         for name in ("import spacy", "from spacy", "import ray", "import requests", "import pooch"):
             assert name not in text, f"{path.name}: {name}"
+
+
+def test_util_is_the_bottom_layer():
+    for path in (PACKAGE / "util").rglob("*.py"):
+        assert {m for m in _imports(path) if not m.startswith("spacy_elmo.util")} == set(), path.name
 
 
 def test_one_public_load_bilm():

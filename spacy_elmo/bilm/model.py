@@ -12,8 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..util.atomic import write_text
 from . import kernels
-from .atomic import write_text
 from .chars import batch_char_ids, bos_char_ids, check_sentences, eos_char_ids
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack

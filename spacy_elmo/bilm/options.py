@@ -6,10 +6,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from typing_extensions import TypeGuard
+from ..util.checks import is_int, is_number
 
 ACTIVATIONS = ("relu", "tanh")
 # Keys bilm-tf writes next to "lstm"/"char_cnn" when training; they do not change the network.
@@ -152,16 +151,6 @@ class BiLMOptions:
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a valid JSON options file ({err})") from None
         return cls.from_json(data, source=str(path))
-
-
-def is_int(value: object) -> TypeGuard[int]:
-    """An ``int`` and not a ``bool`` (JSON / config values: ``true`` is not a count)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value: object) -> TypeGuard[int | float]:
-    """An ``int`` or ``float`` and not a ``bool``."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _section(data: dict, key: str, fail) -> dict:

@@ -12,9 +12,9 @@ from collections import OrderedDict
 
 import torch
 
+from ..util.checks import is_int
 from . import onednn
 from .encoder import CharCNNEncoder
-from .options import is_int
 
 DEFAULT_TOKEN_CACHE_SIZE = 20_000
 _FIRST_CAPACITY = 1024

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import torch
 
-from .atomic import atomic_path
+from ..util.atomic import atomic_path
 
 if TYPE_CHECKING:
     from .model import BiLM

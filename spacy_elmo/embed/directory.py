@@ -26,8 +26,8 @@ from pathlib import Path
 import h5py
 from tqdm import tqdm
 
-from ..bilm.atomic import atomic_path, write_text
-from ..bilm.options import is_int
+from ..util.atomic import atomic_path, write_text
+from ..util.checks import is_int
 from .shards import EmbedSettings, RunnerFactory, Shard, local_shard_runner
 from .writer import blank_line_error, write_sentence_to_index
 

@@ -20,10 +20,10 @@ import h5py
 import torch
 
 from ..bilm import BiLM
-from ..bilm.atomic import atomic_path
 from ..bilm.kernels import PRECISIONS
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
+from ..util.atomic import atomic_path
 from .writer import check_batch_size, check_output_format, embed_lines, select_layers, write_sentence_to_index
 
 #: yields ``(shard, None)`` or ``(shard, error)`` for each shard given, as they finish

@@ -20,8 +20,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bilm import BiLM
-from ..bilm.atomic import atomic_path
-from ..bilm.options import is_int
+from ..util.atomic import atomic_path
+from ..util.checks import is_int
 
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")

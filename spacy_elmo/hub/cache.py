@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
-from ..bilm.atomic import write_text
+from ..util.atomic import write_text
 from .registry import PINS, Pin, mirror_base, release_path
 
 HASH_SUFFIX = ".sha256"

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..bilm.atomic import apply_umask
+from ..util.atomic import apply_umask
 from .cache import IntegrityError, Remote, cache_dir, check_pin, record_hash, remote_for, verify_cached
 
 #: extra attempts after a failed download (network error or wrong hash)

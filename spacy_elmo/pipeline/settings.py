@@ -10,10 +10,11 @@ import numpy as np
 
 from ..bilm.kernels import PRECISIONS
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME
-from ..bilm.options import BiLMOptions, is_int, is_number
+from ..bilm.options import BiLMOptions
 from ..bilm.token_cache import check_token_cache_size
 from ..hub.registry import model_named
 from ..hub.spec import ModelSpec
+from ..util.checks import is_int, is_number
 
 Mix = Union[str, int, List[float]]
 MIX_NAMES = ("average", "top")

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from ..bilm.atomic import atomic_path
+from ..util.atomic import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.pt"
 

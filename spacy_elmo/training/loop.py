@@ -18,11 +18,11 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..bilm.atomic import atomic_path, write_text
 from ..bilm.kernels import PRECISIONS, runs_as
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, read_vocab, resolve_device
 from ..bilm.options import BiLMOptions
 from ..bilm.weights import load_weights
+from ..util.atomic import atomic_path, write_text
 from .checkpoint import load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel

@@ -1,0 +1,1 @@
+"""Generic helpers below every layer (they import nothing from spacy_elmo): atomic file writes, value checks."""
