@@ -1,9 +1,10 @@
 """A bounded LRU cache of the context-free token layer (character CNN + highway + projection).
 
-Layer 0 of ELMo depends on a token's characters alone, so a word type needs it computed
-once. Entries are keyed by the token's character ids (its UTF-8 bytes, cut at the
-encoder's maximum, with the word markers): two strings the encoder cannot tell apart share
-an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
+Layer 0 of ELMo depends on a token's characters alone (and, in ELMoForManyLangs models, its
+word id), so a word type needs it computed once. Entries are keyed by the row of ids the
+token layer sees (see :mod:`.token_ids`: the character ids cut at the encoder's maximum, with
+the word markers, and the word id where there is one): two strings the encoder cannot tell
+apart share an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class TokenCache:
         self._store = None
 
     def __call__(self, encoder: CharCNNEncoder, char_ids: torch.Tensor) -> torch.Tensor:
-        """``encoder(char_ids)`` through the cache: ``(n_tokens, max_chars)`` -> ``(n_tokens, projection_dim)``."""
+        """``encoder(char_ids)`` through the cache: ``(n_tokens, width)`` -> ``(n_tokens, projection_dim)``."""
         dtype = onednn.compute_dtype(encoder.projection.weight)
         device = encoder.projection.weight.device
         state = (device, onednn.versions(encoder.parameters()))
@@ -54,7 +55,7 @@ class TokenCache:
             self.clear()
             self._state = state
         tag = b"b" if dtype == torch.bfloat16 else b"f"
-        rows = char_ids.to(torch.int16).cpu().numpy()  # ids < 262
+        rows = char_ids.to(torch.int16 if encoder.n_ids <= 2**15 else torch.int32).cpu().numpy()
         keys = [tag + row.tobytes() for row in rows]
         hit_at, hit_slots, new_rows = [], [], {}
         for i, key in enumerate(keys):
