@@ -8,6 +8,7 @@ from typing import Any, Optional, Union
 
 import torch
 
+from ..bilm.directory import load_directory
 from ..bilm.model import BiLM
 from ..bilm.model import load_bilm as load_local_bilm
 from .download import fetch
@@ -45,10 +46,13 @@ def load_bilm(
     options_file: FileArg = None, weight_file: FileArg = None, device: Union[str, torch.device] = "cpu", **kwargs: Any
 ) -> BiLM:
     """Load a biLM: ``load_bilm()`` the bundled default, ``load_bilm("small")`` a released model by name,
-    ``load_bilm(options, weights)`` from paths or http(s) URLs (downloaded once into the cache).
+    ``load_bilm(options, weights)`` from paths or http(s) URLs (downloaded once into the cache),
+    ``load_bilm(directory)`` from a local model directory of any kind (see :mod:`spacy_elmo.bilm.directory`).
 
     Other keyword arguments go to :func:`spacy_elmo.bilm.model.load_bilm`.
     """
+    if weight_file is None and options_file is not None and os.path.isdir(options_file):
+        return load_directory(options_file, device, **kwargs)
     options_file, weight_file = resolve_files(options_file, weight_file)
     return load_local_bilm(options_file, weight_file, device, **kwargs)
 
