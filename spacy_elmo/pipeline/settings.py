@@ -88,7 +88,8 @@ def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarr
 
 
 def check_model(model: Optional[str], options_file: Optional[str], weight_file: Optional[str], mix: Mix) -> None:
-    """``model``: a released model's name, or ``null`` / ``"default"`` for the bundled model; it
+    """``model``: a released model's name, a local model directory (any kind, see
+    :mod:`spacy_elmo.bilm.directory`), or ``null`` / ``"default"`` for the bundled model; it
     excludes ``options_file`` / ``weight_file``. A name's layer count is checked against ``mix``."""
     if model is None:
         return
@@ -99,7 +100,7 @@ def check_model(model: Optional[str], options_file: Optional[str], weight_file: 
             f"elmo: give either model or options_file / weight_file, not both; found model={model!r}, "
             f"options_file={options_file!r}, weight_file={weight_file!r}"
         )
-    if model != "default":
+    if model != "default" and not Path(model).is_dir():
         try:
             released = model_named(model)
         except ValueError as error:
