@@ -16,7 +16,7 @@ import torch
 
 from spacy_elmo import Elmo, ElmoEmbedder, load_bilm
 from spacy_elmo.bilm import kernels
-from spacy_elmo.bilm.directory import directory_kind, load_directory
+from spacy_elmo.bilm.directory import directory_kind, load_directory, save_directory
 from spacy_elmo.bilm.manylangs import SHIPPED_CONFIGS, parse_architecture, read_architecture, read_dic
 from spacy_elmo.bilm.token_cache import TokenCache
 
@@ -250,6 +250,35 @@ def test_spacy_pipeline_of_another_language(lang, text):
         float(np.dot(doc[0].vector, doc[1].vector) / (np.linalg.norm(doc[0].vector) * np.linalg.norm(doc[1].vector))),
         abs=1e-5,
     )
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_directory_round_trip(tmp_path, name):
+    bilm = load_directory(MANYLANGS / name)
+    save_directory(bilm, tmp_path / "saved")
+    expected = {"config.json", "architecture.json", "char.dic", "token_embedder.pkl", "encoder.pkl"}
+    assert {f.name for f in (tmp_path / "saved").iterdir()} == expected | ({"word.dic"} if name == "words" else set())
+    assert read_dic(tmp_path / "saved" / "char.dic") == read_dic(MANYLANGS / name / "char.dic")
+    again = load_directory(tmp_path / "saved")
+    assert max_diff(again.embed_sentences(SENTENCES), bilm.embed_sentences(SENTENCES)) == 0.0
+    assert max_diff(again.embed_sentences(SENTENCES), reference(name)) <= 1e-5
+    with pytest.raises(ValueError, match="the bilm-tf format holds only biLMs over UTF-8 byte characters"):
+        bilm.save(tmp_path / "as-bilm-tf")
+
+
+def test_pipeline_with_a_manylangs_model_saves_and_loads(tmp_path):
+    nlp = spacy.blank("zh")
+    nlp.add_pipe("elmo", config={"model": str(MANYLANGS / "words")})
+    text = "我们喜欢自然语言处理。"
+    expected = nlp(text)._.elmo_layers
+    nlp.to_disk(tmp_path / "pipeline")
+    assert (tmp_path / "pipeline" / "elmo" / "word.dic").is_file()
+    loaded = spacy.load(tmp_path / "pipeline", config={"components": {"elmo": {"model": None}}})
+    np.testing.assert_array_equal(loaded(text)._.elmo_layers, expected)
+    from_bytes = spacy.blank("zh")
+    from_bytes.add_pipe("elmo")
+    from_bytes.get_pipe("elmo").from_bytes(nlp.get_pipe("elmo").to_bytes())
+    np.testing.assert_array_equal(from_bytes(text)._.elmo_layers, expected)
 
 
 MULTIPROCESS_SCRIPT = """

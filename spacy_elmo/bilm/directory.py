@@ -12,12 +12,14 @@ from pathlib import Path
 
 import torch
 
-from .manylangs import CONFIG_NAME, load_manylangs
-from .model import OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_bilm, resolve_device
+from .manylangs import CONFIG_NAME, MANYLANGS_FILES, load_manylangs, save_manylangs
+from .model import MODEL_FILES, OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_bilm, resolve_device
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, check_token_cache_size
+from .token_ids import VocabTokenIds
 
 NLPL_WEIGHTS_NAME = "model.hdf5"
 BILM_TF, MANYLANGS = "bilm-tf", "elmoformanylangs"
+DIRECTORY_FILES = (*MODEL_FILES, NLPL_WEIGHTS_NAME, *MANYLANGS_FILES)  # every file a model directory may hold
 
 
 def directory_kind(directory: str | os.PathLike[str]) -> str:
@@ -58,3 +60,12 @@ def load_directory(
         return load_bilm(directory / OPTIONS_NAME, bilm_tf_weights(directory), device, token_cache_size)
     resolved = resolve_device(device)
     return load_manylangs(directory, token_cache_size=token_cache_size).to(resolved).eval()
+
+
+def save_directory(model: BiLM, directory: str | os.PathLike[str]) -> None:
+    """Write ``model`` into ``directory`` in the format it came in: ELMoForManyLangs for a biLM over
+    vocabularies, else bilm-tf / AllenNLP (``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``))."""
+    if isinstance(model.token_ids, VocabTokenIds):
+        save_manylangs(model, directory)
+    else:
+        model.save(Path(directory))

@@ -19,13 +19,15 @@ from typing import Any
 
 import torch
 
+from .atomic import atomic_path, write_text
 from .model import BiLM
 from .options import BiLMOptions, is_int
 from .token_ids import BOS, BOW, EOS, EOW, OOV, PAD, VocabTokenIds
 
 CONFIG_NAME, CHAR_DIC, WORD_DIC = "config.json", "char.dic", "word.dic"
 TOKEN_EMBEDDER_NAME, ENCODER_NAME = "token_embedder.pkl", "encoder.pkl"
-MANYLANGS_FILES = (CONFIG_NAME, CHAR_DIC, TOKEN_EMBEDDER_NAME, ENCODER_NAME)  # word.dic only with a word embedding
+ARCHITECTURE_NAME = "architecture.json"  # what save_manylangs names the architecture file
+MANYLANGS_FILES = (CONFIG_NAME, ARCHITECTURE_NAME, CHAR_DIC, WORD_DIC, TOKEN_EMBEDDER_NAME, ENCODER_NAME)
 
 # The architecture files the reference ships in ``elmoformanylangs/configs`` (both files hold the
 # same architecture); released models name them in ``config_path`` without including them.
@@ -229,15 +231,21 @@ def _load_token_embedder(
     _copy(copies)
 
 
-def _load_encoder(model: BiLM, reader: _StateReader) -> None:
-    options = model.options
-    c, h = options.lstm_dim, options.projection_dim
-    # rows of the reference's gates (input, forget, candidate, output) in our order (input, candidate, forget, output)
+def _gate_order(c: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The permutation between the reference's gate rows (input, forget, candidate, output) and ours (input,
+    candidate, forget, output): its own inverse; and the forget bias of +1 our cells add, in our order."""
     order = torch.cat(
         [torch.arange(0, c), torch.arange(2 * c, 3 * c), torch.arange(c, 2 * c), torch.arange(3 * c, 4 * c)]
     )
     forget_bias = torch.zeros(4 * c)
     forget_bias[2 * c : 3 * c] = 1.0
+    return order, forget_bias
+
+
+def _load_encoder(model: BiLM, reader: _StateReader) -> None:
+    options = model.options
+    c, h = options.lstm_dim, options.projection_dim
+    order, forget_bias = _gate_order(c)
     copies: list[tuple[torch.Tensor, torch.Tensor]] = []
     for direction, layers in (("forward", model.lstm.forward_layers), ("backward", model.lstm.backward_layers)):
         for k, cell in enumerate(layers):
@@ -284,3 +292,80 @@ def load_manylangs(directory: str | os.PathLike[str], token_cache_size: int = 0)
     _load_token_embedder(model, embedder_reader, len(chars), len(words or ()), chars_file, words_file)
     _load_encoder(model, _StateReader(directory / ENCODER_NAME, encoder_state, described))
     return model.eval()
+
+
+def architecture_of(model: BiLM) -> dict[str, Any]:
+    """The ELMoForManyLangs architecture of ``model`` (the keys the reference reads at inference)."""
+    o = model.options
+    return {
+        "encoder": {
+            "name": "elmo",
+            "projection_dim": o.projection_dim,
+            "cell_clip": o.cell_clip or 0,
+            "proj_clip": o.proj_clip or 0,
+            "dim": o.lstm_dim,
+            "n_layers": o.n_layers,
+        },
+        "token_embedder": {
+            "name": "cnn",
+            "activation": o.activation,
+            "filters": [list(f) for f in o.filters],
+            "n_highway": o.n_highway,
+            "word_dim": model.encoder.word_dim,
+            "char_dim": o.char_dim,
+            "max_characters_per_token": o.max_chars,
+        },
+        "dropout": 0.0,
+    }
+
+
+def _state_dicts(model: BiLM) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """The reference's ``token_embedder`` and ``encoder`` state dicts of ``model`` (the inverse of loading)."""
+    encoder = model.encoder
+    embedder: dict[str, torch.Tensor] = {}
+    if encoder.word_embedding is not None:
+        embedder["word_emb_layer.embedding.weight"] = encoder.word_embedding.weight[1:]
+    embedder["char_emb_layer.embedding.weight"] = encoder.char_embedding.weight[1:]
+    for i, conv in enumerate(encoder.convs):
+        assert conv.bias is not None  # built with bias=True
+        embedder[f"convolutions.{i}.weight"], embedder[f"convolutions.{i}.bias"] = conv.weight, conv.bias
+    for k, highway in enumerate(encoder.highways):
+        embedder[f"highways._layers.{k}.weight"] = torch.cat([highway.transform.weight, -highway.carry.weight])
+        embedder[f"highways._layers.{k}.bias"] = torch.cat([highway.transform.bias, -highway.carry.bias])
+    embedder["projection.weight"], embedder["projection.bias"] = encoder.projection.weight, encoder.projection.bias
+    order, forget_bias = _gate_order(model.options.lstm_dim)
+    lstm: dict[str, torch.Tensor] = {}
+    for direction, layers in (("forward", model.lstm.forward_layers), ("backward", model.lstm.backward_layers)):
+        for k, cell in enumerate(layers):
+            prefix = f"{direction}_layer_{k}"
+            lstm[f"{prefix}.input_linearity.weight"] = cell.input_weight[order]
+            lstm[f"{prefix}.state_linearity.weight"] = cell.state_weight[order]
+            lstm[f"{prefix}.state_linearity.bias"] = (cell.bias.cpu() + forget_bias)[order]
+            lstm[f"{prefix}.state_projection.weight"] = cell.projection
+
+    def plain(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {key: value.detach().float().cpu().contiguous().clone() for key, value in state.items()}
+
+    return plain(embedder), plain(lstm)
+
+
+def save_manylangs(model: BiLM, directory: str | os.PathLike[str]) -> None:
+    """Write ``model`` (loaded from an ELMoForManyLangs directory) as such a directory, each file atomically:
+    ``config.json`` naming ``architecture.json``, the vocabularies and the two state dicts."""
+    token_ids = model.token_ids
+    if not isinstance(token_ids, VocabTokenIds):
+        raise ValueError(f"cannot save to {directory} as ELMoForManyLangs: the biLM has no character vocabulary")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    write_text(directory / ARCHITECTURE_NAME, json.dumps(architecture_of(model), indent=1) + "\n")
+    write_text(directory / CONFIG_NAME, json.dumps({"config_path": ARCHITECTURE_NAME}) + "\n")
+    for name, vocab in ((CHAR_DIC, token_ids.chars), (WORD_DIC, token_ids.words)):
+        if vocab is not None:
+            write_text(directory / name, "".join(f"{key}\t{i}\n" for key, i in sorted(vocab.items(), key=_by_id)))
+    for name, state in zip((TOKEN_EMBEDDER_NAME, ENCODER_NAME), _state_dicts(model)):
+        with atomic_path(directory / name) as tmp:
+            torch.save(state, tmp)
+
+
+def _by_id(item: tuple[str, int]) -> int:
+    return item[1]
