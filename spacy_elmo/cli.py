@@ -16,7 +16,7 @@ from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
 # options shared by `embed` and `embed-dir`
-MODEL = typer.Option(None, "--model", help="a released model's name (see `spacy-elmo models`)")
+MODEL = typer.Option(None, "--model", help="a released model's name (see `spacy-elmo models`) or a model directory")
 OPTIONS_FILE = typer.Option(None, "--options", help="options.json: path or URL (default: bundled)")
 WEIGHT_FILE = typer.Option(None, "--weights", help="weights.hdf5: path or URL (default: bundled)")
 OUTPUT_FORMAT = typer.Option("all", help="all (every layer), top, or average")

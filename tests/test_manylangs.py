@@ -7,18 +7,22 @@ import json
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 import spacy
 import torch
+from typer.testing import CliRunner
 
 from spacy_elmo import Elmo, ElmoEmbedder, load_bilm
 from spacy_elmo.bilm import kernels
 from spacy_elmo.bilm.directory import directory_kind, load_directory, save_directory
 from spacy_elmo.bilm.manylangs import SHIPPED_CONFIGS, parse_architecture, read_architecture, read_dic
 from spacy_elmo.bilm.token_cache import TokenCache
+from spacy_elmo.cli import app
 
 MANYLANGS = Path(__file__).parent / "data" / "manylangs"
 MODELS = ("words", "chars")  # word embedding + characters (as released), characters only
@@ -59,6 +63,26 @@ def test_parity_with_the_reference(name, mode, token_cache_size):
         # the sentences one at a time: the result does not depend on the batch
         alone = [bilm.embed_sentences([s])[0] for s in SENTENCES]
     assert max_diff(alone, reference(name)) <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["plain", "auto"])
+def test_bf16_on_a_manylangs_model(mode):
+    bilm = load_directory(MANYLANGS / "words")
+    with kernels.forced(mode), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # bf16 may run as fp32 on a CPU without bf16 kernels
+        got = bilm.embed_sentences(SENTENCES, precision="bf16")
+    assert max_diff(got, reference("words")) <= 0.1
+
+
+def test_embed_command_with_a_model_directory(tmp_path):
+    (tmp_path / "in.txt").write_text("我们 喜欢 语言 。\nDie Größe des Hauses !\n", encoding="utf-8")
+    args = ["embed", str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5"), "--model", str(MANYLANGS / "words")]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    bilm = load_directory(MANYLANGS / "words")
+    with h5py.File(tmp_path / "out.hdf5") as f:
+        for key, sentence in (("0", "我们 喜欢 语言 。"), ("1", "Die Größe des Hauses !")):
+            np.testing.assert_allclose(f[key][...], bilm.embed_sentences([sentence.split()])[0], atol=1e-6, rtol=0)
 
 
 def test_token_ids_follow_the_reference_quirks():
