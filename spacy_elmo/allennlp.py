@@ -37,6 +37,7 @@ from .bilm.model import with_boundaries
 from .bilm.options import is_int
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from .bilm.token_ids import ByteTokenIds
 from .hub import load_bilm
 
 DEFAULT_BATCH_SIZE = 64
@@ -210,10 +211,13 @@ class Elmo(nn.Module, _CarriesState):
 
     def _check_ids(self, inputs: object) -> torch.Tensor:
         max_chars, n_ids = self.bilm.token_ids.width, self.bilm.encoder.n_ids
+        build = (
+            "batch_to_ids(sentences)" if isinstance(self.bilm.token_ids, ByteTokenIds) else "elmo.bilm.token_ids.batch"
+        )
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(
                 f"Elmo expects character ids as a torch tensor (batch, tokens, {max_chars}), "
-                f"found {type(inputs).__name__}; build them with batch_to_ids(sentences)"
+                f"found {type(inputs).__name__}; build them with {build}"
             )
         if (
             inputs.dim() < 3
@@ -225,12 +229,12 @@ class Elmo(nn.Module, _CarriesState):
             raise ValueError(
                 f"character ids must be an integer tensor of shape (batch, tokens, {max_chars}), found "
                 f"{str(inputs.dtype).replace('torch.', '')} {tuple(inputs.shape)}; "
-                "build them with batch_to_ids(sentences)"
+                f"build them with {build}"
             )
         if inputs.numel() and (inputs.min() < 0 or inputs.max() >= n_ids):
             raise ValueError(
                 f"character ids must lie in [0, {n_ids - 1}], found values in "
-                f"[{int(inputs.min())}, {int(inputs.max())}]; build them with batch_to_ids(sentences)"
+                f"[{int(inputs.min())}, {int(inputs.max())}]; build them with {build}"
             )
         return inputs.long()
 

@@ -241,7 +241,7 @@ def test_allennlp_api_on_a_manylangs_directory():
         mixed = out["elmo_representations"][0][i, :n].detach().numpy()
         assert np.abs(mixed - expected[i].mean(axis=0)).max() <= 1e-5
         assert out["mask"][i].sum() == n
-    with pytest.raises(ValueError, match=r"shape \(batch, tokens, 13\)"):
+    with pytest.raises(ValueError, match=r"shape \(batch, tokens, 13\).*build them with elmo.bilm.token_ids.batch"):
         elmo(torch.ones(1, 2, 12, dtype=torch.long))
 
     words = ["fox", "我们", "international"]

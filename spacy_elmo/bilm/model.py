@@ -192,7 +192,8 @@ class BiLM(nn.Module):
         if not isinstance(self.token_ids, ByteTokenIds) or self.encoder.word_embedding is not None:
             raise ValueError(
                 f"cannot save to {directory}: the bilm-tf format holds only biLMs over UTF-8 byte characters "
-                "without a word embedding (this is an ELMoForManyLangs model; keep its original directory)"
+                "without a word embedding (this is an ELMoForManyLangs model: spacy_elmo.bilm.directory.save_directory "
+                "writes it in its own layout)"
             )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
