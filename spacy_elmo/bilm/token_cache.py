@@ -25,7 +25,8 @@ class TokenCache:
     """Token-layer vectors of up to ``size`` distinct tokens; the least recently used go first.
 
     Memory: ``size * projection_dim * 4`` bytes of vectors at most (the store grows by doubling
-    as entries come in) plus about 250 bytes of key and index per entry. The entries belong to
+    as entries come in) plus about 250 bytes of key and index per entry (ids as int16; about 350
+    bytes with int32 keys, for vocabularies of 32768 ids or more). The entries belong to
     one state of the encoder's parameters: a changed parameter (an optimizer step, a loaded
     state dict) or another device empties the cache. Used only without autograd.
     """
