@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from .bilm import BiLM, ScalarMix, batch_char_ids
-from .bilm.encoder import N_CHAR_IDS
 from .bilm.model import with_boundaries
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from .bilm.token_ids import ByteTokenIds
 from .embed.writer import DEFAULT_BATCH_SIZE, PathOrFile, check_batch_size, embed_file
 from .hub import load_bilm
 from .util.checks import is_int
@@ -65,6 +65,8 @@ class Elmo(nn.Module, _CarriesState):
     (``tokens + 2``). Dropout is applied after mixing. ``scalar_mix_parameters`` (pre-softmax, one per
     layer) fixes the mix weights and gamma = 1. With ``requires_grad=False`` the biLM is frozen and runs
     without autograd. ``module`` passes an already loaded ``BiLM`` instead of the two files.
+    A model with its own vocabularies (ELMoForManyLangs, ``Elmo(directory)``) reads the ids of
+    ``elmo.bilm.token_ids.batch(sentences)`` instead of ``batch_to_ids``'s.
     ``stateful=True``: AllenNLP's behaviour, each batch row's LSTM continues from that row's state
     at the end of the previous call (``reset_states()`` starts again from zero).
 
@@ -120,7 +122,8 @@ class Elmo(nn.Module, _CarriesState):
         if isinstance(words, str) or not all(isinstance(w, str) for w in words):
             raise TypeError("vocab_to_cache must be a list of strings (index 0 is the padding token)")
         bilm = self.bilm
-        ids = torch.cat([torch.stack([bilm.bos_ids, bilm.eos_ids]), batch_to_ids([[w] for w in words])[:, 0]])
+        word_ids = bilm.token_ids.batch([[w] for w in words]).reshape(len(words), -1)
+        ids = torch.cat([torch.stack([bilm.bos_ids, bilm.eos_ids]), word_ids])
         with torch.no_grad():
             return torch.cat([bilm.encoder(ids[k : k + 1024]) for k in range(0, len(ids), 1024)]).float()
 
@@ -198,11 +201,14 @@ class Elmo(nn.Module, _CarriesState):
         return tokens, mask_with_markers
 
     def _check_ids(self, inputs: object) -> torch.Tensor:
-        max_chars = self.bilm.options.max_chars
+        max_chars, n_ids = self.bilm.token_ids.width, self.bilm.encoder.n_ids
+        build = (
+            "batch_to_ids(sentences)" if isinstance(self.bilm.token_ids, ByteTokenIds) else "elmo.bilm.token_ids.batch"
+        )
         if not isinstance(inputs, torch.Tensor):
             raise TypeError(
                 f"Elmo expects character ids as a torch tensor (batch, tokens, {max_chars}), "
-                f"found {type(inputs).__name__}; build them with batch_to_ids(sentences)"
+                f"found {type(inputs).__name__}; build them with {build}"
             )
         if (
             inputs.dim() < 3
@@ -214,12 +220,12 @@ class Elmo(nn.Module, _CarriesState):
             raise ValueError(
                 f"character ids must be an integer tensor of shape (batch, tokens, {max_chars}), found "
                 f"{str(inputs.dtype).replace('torch.', '')} {tuple(inputs.shape)}; "
-                "build them with batch_to_ids(sentences)"
+                f"build them with {build}"
             )
-        if inputs.numel() and (inputs.min() < 0 or inputs.max() >= N_CHAR_IDS):
+        if inputs.numel() and (inputs.min() < 0 or inputs.max() >= n_ids):
             raise ValueError(
-                f"character ids must lie in [0, {N_CHAR_IDS - 1}], found values in "
-                f"[{int(inputs.min())}, {int(inputs.max())}]; build them with batch_to_ids(sentences)"
+                f"character ids must lie in [0, {n_ids - 1}], found values in "
+                f"[{int(inputs.min())}, {int(inputs.max())}]; build them with {build}"
             )
         return inputs.long()
 

@@ -331,7 +331,7 @@ def test_missing_files_name_the_path(parity_files, tmp_path):
     bad.write_bytes(b"not hdf5")
     with pytest.raises(ValueError, match=f"{bad}: not a readable HDF5"):
         make_nlp(parity_files, weight_file=str(bad)).initialize()
-    with pytest.raises(ValueError, match=f"options file not found: {tmp_path / 'empty' / 'options.json'}"):
+    with pytest.raises(ValueError, match=f"{tmp_path / 'empty'}: not a model directory"):
         make_nlp(parity_files).get_pipe("elmo").from_disk(tmp_path / "empty")
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 MAX_CHARS = 50
+N_BYTE_CHAR_IDS = 262  # 256 bytes + 4 markers + padding, shifted by one (0 = padded token)
 BOS_CHAR = 256
 EOS_CHAR = 257
 BOW_CHAR = 258

@@ -9,10 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from . import kernels, onednn
+from .chars import N_BYTE_CHAR_IDS as N_CHAR_IDS
 from .modules import ModuleList
 from .options import BiLMOptions
-
-N_CHAR_IDS = 262  # 256 bytes + 4 markers + padding, shifted by one (0 = padded token)
 
 
 class Highway(nn.Module):
@@ -38,6 +37,7 @@ class _PackedEncoder(TypedDict):
     """The encoder's weights for the oneDNN path (see ``CharCNNEncoder._packed``)."""
 
     embedding: torch.Tensor
+    word_embedding: torch.Tensor | None
     conv: torch.Tensor
     conv_bias: torch.Tensor
     invalid: torch.Tensor
@@ -47,15 +47,24 @@ class _PackedEncoder(TypedDict):
 
 
 class CharCNNEncoder(nn.Module):
-    """Maps character ids ``(..., max_chars)`` to token vectors ``(..., projection_dim)``."""
+    """Maps token ids ``(..., width)`` to token vectors ``(..., projection_dim)``.
 
-    def __init__(self, options: BiLMOptions) -> None:
+    A row is ``max_chars`` character ids (AllenNLP), or a word id then ``max_chars`` character
+    ids (ELMoForManyLangs: its word embedding ``(n_word_ids, word_dim)`` is concatenated with the
+    highway output before the projection); see :mod:`.token_ids`.
+    """
+
+    def __init__(
+        self, options: BiLMOptions, n_char_ids: int = N_CHAR_IDS, n_word_ids: int = 0, word_dim: int = 0
+    ) -> None:
         super().__init__()
         self.options = options
-        self.char_embedding = nn.Embedding(N_CHAR_IDS, options.char_dim, padding_idx=0)
+        self.char_embedding = nn.Embedding(n_char_ids, options.char_dim, padding_idx=0)
+        self.word_embedding = nn.Embedding(n_word_ids, word_dim, padding_idx=0) if n_word_ids else None
+        self.word_dim = word_dim if n_word_ids else 0
         self.convs = ModuleList(nn.Conv1d(options.char_dim, num, kernel_size=width) for width, num in options.filters)
         self.highways = ModuleList(Highway(options.n_filters) for _ in range(options.n_highway))
-        self.projection = nn.Linear(options.n_filters, options.projection_dim)
+        self.projection = nn.Linear(self.word_dim + options.n_filters, options.projection_dim)
         self.activation = torch.tanh if options.activation == "tanh" else F.relu
 
     def __getstate__(self) -> dict:
@@ -65,14 +74,28 @@ class CharCNNEncoder(nn.Module):
         dtype = onednn.compute_dtype(self.projection.weight)
         if kernels.use_onednn(char_ids, dtype):
             return self._forward_onednn(char_ids, dtype)
+        ids = char_ids.reshape(-1, char_ids.shape[-1])
         # (n_tokens, char_dim, max_chars)
-        chars = self.char_embedding(char_ids.reshape(-1, char_ids.shape[-1])).transpose(1, 2)
+        chars = self.char_embedding(ids[:, self.word_column :]).transpose(1, 2)
         # max: cheaper backward than amax
         pooled = [self.activation(conv(chars).max(dim=-1).values) for conv in self.convs]
         hidden = torch.cat(pooled, dim=-1)
         for highway in self.highways:
             hidden = highway(hidden)
+        if self.word_embedding is not None:
+            hidden = torch.cat([self.word_embedding(ids[:, 0]), hidden], dim=-1)
         return self.projection(hidden).reshape(*char_ids.shape[:-1], -1)
+
+    @property
+    def word_column(self) -> int:
+        """1 when a row starts with a word id, else 0."""
+        return 0 if self.word_embedding is None else 1
+
+    @property
+    def n_ids(self) -> int:
+        """One more than the largest id a row may hold."""
+        n_words = self.word_embedding.num_embeddings if self.word_embedding is not None else 0
+        return max(self.char_embedding.num_embeddings, n_words)
 
     def _packed(self, dtype: torch.dtype) -> _PackedEncoder:
         """All convolutions as one product over windows of the widest filter's width (the narrower
@@ -90,6 +113,7 @@ class CharCNNEncoder(nn.Module):
                 col += num
             return _PackedEncoder(
                 embedding=self.char_embedding.weight.to(dtype),
+                word_embedding=None if self.word_embedding is None else self.word_embedding.weight.to(dtype),
                 conv=onednn.pack(conv_kernels.reshape(self.options.n_filters, -1), dtype),
                 conv_bias=torch.cat([_bias(conv) for conv in self.convs]).to(dtype),
                 invalid=invalid.to(dtype),
@@ -112,15 +136,16 @@ class CharCNNEncoder(nn.Module):
         each filter's valid positions, then the activation (monotonic, so it commutes with the max)."""
         p = self._packed(dtype)
         ids = char_ids.reshape(-1, char_ids.shape[-1])
-        n_tokens, n_chars = ids.shape
+        n_tokens, n_chars = ids.shape[0], self.options.max_chars
         width = max(w for w, _ in self.options.filters)
         out = torch.empty(n_tokens, self.options.projection_dim, dtype=dtype)
         for start in range(0, n_tokens, onednn.BLOCK):
             block = ids[start : start + onednn.BLOCK]
             size = block.shape[0]
             if size < onednn.BLOCK:  # pad with empty tokens to a bounded set of sizes
-                block = torch.cat([block, block.new_zeros(onednn.padded_rows(size) - size, n_chars)])
-            chars = F.pad(F.embedding(block, p["embedding"]), (0, 0, 0, width - 1))  # (tokens, chars + width - 1, dim)
+                block = torch.cat([block, block.new_zeros(onednn.padded_rows(size) - size, block.shape[1])])
+            # (tokens, chars + width - 1, dim)
+            chars = F.pad(F.embedding(block[:, self.word_column :], p["embedding"]), (0, 0, 0, width - 1))
             pooled = chars.new_empty(block.shape[0], self.options.n_filters)
             for k in range(0, block.shape[0], chunk):
                 part = chars[k : k + chunk]
@@ -133,5 +158,7 @@ class CharCNNEncoder(nn.Module):
                 both = onednn.linear(hidden, packed, bias)
                 transform, gate = F.relu(both[:, :dim]), torch.sigmoid(both[:, dim:])
                 hidden = torch.addcmul(hidden, gate, transform - hidden)  # g * t + (1 - g) * x
+            if p["word_embedding"] is not None:
+                hidden = torch.cat([F.embedding(block[:, 0], p["word_embedding"]), hidden], dim=-1)
             out[start : start + size] = onednn.linear(hidden, p["projection"], p["projection_bias"])[:size]
         return out.reshape(*char_ids.shape[:-1], -1)

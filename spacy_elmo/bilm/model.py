@@ -14,12 +14,13 @@ from torch import nn
 
 from ..util.atomic import write_text
 from . import kernels
-from .chars import batch_char_ids, bos_char_ids, check_sentences, eos_char_ids
+from .chars import check_sentences
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack
 from .options import BiLMOptions
 from .state import CarriedState
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache_size
+from .token_ids import ByteTokenIds, TokenIds
 from .weights import load_weights, save_weights
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
@@ -32,7 +33,9 @@ HEAD_NAME = "lm_head.pt"  # the trained softmax, exported beside the biLM so tha
 class BiLM(nn.Module):
     """ELMo's biLM: a context-free character CNN layer and ``n_layers`` biLSTM layers.
 
-    ``forward`` takes character ids without sentence markers and returns every
+    ``token_ids`` maps tokens to the rows of ids the token layer reads (default: AllenNLP's
+    UTF-8 byte characters; ELMoForManyLangs models: their vocabularies, with a word embedding of
+    ``word_dim`` beside the character CNN). ``forward`` takes such ids without sentence markers and returns every
     layer: layer 0 the token layer duplicated to ``2 * projection_dim`` (as AllenNLP
     does), layers 1..L the biLSTM outputs with forward and backward halves concatenated.
 
@@ -44,14 +47,21 @@ class BiLM(nn.Module):
     eos_ids: torch.Tensor
 
     def __init__(
-        self, options: BiLMOptions, vocab: list[str] | None = None, dropout: float = 0.0, token_cache_size: int = 0
+        self,
+        options: BiLMOptions,
+        vocab: list[str] | None = None,
+        dropout: float = 0.0,
+        token_cache_size: int = 0,
+        token_ids: TokenIds | None = None,
+        word_dim: int = 0,
     ) -> None:
         super().__init__()
         self.options = options
         self.vocab = vocab
+        self.token_ids = token_ids if token_ids is not None else ByteTokenIds(options.max_chars)
         self.token_cache: TokenCache | None = None
         self.set_token_cache_size(token_cache_size)
-        self.encoder = CharCNNEncoder(options)
+        self.encoder = CharCNNEncoder(options, self.token_ids.n_char_ids, self.token_ids.n_word_ids, word_dim)
         self.lstm = BiLstmStack(
             dim=options.projection_dim,
             cell_dim=options.lstm_dim,
@@ -61,8 +71,8 @@ class BiLM(nn.Module):
             use_skip_connections=options.use_skip_connections,
             dropout=dropout,
         )
-        self.register_buffer("bos_ids", torch.tensor(bos_char_ids(options.max_chars)), persistent=False)
-        self.register_buffer("eos_ids", torch.tensor(eos_char_ids(options.max_chars)), persistent=False)
+        self.register_buffer("bos_ids", torch.tensor(self.token_ids.bos()), persistent=False)
+        self.register_buffer("eos_ids", torch.tensor(self.token_ids.eos()), persistent=False)
 
     @property
     def n_layers(self) -> int:
@@ -91,7 +101,7 @@ class BiLM(nn.Module):
         return with_boundaries(char_ids, lengths, self.bos_ids, self.eos_ids)
 
     def token_layer(self, char_ids: torch.Tensor) -> torch.Tensor:
-        """The context-free token vectors ``(batch, time, projection_dim)`` of ``(batch, time, chars)`` ids,
+        """The context-free token vectors ``(batch, time, projection_dim)`` of ``(batch, time, width)`` ids,
         zero at padded positions; only real tokens go through the CNN (or come from the token cache)."""
         mask = char_ids.gt(0).any(-1)
         ids = char_ids[mask]
@@ -137,14 +147,15 @@ class BiLM(nn.Module):
         return [layer[inverse] for layer in layers]
 
     def forward(self, char_ids: torch.Tensor, carry: CarriedState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """``char_ids`` ``(batch, tokens, chars)`` without markers (0 = padded token); ``carry``: see
-        :meth:`contextual_layers`.
+        """``char_ids`` ``(batch, tokens, width)`` from :attr:`token_ids` without markers (0 = padded token);
+        ``carry``: see :meth:`contextual_layers`.
 
         Returns the layers ``(n_layers, batch, tokens, dim)`` and the mask ``(batch, tokens)``.
         """
-        if char_ids.dim() != 3 or char_ids.shape[-1] != self.options.max_chars or char_ids.is_floating_point():
+        width = self.token_ids.width
+        if char_ids.dim() != 3 or char_ids.shape[-1] != width or char_ids.is_floating_point():
             raise ValueError(
-                f"character ids must be an integer tensor of shape (batch, tokens, {self.options.max_chars}), "
+                f"character ids must be an integer tensor of shape (batch, tokens, {width}), "
                 f"found {str(char_ids.dtype).replace('torch.', '')} {tuple(char_ids.shape)}"
             )
         mask = char_ids.gt(0).any(-1)
@@ -170,7 +181,7 @@ class BiLM(nn.Module):
         with torch.inference_mode(), autocast:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
-                ids = batch_char_ids([sentences[i] for i in index], self.options.max_chars).to(self.device)
+                ids = self.token_ids.batch([sentences[i] for i in index]).to(self.device)
                 layers = self(ids)[0].float().cpu().numpy()
                 for k, i in enumerate(index):
                     results[i] = np.ascontiguousarray(layers[:, k, : len(sentences[i])])
@@ -178,6 +189,12 @@ class BiLM(nn.Module):
 
     def save(self, directory: str | Path) -> None:
         """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) in the bilm-tf / AllenNLP format."""
+        if not isinstance(self.token_ids, ByteTokenIds) or self.encoder.word_embedding is not None:
+            raise ValueError(
+                f"cannot save to {directory}: the bilm-tf format holds only biLMs over UTF-8 byte characters "
+                "without a word embedding (this is an ELMoForManyLangs model: spacy_elmo.bilm.directory.save_directory "
+                "writes it in its own layout)"
+            )
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_weights(self, directory / WEIGHTS_NAME)

@@ -1,9 +1,10 @@
 """A bounded LRU cache of the context-free token layer (character CNN + highway + projection).
 
-Layer 0 of ELMo depends on a token's characters alone, so a word type needs it computed
-once. Entries are keyed by the token's character ids (its UTF-8 bytes, cut at the
-encoder's maximum, with the word markers): two strings the encoder cannot tell apart share
-an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
+Layer 0 of ELMo depends on a token's characters alone (and, in ELMoForManyLangs models, its
+word id), so a word type needs it computed once. Entries are keyed by the row of ids the
+token layer sees (see :mod:`.token_ids`: the character ids cut at the encoder's maximum, with
+the word markers, and the word id where there is one): two strings the encoder cannot tell
+apart share an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ class TokenCache:
     """Token-layer vectors of up to ``size`` distinct tokens; the least recently used go first.
 
     Memory: ``size * projection_dim * 4`` bytes of vectors at most (the store grows by doubling
-    as entries come in) plus about 250 bytes of key and index per entry. The entries belong to
+    as entries come in) plus about 250 bytes of key and index per entry (ids as int16; about 350
+    bytes with int32 keys, for vocabularies of 32768 ids or more). The entries belong to
     one state of the encoder's parameters: a changed parameter (an optimizer step, a loaded
     state dict) or another device empties the cache. Used only without autograd.
     """
@@ -46,7 +48,7 @@ class TokenCache:
         self._store = None
 
     def __call__(self, encoder: CharCNNEncoder, char_ids: torch.Tensor) -> torch.Tensor:
-        """``encoder(char_ids)`` through the cache: ``(n_tokens, max_chars)`` -> ``(n_tokens, projection_dim)``."""
+        """``encoder(char_ids)`` through the cache: ``(n_tokens, width)`` -> ``(n_tokens, projection_dim)``."""
         dtype = onednn.compute_dtype(encoder.projection.weight)
         device = encoder.projection.weight.device
         state = (device, onednn.versions(encoder.parameters()))
@@ -54,7 +56,7 @@ class TokenCache:
             self.clear()
             self._state = state
         tag = b"b" if dtype == torch.bfloat16 else b"f"
-        rows = char_ids.to(torch.int16).cpu().numpy()  # ids < 262
+        rows = char_ids.to(torch.int16 if encoder.n_ids <= 2**15 else torch.int32).cpu().numpy()
         keys = [tag + row.tobytes() for row in rows]
         hit_at, hit_slots, new_rows = [], [], {}
         for i, key in enumerate(keys):

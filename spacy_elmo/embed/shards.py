@@ -66,7 +66,7 @@ class EmbedSettings:
     def record(self) -> dict[str, object]:
         """What decides the outputs' values and layout (local model files with their size and mtime)."""
         spec = self.model
-        files = spec.files() if spec.model is not None and os.path.isdir(spec.model) else ()
+        files = sorted(Path(spec.model).iterdir()) if spec.model is not None and os.path.isdir(spec.model) else ()
         return {
             "model": [_stamp(f) for f in (spec.model, spec.options_file, spec.weight_file, *files)],
             "output_format": self.output_format,

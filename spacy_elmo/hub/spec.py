@@ -1,7 +1,8 @@
 """Which biLM to load: one small value that every entry point (Python API, CLI, component, embedding, adaptation)
 parses, checks and resolves the same way.
 
-A :class:`ModelSpec` is the bundled default model, a released model's name, a local model directory, or an
+A :class:`ModelSpec` is the bundled default model, a released model's name (AllenNLP's, or ELMoForManyLangs'
+``many-langs/<code>``), a local model directory of any kind :mod:`spacy_elmo.bilm.directory` reads, or an
 ``options.json`` + weight-file pair (local paths or http(s) URLs). ``model`` and the two files exclude each
 other; the files come as a pair.
 """
@@ -15,8 +16,10 @@ from typing import Any, Optional, Union
 
 import torch
 
+from ..bilm.directory import BILM_TF, bilm_tf_weights, directory_kind, load_directory
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_local
 from .download import fetch
+from .many_langs import PREFIX, fetch_many_langs, unpacked_model
 from .registry import DEFAULT_NAMES, MODELS, is_url, mirror_base, model_named
 
 PathArg = Optional[Union[str, os.PathLike]]
@@ -26,8 +29,10 @@ PathArg = Optional[Union[str, os.PathLike]]
 class ModelSpec:
     """A biLM to load.
 
-    ``model``: ``None`` or ``"default"`` (the bundled model), a released model's name (``"small"``, see
-    ``spacy-elmo models``) or a local directory holding ``options.json`` + ``weights.hdf5``.
+    ``model``: ``None`` or ``"default"`` (the bundled model), a released model's name (``"small"``,
+    ``"many-langs/zh"``, see ``spacy-elmo models``), a local model directory (``options.json`` +
+    ``weights.hdf5`` or NLPL's ``model.hdf5``, or an ELMoForManyLangs directory), or a ``.zip`` of such a
+    directory (a path or a URL: unpacked once into the cache).
     ``options_file`` / ``weight_file``: the two files, each a local path or an http(s) URL.
     :raises ValueError: ``model`` together with the files, or only one of the files.
     """
@@ -68,16 +73,36 @@ class ModelSpec:
 
     @property
     def released(self) -> bool:
-        """A released model's name (downloaded into the cache on first use)."""
+        """An AllenNLP released model's name (its two files are downloaded into the cache on first use)."""
         model = self.model
-        return (
-            model is not None and not self.is_default and not ("/" in model or os.sep in model or os.path.isdir(model))
-        )
+        return model is not None and not self.is_default and not (self.many_langs or _is_path(model) or _is_zip(model))
+
+    @property
+    def many_langs(self) -> bool:
+        """An ELMoForManyLangs released model's name (``many-langs/<code>``: a zip, downloaded and unpacked)."""
+        return self.model is not None and self.model.startswith(PREFIX) and not os.path.isdir(self.model)
+
+    def directory(self) -> Optional[Path]:
+        """The local model directory of a directory or ``many-langs/<code>`` spec (fetched and unpacked into the
+        cache first), else ``None``.
+
+        :raises ValueError: a path that is no directory, a failed download.
+        """
+        if self.model is None or self.is_default or self.released:
+            return None
+        if self.many_langs:
+            return fetch_many_langs(self.model)
+        if self.model.endswith(".zip"):
+            return unpacked_model(fetch(self.model) if is_url(self.model) else self.model)
+        if not os.path.isdir(self.model):
+            raise ValueError(f"model directory not found: {self.model}")
+        return Path(self.model)
 
     def files(self) -> tuple[Path, Path]:
         """The local ``options.json`` and weight file, downloaded into the cache first where needed.
 
-        :raises ValueError: an unknown name, a directory without the two files (naming it), a failed download.
+        :raises ValueError: an unknown name, a directory without the two files (naming it; an ELMoForManyLangs
+            model has none), a failed download.
         """
         if self.is_default:
             if not (DEFAULT_MODEL_DIR / WEIGHTS_NAME).is_file():
@@ -86,28 +111,34 @@ class ModelSpec:
                     "give a model name, a directory or options_file + weight_file"
                 )
             return DEFAULT_MODEL_DIR / OPTIONS_NAME, DEFAULT_MODEL_DIR / WEIGHTS_NAME
+        directory = self.directory()
+        if directory is not None:
+            if directory_kind(directory) != BILM_TF:
+                raise ValueError(
+                    f"{directory}: an ELMoForManyLangs model directory has no {OPTIONS_NAME} + {WEIGHTS_NAME}; "
+                    "it can be loaded and embedded with, but not trained or adapted"
+                )
+            return directory / OPTIONS_NAME, bilm_tf_weights(directory)
         if self.model is not None:
-            if os.path.isdir(self.model):
-                directory = Path(self.model)
-                for name in (OPTIONS_NAME, WEIGHTS_NAME):
-                    if not (directory / name).is_file():
-                        raise ValueError(f"model directory {directory}: {name} not found")
-                return directory / OPTIONS_NAME, directory / WEIGHTS_NAME
-            if "/" in self.model or os.sep in self.model:
-                raise ValueError(f"model directory not found: {self.model}")
             return download_model(self.model)
         assert self.options_file is not None and self.weight_file is not None  # checked in __post_init__
         return _local(self.options_file), _local(self.weight_file)
 
     def resolved(self) -> ModelSpec:
-        """The same model as two local files (names and URLs fetched into the cache once): what worker
-        processes on this machine are given, so that they never download."""
+        """The same model as local files or a local directory (names and URLs fetched into the cache once):
+        what worker processes on this machine are given, so that they never download."""
+        directory = self.directory()
+        if directory is not None:
+            return ModelSpec(model=str(directory.resolve()))
         options_file, weight_file = self.files()
         return ModelSpec(options_file=str(options_file), weight_file=str(weight_file))
 
     def load(self, device: Union[str, torch.device] = "cpu", **kwargs: Any) -> BiLM:
-        """The biLM, in eval mode on ``device``; keyword arguments (``token_cache_size``) go to
-        :func:`spacy_elmo.bilm.model.load_local`."""
+        """The biLM, in eval mode on ``device``; keyword arguments (``token_cache_size``) go to the loader
+        (:func:`spacy_elmo.bilm.directory.load_directory` / :func:`spacy_elmo.bilm.model.load_local`)."""
+        directory = self.directory()
+        if directory is not None:
+            return load_directory(directory, device, **kwargs)
         options_file, weight_file = self.files()
         return load_local(options_file, weight_file, device, **kwargs)
 
@@ -131,13 +162,27 @@ def _is_model(value: Union[str, os.PathLike]) -> bool:
     path separator or ``.json`` ending that names no existing file."""
     if os.path.isdir(value):
         return True
-    if not isinstance(value, str) or is_url(value):
+    if not isinstance(value, str):
+        return False
+    if _is_zip(value):
+        return True
+    if is_url(value):
         return False
     return (
         value in MODELS
         or value in DEFAULT_NAMES
-        or not ("/" in value or os.sep in value or value.endswith(".json") or os.path.exists(value))
+        or value.startswith(PREFIX)
+        or not (_is_path(value) or value.endswith(".json") or os.path.exists(value))
     )
+
+
+def _is_path(value: str) -> bool:
+    return "/" in value or os.sep in value
+
+
+def _is_zip(value: str) -> bool:
+    """A ``.zip`` of a model directory (a local path or a URL)."""
+    return value.endswith(".zip")
 
 
 def _local(file: str) -> Path:

@@ -17,7 +17,8 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import get_current_ops
 
-from ..bilm.model import MODEL_FILES, OPTIONS_NAME, WEIGHTS_NAME, BiLM
+from ..bilm.directory import DIRECTORY_FILES, load_directory, save_directory
+from ..bilm.model import BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
@@ -262,21 +263,20 @@ class ElmoComponent(Pipe):
             self._pid = pid
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> None:
-        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) into ``path``, unless ``"model"`` is excluded."""
+        """Write the biLM's files into ``path`` in its own format (bilm-tf: ``options.json`` + ``weights.hdf5``
+        (+ ``vocab.txt``); ELMoForManyLangs: its directory layout), unless ``"model"`` is excluded."""
         path = Path(path)
         if MODEL_PART in exclude:
             path.mkdir(parents=True, exist_ok=True)
             return
-        self.bilm.save(path)
+        save_directory(self.bilm, path)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
         """Load the biLM saved in ``path``; with ``"model"`` excluded keep the configured (lazily loaded) one."""
         if MODEL_PART in exclude:
             return self
         path = Path(path)
-        self._set_bilm(
-            self._load(ModelSpec(options_file=str(path / OPTIONS_NAME), weight_file=str(path / WEIGHTS_NAME)))
-        )
+        self._set_bilm(load_directory(path, _device(), self.token_cache_size))
         return self
 
     def to_bytes(self, *, exclude: Iterable[str] = tuple()) -> bytes:
@@ -285,7 +285,7 @@ class ElmoComponent(Pipe):
             return srsly.msgpack_dumps({})
         with tempfile.TemporaryDirectory() as tmp:
             self.to_disk(tmp)
-            files = {name: (Path(tmp) / name).read_bytes() for name in MODEL_FILES if (Path(tmp) / name).is_file()}
+            files = {name: (Path(tmp) / name).read_bytes() for name in DIRECTORY_FILES if (Path(tmp) / name).is_file()}
         return srsly.msgpack_dumps({"files": files})
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
@@ -296,7 +296,7 @@ class ElmoComponent(Pipe):
         files = msg["files"]
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in files.items():
-                if name not in MODEL_FILES:
+                if name not in DIRECTORY_FILES:
                     raise ValueError(f"elmo: unexpected file {name!r} in the serialized component")
                 (Path(tmp) / name).write_bytes(data)
             return self.from_disk(tmp)
