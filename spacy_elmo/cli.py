@@ -106,8 +106,8 @@ def pretrain(
         train_file=str(train_file),
         heldout_file=str(heldout),
         output_dir=str(output_dir),
-        options_file=str(options or ""),
-        init_from=str(init_from or ""),
+        options_file=str(options) if options else None,
+        init_from=str(init_from) if init_from else None,
         lr=lr,
         **settings,
     )

@@ -12,7 +12,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import torch.distributed as dist
@@ -23,9 +23,10 @@ from ..bilm.kernels import PRECISIONS, runs_as
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, read_vocab, resolve_device
 from ..bilm.options import BiLMOptions
 from ..bilm.weights import load_weights
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel
+from .progress import Progress
 from .vocab import build_vocab, check_vocab
 
 logger = logging.getLogger(__name__)
@@ -54,11 +55,11 @@ class TrainConfig:
     train_file: str
     heldout_file: str
     output_dir: str
-    options_file: str = ""
-    init_from: str = ""
-    weights_file: str = ""
-    vocab_file: str = ""
-    head_file: str = ""
+    options_file: Optional[str] = None
+    init_from: Optional[str] = None
+    weights_file: Optional[str] = None
+    vocab_file: Optional[str] = None
+    head_file: Optional[str] = None
     head_warmup: bool = False
     head_only: bool = False
     head_lr: float = 1e-3
@@ -179,9 +180,10 @@ def _sources(config: TrainConfig) -> tuple[Path, Path | None, Path | None, Path 
         head = init / HEAD_NAME
         return init / OPTIONS_NAME, init / WEIGHTS_NAME, init / VOCAB_NAME, head if head.is_file() else None
 
-    def optional(name: str) -> Path | None:
+    def optional(name: str | None) -> Path | None:
         return Path(name) if name else None
 
+    assert config.options_file  # validate(): an options file when there is no init_from
     return (
         Path(config.options_file),
         optional(config.weights_file),
@@ -206,18 +208,18 @@ def _load_head(model: BiLanguageModel, path: Path, vocab_file: Path | None) -> N
     model.softmax.load_state_dict(state)
 
 
-def _warmup_finished(config: TrainConfig, progress: dict[str, Any], announce: bool) -> bool:
+def _warmup_finished(config: TrainConfig, progress: Progress, announce: bool) -> bool:
     """The head warm-up's stopping rule, applied at each of its evaluations (see :class:`TrainConfig`);
     ``announce``: log the end of the warm-up."""
-    ppl = progress["history"][-1]["ppl"]
-    previous, progress["head_ppl"] = progress["head_ppl"], ppl
+    ppl = progress.history[-1]["ppl"]
+    previous, progress.head_ppl = progress.head_ppl, ppl
     gain = (previous - ppl) / previous
-    done = gain < config.head_min_gain or progress["step"] >= config.head_max_steps
+    done = gain < config.head_min_gain or progress.step >= config.head_max_steps
     if done and announce:
         logger.info(
             "head warm-up done at step %d: held-out perplexity %.1f, %.1f%% below the evaluation before "
             "(stops under %.1f%%, or at step %d); now fine-tuning everything at lr %g",
-            progress["step"],
+            progress.step,
             ppl,
             100 * gain,
             100 * config.head_min_gain,
@@ -227,9 +229,9 @@ def _warmup_finished(config: TrainConfig, progress: dict[str, Any], announce: bo
     return done
 
 
-def _evaluation_due(config: TrainConfig, progress: dict[str, Any]) -> bool:
-    step = progress["step"]
-    if progress["phase"] == "head" and not config.head_only:
+def _evaluation_due(config: TrainConfig, progress: Progress) -> bool:
+    step = progress.step
+    if progress.phase == "head" and not config.head_only:
         return step % config.head_eval_every == 0 or step >= config.head_max_steps
     return step % config.eval_every == 0
 
@@ -246,19 +248,19 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     state = _checkpoint_to_resume(config, out, rank) if resume else None
     run = _start(config, state, rank, world_size, device, out)
     progress = run.progress
-    bar = tqdm(total=config.max_steps or None, initial=progress["step"], disable=rank != 0, unit="step")
+    bar = tqdm(total=config.max_steps or None, initial=progress.step, disable=rank != 0, unit="step")
     if run.starts_trained:  # the trained biLM's perplexity before any step
         run.record(bar)
-        progress["head_ppl"] = progress["history"][-1]["ppl"]
+        progress.head_ppl = progress.history[-1]["ppl"]
     run.model.train()
     n_batches = run.train_epochs(bar)
     bar.close()
-    if not progress["history"] or progress["history"][-1]["step"] != progress["step"]:
+    if not progress.history or progress.history[-1]["step"] != progress.step:
         run.record(bar)
     run.checkpoint()
     metrics = run.final_metrics(n_batches)
     if rank == 0:
-        _export(run.model, {"final": metrics, "history": progress["history"]}, out)
+        _export(run.model, {"final": metrics, "history": progress.history}, out)
     if world_size > 1:
         dist.barrier()
     return metrics
@@ -273,16 +275,26 @@ def _training_device(config: TrainConfig) -> torch.device:
     return device
 
 
+#: what every checkpoint holds (see :meth:`_Run.checkpoint`)
+CHECKPOINT_KEYS = ("model", "optimizer", "progress", "rng", "config", "options", "vocab")
+
+
 def _checkpoint_to_resume(config: TrainConfig, out: Path, rank: int) -> dict[str, Any] | None:
-    """The last checkpoint in ``out``, if any; a ``ValueError`` when it was trained on another file."""
-    state = load_checkpoint(out / "checkpoints")
-    if state is None and rank == 0:
-        logger.info("no checkpoint in %s: starting a new run", out / "checkpoints")
-    if state is not None and state["config"]["train_file"] != config.train_file:
-        raise ValueError(
-            f"{out / 'checkpoints'}: the checkpoint was trained on {state['config']['train_file']}, "
-            f"not {config.train_file}"
-        )
+    """The last checkpoint in ``out``, if any; a ``ValueError`` when it lacks an entry or was trained on
+    another file."""
+    directory = out / "checkpoints"
+    state = load_checkpoint(directory)
+    if state is None:
+        if rank == 0:
+            logger.info("no checkpoint in %s: starting a new run", directory)
+        return None
+    path = directory / CHECKPOINT_NAME
+    missing = [key for key in CHECKPOINT_KEYS if key not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
+    if missing:
+        raise ValueError(f"{path}: cannot resume: the checkpoint lacks {', '.join(missing)}")
+    trained_on = state["config"].get("train_file") if isinstance(state["config"], dict) else None
+    if trained_on != config.train_file:
+        raise ValueError(f"{directory}: the checkpoint was trained on {trained_on}, not {config.train_file}")
     return state
 
 
@@ -303,14 +315,14 @@ class _Run:
     trainer: torch.nn.Module  # the model, wrapped for DDP when there are several processes
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
-    progress: dict[str, Any]  # step, epoch, batch in epoch, tokens, seconds, history, phase...; checkpointed
+    progress: Progress  # step, epoch, batch in epoch, tokens, seconds, history, phase...; checkpointed
     autocasts: dict[bool, Any]  # biLM frozen or not -> the autocast context of a step
     starts_trained: bool  # trained weights loaded for a new run: measure the perplexity before any step
 
     def finished(self) -> bool:
         config, progress = self.config, self.progress
-        return (config.max_steps > 0 and progress["step"] >= config.max_steps) or (
-            config.max_minutes > 0 and progress["seconds"] >= 60 * config.max_minutes
+        return (config.max_steps > 0 and progress.step >= config.max_steps) or (
+            config.max_minutes > 0 and progress.seconds >= 60 * config.max_minutes
         )
 
     def train_epochs(self, bar: tqdm) -> int:
@@ -318,21 +330,21 @@ class _Run:
         way; returns the number of batches of the last epoch."""
         config, progress = self.config, self.progress
         n_batches = 0
-        while progress["epoch"] < config.max_epochs and not self.finished():
-            generator = torch.Generator().manual_seed(config.seed * 1009 + progress["epoch"] * 7919 + self.rank)
+        while progress.epoch < config.max_epochs and not self.finished():
+            generator = torch.Generator().manual_seed(config.seed * 1009 + progress.epoch * 7919 + self.rank)
             plan = self.train_corpus.batch_plan(config.batch_tokens, generator)
             n_batches = _reduce_over_ranks(len(plan), self.world_size, "min", self.device)
-            while progress["batch"] < n_batches and not self.finished():
-                frozen = self.step(plan[progress["batch"]], bar)
+            while progress.batch < n_batches and not self.finished():
+                frozen = self.step(plan[progress.batch], bar)
                 if _evaluation_due(config, progress):
                     self.record(bar)
                     if frozen and not config.head_only and _warmup_finished(config, progress, self.rank == 0):
-                        progress["phase"], progress["phase_start"] = "full", progress["step"]
-                if progress["step"] % config.checkpoint_every == 0:
+                        progress.phase, progress.phase_start = "full", progress.step
+                if progress.step % config.checkpoint_every == 0:
                     self.checkpoint()
-            if progress["batch"] >= n_batches:
-                progress["epoch"] += 1
-                progress["batch"] = 0
+            if progress.batch >= n_batches:
+                progress.epoch += 1
+                progress.batch = 0
         return n_batches
 
     def step(self, index: list[int], bar: tqdm) -> bool:
@@ -340,28 +352,28 @@ class _Run:
         config, progress = self.config, self.progress
         started = time.perf_counter()
         batch = self.train_corpus.batch(index).to(self.device)
-        frozen = progress["phase"] == "head"
+        frozen = progress.phase == "head"
         with self.autocasts[frozen]:
             forward_nll, backward_nll = self.trainer(batch.char_ids, batch.targets, batch.lengths, frozen=frozen)
         loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # frozen: the biLM's gradients stay None, so the optimizer leaves it untouched
         for group in self.optimizer.param_groups:
-            group["lr"] = config.head_lr if frozen else learning_rate(config, progress["step"], progress["phase_start"])
+            group["lr"] = config.head_lr if frozen else learning_rate(config, progress.step, progress.phase_start)
         torch.nn.utils.clip_grad_norm_(self.params, config.clip)
         self.optimizer.step()
         elapsed = time.perf_counter() - started
-        progress["step"] += 1
-        progress["batch"] += 1
-        progress["tokens"] += batch.n_tokens * self.world_size
-        progress["seconds"] += elapsed
+        progress.step += 1
+        progress.batch += 1
+        progress.tokens += batch.n_tokens * self.world_size
+        progress.seconds += elapsed
         bar.update(1)
         bar.set_postfix(
             loss=f"{loss.item():.3f}",
             ppl=f"{math.exp(min(loss.item(), 50)):.1f}",
             tok_s=f"{batch.n_tokens * self.world_size / elapsed:.0f}",
-            epoch=progress["epoch"],
-            phase=progress["phase"],
+            epoch=progress.epoch,
+            phase=progress.phase,
         )
         return frozen
 
@@ -372,18 +384,19 @@ class _Run:
         if self.rank == 0:
             scores = evaluate(self.model, self.heldout, self.config.batch_tokens, self.device)
             entry[0] = {
-                "step": progress["step"],
-                "tokens": progress["tokens"],
-                "phase": progress["phase"],
+                "step": progress.step,
+                "tokens": progress.tokens,
+                "phase": progress.phase,
                 **{k: round(v, 3) for k, v in scores.items()},
             }
             bar.write(
-                f"step {progress['step']} ({progress['phase']}): held-out perplexity forward "
+                f"step {progress.step} ({progress.phase}): held-out perplexity forward "
                 f"{scores['forward_ppl']:.1f}, backward {scores['backward_ppl']:.1f}"
             )
         if self.world_size > 1:
             dist.broadcast_object_list(entry, src=0)
-        progress["history"].append(entry[0])
+        assert entry[0] is not None  # rank 0 evaluated, and broadcast it
+        progress.history.append(entry[0])
 
     def checkpoint(self) -> None:
         if self.rank == 0:
@@ -391,7 +404,7 @@ class _Run:
                 {
                     "model": self.model.state_dict(),
                     "optimizer": self.optimizer.state_dict(),
-                    "progress": self.progress,
+                    "progress": self.progress.to_checkpoint(),
                     "rng": torch.get_rng_state(),
                     "config": dataclasses.asdict(self.config),
                     "options": self.options.to_json(),
@@ -404,16 +417,16 @@ class _Run:
         progress = self.progress
         train_tokens = _reduce_over_ranks(self.train_corpus.n_tokens, self.world_size, "sum", self.device)
         return {
-            **progress["history"][-1],
-            "tokens_seen": progress["tokens"],
-            "train_minutes": progress["seconds"] / 60,
-            "epochs": progress["epoch"] + progress["batch"] / max(1, n_batches),
+            **progress.history[-1],
+            "tokens_seen": progress.tokens,
+            "train_minutes": progress.seconds / 60,
+            "epochs": progress.epoch + progress.batch / max(1, n_batches),
             "train_tokens": train_tokens,
             "heldout_tokens": self.heldout.n_tokens,
             "vocab_size": len(self.vocab),
             "parameters": sum(p.numel() for p in self.model.bilm.parameters()),
-            "phase": progress["phase"],
-            "phase_start": progress["phase_start"],
+            "phase": progress.phase,
+            "phase_start": progress.phase_start,
             "world_size": self.world_size,
             "device": str(self.device),
         }
@@ -428,55 +441,17 @@ def _start(
     options = BiLMOptions.from_json(state["options"]) if state else BiLMOptions.read(options_file)
     torch.manual_seed(config.seed)
     train_sentences = read_sentences(config.train_file, config.max_length, rank, world_size)
-    if state:
-        vocab = state["vocab"]
-    elif vocab_file:
-        vocab = read_vocab(vocab_file)
-    else:
-        full = train_sentences if world_size == 1 else read_sentences(config.train_file, config.max_length)
-        vocab = build_vocab(full, config.vocab_size, config.min_count)
-    check_vocab(vocab, str(vocab_file or config.train_file))
-    train_corpus = EncodedCorpus(train_sentences, vocab, options.max_chars)
-    heldout = EncodedCorpus(read_sentences(config.heldout_file, config.max_length), vocab, options.max_chars)
-
-    model = BiLanguageModel(options, vocab, config.dropout)
-    if weights_file and not state:
-        load_weights(model.bilm, weights_file, options_source=str(options_file))
-        if head_file:
-            _load_head(model, head_file, vocab_file)
-        elif config.init_from and not config.head_warmup and rank == 0:
-            logger.warning(
-                "%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME
-            )
+    vocab = _build_vocab(config, state, vocab_file, train_sentences, world_size)
+    train_corpus, heldout = _build_data(config, train_sentences, vocab, options)
+    model = _build_model(config, state, options, vocab, (options_file, weights_file, vocab_file, head_file), rank)
     model = model.to(device)
     params = list(model.parameters())
-    optimizer = (
-        torch.optim.Adam(params, lr=config.lr)
-        if config.optimizer == "adam"
-        else torch.optim.Adagrad(params, lr=config.lr, initial_accumulator_value=1.0)
-    )
-    progress: dict[str, Any] = {
-        "step": 0,
-        "epoch": 0,
-        "batch": 0,
-        "tokens": 0,
-        "seconds": 0.0,
-        "history": [],
-        "phase": "head" if config.head_warmup or config.head_only else "full",
-        "phase_start": 0,
-        "head_ppl": 0.0,
-    }
+    optimizer = _build_optimizer(config, params)
+    progress = _build_progress(config, state, out)
     if state:
-        model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        progress = {**progress, **state["progress"]}
         torch.set_rng_state(state["rng"])
     trainer = torch.nn.parallel.DistributedDataParallel(model, find_unused_parameters=True) if world_size > 1 else model
-    # a frozen biLM takes the inference kernels: bf16 there only where this CPU has bf16 kernels
-    autocasts = {
-        frozen: torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-        for frozen, precision in ((False, config.precision), (True, runs_as(config.precision, device)))
-    }
     return _Run(
         config=config,
         rank=rank,
@@ -492,9 +467,85 @@ def _start(
         params=params,
         optimizer=optimizer,
         progress=progress,
-        autocasts=autocasts,
+        autocasts=_autocasts(config, device),
         starts_trained=bool(weights_file and not state),
     )
+
+
+def _build_vocab(
+    config: TrainConfig,
+    state: dict[str, Any] | None,
+    vocab_file: Path | None,
+    train_sentences: list[list[str]],
+    world_size: int,
+) -> list[str]:
+    """The checkpoint's vocabulary, ``vocab_file``'s, or one built from the whole training file."""
+    if state:
+        vocab = state["vocab"]
+    elif vocab_file:
+        vocab = read_vocab(vocab_file)
+    else:
+        full = train_sentences if world_size == 1 else read_sentences(config.train_file, config.max_length)
+        vocab = build_vocab(full, config.vocab_size, config.min_count)
+    check_vocab(vocab, str(vocab_file or config.train_file))
+    return vocab
+
+
+def _build_data(
+    config: TrainConfig, train_sentences: list[list[str]], vocab: list[str], options: BiLMOptions
+) -> tuple[EncodedCorpus, EncodedCorpus]:
+    """This process's training sentences and the whole held-out file, encoded for ``vocab``."""
+    train_corpus = EncodedCorpus(train_sentences, vocab, options.max_chars)
+    heldout = EncodedCorpus(read_sentences(config.heldout_file, config.max_length), vocab, options.max_chars)
+    return train_corpus, heldout
+
+
+def _build_model(
+    config: TrainConfig,
+    state: dict[str, Any] | None,
+    options: BiLMOptions,
+    vocab: list[str],
+    sources: tuple[Path, Path | None, Path | None, Path | None],
+    rank: int,
+) -> BiLanguageModel:
+    """The biLM with its softmax: random (seeded), the checkpoint's, or the trained files' (``sources``:
+    options, weights, vocabulary and softmax, see :func:`_sources`)."""
+    options_file, weights_file, vocab_file, head_file = sources
+    model = BiLanguageModel(options, vocab, config.dropout)
+    if state:
+        model.load_state_dict(state["model"])
+    elif weights_file:
+        load_weights(model.bilm, weights_file, options_source=str(options_file))
+        if head_file:
+            _load_head(model, head_file, vocab_file)
+        elif config.init_from and not config.head_warmup and rank == 0:
+            logger.warning(
+                "%s has no %s: the softmax starts from scratch (use --warmup-steps)", config.init_from, HEAD_NAME
+            )
+    return model
+
+
+def _build_optimizer(config: TrainConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr)
+    return torch.optim.Adagrad(params, lr=config.lr, initial_accumulator_value=1.0)
+
+
+def _build_progress(config: TrainConfig, state: dict[str, Any] | None, out: Path) -> Progress:
+    """The checkpoint's progress, or a new run's (in the head phase with a head warm-up or ``head_only``)."""
+    phase = "head" if config.head_warmup or config.head_only else "full"
+    if state:
+        return Progress.from_checkpoint(state["progress"], phase, out / "checkpoints" / CHECKPOINT_NAME)
+    return Progress(phase=phase)
+
+
+def _autocasts(config: TrainConfig, device: torch.device) -> dict[bool, Any]:
+    """biLM frozen or not -> the autocast context of a step; a frozen biLM takes the inference kernels,
+    so bf16 there only where this CPU has bf16 kernels."""
+    return {
+        frozen: torch.autocast(device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
+        for frozen, precision in ((False, config.precision), (True, runs_as(config.precision, device)))
+    }
 
 
 def _export(model: BiLanguageModel, metrics: dict[str, Any], out: Path) -> None:
