@@ -136,15 +136,46 @@ def test_warmup_stops_by_its_rule_then_fine_tuning_lowers_perplexity(data, tmp_p
     gains = [(a["ppl"] - b["ppl"]) / a["ppl"] for a, b in zip(warmup, warmup[1:])]
     assert all(g >= 0.1 for g in gains[:-1]) and gains[-1] < 0.1  # the rule: the first gain under 10%
     assert warmup[-1]["ppl"] < 0.5 * warmup[0]["ppl"]  # the head learned with the biLM frozen
-    assert metrics["step"] == 60 and metrics["ppl"] < 0.9 * warmup[-1]["ppl"]  # fine-tuning on the domain helps
+    # the warm-up has its own budget: max_steps=60 counts the fine-tuning alone
+    assert metrics["step"] == switch + 60 and (metrics["head_steps"], metrics["fine_tuned_steps"]) == (switch, 60)
+    assert metrics["ppl"] < 0.9 * warmup[-1]["ppl"]  # fine-tuning on the domain helps
     assert f"head warm-up done at step {switch}" in caplog.text
+    epochs = metrics["fine_tuned_epochs"]
+    assert epochs == pytest.approx(60 / metrics["batches_per_epoch"])
+    assert f"fine-tuned the biLM for 60 steps ({epochs:.2f} epochs) after a {switch}-step head warm-up" in caplog.text
+    assert caplog.records[-1].getMessage().startswith("warning: only 60 steps fine-tuned the biLM")
 
 
-def test_warmup_phase_keeps_the_bilm_and_the_rule_can_end_at_the_cap(data, tmp_path):
-    metrics = _adapt(data, data["headless"], tmp_path, head_min_gain=0.0, head_max_steps=20, max_steps=20)
-    assert metrics["phase"] == "full" and metrics["phase_start"] == 20  # ended by the cap, nothing fine-tuned
+def test_the_rule_can_end_at_the_cap_then_fine_tuning_starts_a_fresh_epoch(data, tmp_path, caplog):
+    metrics = _adapt(data, data["headless"], tmp_path, head_min_gain=0.0, head_max_steps=22, max_steps=5)
+    assert metrics["phase"] == "full" and metrics["phase_start"] == 22  # ended by the cap
+    # 9 batches an epoch: the warm-up ended 4 batches into its third epoch, fine-tuning began the fourth
+    assert metrics["batches_per_epoch"] == 9 and metrics["fine_tuned_steps"] == 5
+    assert metrics["fine_tuned_epochs"] == pytest.approx(5 / 9) and metrics["epochs"] == pytest.approx(3 + 5 / 9)
+    assert caplog.records[-1].levelname == "WARNING" and caplog.records[-1].getMessage() == (
+        "warning: only 5 steps fine-tuned the biLM (0.56 epochs of 9 batches): it has barely moved from the "
+        "input biLM; raise --max-epochs (or --max-steps), or lower --batch-tokens"
+    )
+
+
+def test_a_run_that_ends_in_the_warmup_says_the_bilm_is_unchanged(data, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    metrics = _adapt(data, data["headless"], tmp_path, max_minutes=1e-9)  # stops after the first step
+    assert (metrics["step"], metrics["phase"], metrics["fine_tuned_steps"]) == (1, "head", 0)
+    assert json.loads((tmp_path / "metrics.json").read_text())["final"]["fine_tuned_steps"] == 0
     original, exported = _datasets(data["headless"] / "weights.hdf5"), _datasets(tmp_path / "weights.hdf5")
     assert all(np.array_equal(value, exported[name]) for name, value in original.items())
+    assert caplog.records[-1].getMessage() == (
+        "warning: the biLM was NOT fine-tuned: the run ended in the head warm-up at step 1, so the exported "
+        "weights are the input biLM's, unchanged (raise --max-minutes, or resume)"
+    )
+    assert "the biLM was NOT fine-tuned (the run ended in a 1-step head warm-up)" in caplog.text
+
+
+def test_one_epoch_is_one_pass_of_fine_tuning_after_the_warmup(data, tmp_path):
+    metrics = _adapt(data, data["headless"], tmp_path, max_steps=0, max_epochs=1)
+    assert metrics["phase"] == "full" and metrics["head_steps"] == metrics["phase_start"] > 0
+    assert metrics["fine_tuned_steps"] == metrics["batches_per_epoch"] == 9 and metrics["fine_tuned_epochs"] == 1.0
 
 
 def test_model_with_its_softmax_skips_the_warmup(data, tmp_path, caplog):
@@ -170,7 +201,7 @@ def test_a_released_model_by_name(data, tmp_path, mirror, monkeypatch):
     files = model_files("small")
     assert files.vocab is None and files.head is None
     metrics = _adapt(data, "small", tmp_path, max_steps=6, head_max_steps=3)
-    assert metrics["step"] == 6 and metrics["phase"] == "full"
+    assert metrics["step"] == 3 + 6 and metrics["phase"] == "full" and metrics["fine_tuned_steps"] == 6
     assert model_files("default").options.parent.name == "default"
 
 
@@ -192,12 +223,12 @@ def test_a_softmax_shipped_beside_the_bundled_model_is_used(data, tmp_path, monk
 
 
 def test_resume_equals_the_uninterrupted_run(data, tmp_path):
-    straight = _adapt(data, data["headless"], tmp_path / "straight", max_steps=50)
-    assert 10 < straight["phase_start"] < 50  # the resumed run crosses the phase change
-    stopped = _adapt(data, data["headless"], tmp_path / "resumed", max_steps=10)  # stops in the warm-up
-    assert stopped["phase"] == "head"
-    resumed = _adapt(data, data["headless"], tmp_path / "resumed", max_steps=50, resume=True)
-    assert resumed["phase_start"] == straight["phase_start"] and resumed["step"] == 50
+    straight = _adapt(data, data["headless"], tmp_path / "straight", max_steps=30)
+    assert straight["phase_start"] > 10  # the resumed run crosses the phase change
+    stopped = _adapt(data, data["headless"], tmp_path / "resumed", max_steps=30, max_minutes=1e-9)
+    assert (stopped["phase"], stopped["step"]) == ("head", 1)  # stopped in the warm-up
+    resumed = _adapt(data, data["headless"], tmp_path / "resumed", max_steps=30, resume=True)
+    assert resumed["phase_start"] == straight["phase_start"] and resumed["step"] == straight["phase_start"] + 30
     a, b = _datasets(tmp_path / "straight" / "weights.hdf5"), _datasets(tmp_path / "resumed" / "weights.hdf5")
     for name, value in a.items():
         np.testing.assert_allclose(value, b[name], atol=1e-6, err_msg=name)

@@ -9,15 +9,16 @@ from typing import Any
 
 PHASES = ("head", "full")
 
-#: fields a checkpoint may lack (written before the phases existed): they take their defaults
-_OPTIONAL = ("phase", "phase_start", "head_ppl")
+#: fields a checkpoint may lack (written before the phases, or their budgets, existed): they take their defaults
+_OPTIONAL = ("phase", "phase_start", "head_ppl", "phase_epoch")
 
 
 @dataclass
 class Progress:
     """The counters of a run. ``phase``: ``"head"`` (the softmax alone, the biLM frozen) or ``"full"``
-    (everything trains), which began at step ``phase_start``; ``head_ppl``: the warm-up's last held-out
-    perplexity (its stopping rule compares against it); ``history``: one entry per held-out evaluation."""
+    (the biLM trains too), which began at step ``phase_start`` and epoch ``phase_epoch`` (the fine-tuning's
+    budget counts from there); ``head_ppl``: the warm-up's last held-out perplexity (its stopping rule
+    compares against it); ``history``: one entry per held-out evaluation."""
 
     phase: str
     step: int = 0
@@ -28,6 +29,21 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     phase_start: int = 0
     head_ppl: float = 0.0
+    phase_epoch: int = 0
+
+    @property
+    def fine_tuned_steps(self) -> int:
+        """Steps that trained the biLM (0 while in the head phase)."""
+        return self.step - self.phase_start if self.phase == "full" else 0
+
+    @property
+    def head_steps(self) -> int:
+        """Steps that trained the softmax alone, the biLM frozen."""
+        return self.phase_start if self.phase == "full" else self.step
+
+    def phase_epochs(self, n_batches: int) -> float:
+        """Passes over the training text in the current phase (``n_batches`` batches to a pass)."""
+        return self.epoch - self.phase_epoch + self.batch / max(1, n_batches)
 
     def to_checkpoint(self) -> dict[str, Any]:
         """Plain numbers, strings, lists and dicts (loadable with ``weights_only=True``)."""
