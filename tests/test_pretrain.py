@@ -87,6 +87,8 @@ def trained(corpus, tmp_path_factory) -> Path:
 
 
 def test_loss_goes_down(trained):
+    final = json.loads((trained / "metrics.json").read_text())["final"]
+    assert (final["fine_tuned_steps"], final["head_steps"], final["continues_trained"]) == (40, 0, False)
     history = json.loads((trained / "metrics.json").read_text())["history"]
     assert [h["step"] for h in history] == [10, 20, 30, 40]
     assert history[-1]["ppl"] < 0.7 * history[0]["ppl"]
@@ -289,6 +291,8 @@ def test_init_from_continues_an_exported_model(trained, corpus, tmp_path, caplog
     continued = train(_config(corpus, tmp_path, options_file=None, init_from=str(trained), max_steps=10, lr=1e-3))
     assert continued["ppl"] < first and continued["ppl"] < 1.2 * last
     assert "lm_head.pt" not in caplog.text
+    assert continued["fine_tuned_steps"] == 10 and continued["continues_trained"]
+    assert caplog.records[-1].getMessage().startswith("warning: only 10 steps fine-tuned the biLM (")
     headless = tmp_path / "headless"
     headless.mkdir()
     for name in ("options.json", "weights.hdf5", "vocab.txt"):
