@@ -50,9 +50,9 @@ _TRAINING_SETTINGS: tuple[tuple[str, Any, str], ...] = (
     ("warmup_steps", 0, "linear learning-rate warm-up over this many steps"),
     ("lr_schedule", "constant", "constant, or linear: decay to zero at --max-steps"),
     ("dropout", 0.1, "dropout on LSTM inputs and before the softmax"),
-    ("max_steps", 0, "stop after this many steps (0: no limit)"),
-    ("max_minutes", 0.0, "stop after this much training time (0: no limit)"),
-    ("max_epochs", 1, "passes over the corpus"),
+    ("max_steps", 0, "stop after this many steps (0: no limit), not counting a head warm-up (it has its own budget)"),
+    ("max_minutes", 0.0, "stop after this much training time (0: no limit), head warm-up included"),
+    ("max_epochs", 1, "passes over the corpus, not counting a head warm-up (1: one pass of fine-tuning)"),
     ("eval_every", 500, "held-out evaluation every N steps"),
     ("checkpoint_every", 200, "checkpoint every N steps"),
     ("seed", 0, "random seed"),
@@ -97,7 +97,8 @@ def _embed_settings(settings: dict[str, Any]) -> Any:
 
 
 def _train(run: Callable[[], dict[str, Any]]) -> None:
-    """Run a training command: its log on stderr, one line for a bad input, the metrics as JSON (rank 0)."""
+    """Run a training command: its log on stderr (ending with the run's summary line and, when the biLM was
+    not or barely fine-tuned, one warning line), one line for a bad input, the metrics as JSON (rank 0)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         metrics = run()
@@ -133,8 +134,8 @@ def pretrain(
         train_file=str(train_file),
         heldout_file=str(heldout),
         output_dir=str(output_dir),
-        options_file=str(options or ""),
-        init_from=str(init_from or ""),
+        options_file=str(options) if options else None,
+        init_from=str(init_from) if init_from else None,
         lr=lr,
         **settings,
     )
@@ -168,6 +169,16 @@ def adapt(
         0.02, help="head warm-up ends when an evaluation is less than this fraction below the one before"
     ),
     head_max_steps: int = typer.Option(2000, help="head warm-up ends at this step at the latest"),
+    mix_corpus: Optional[Path] = typer.Option(
+        None, "--mix-corpus", help="general tokenized text mixed into the batches (e.g. the pretraining corpus)"
+    ),
+    mix_ratio: float = typer.Option(0.0, help="share of each epoch's sentences drawn from --mix-corpus, in [0, 1)"),
+    freeze: str = typer.Option(
+        "none", help="layers kept bitwise unchanged: none, token (char CNN + highway + projection), token+lstm1"
+    ),
+    lower_lr_factor: float = typer.Option(
+        1.0, help="each layer below the top biLSTM layer trains at this factor of the rate of the layer above"
+    ),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
     **settings: Any,
 ) -> None:
@@ -193,6 +204,10 @@ def adapt(
             head_eval_every=head_eval_every,
             head_min_gain=head_min_gain,
             head_max_steps=head_max_steps,
+            mix_file=str(mix_corpus) if mix_corpus else None,
+            mix_ratio=mix_ratio,
+            freeze=freeze,
+            lower_lr_factor=lower_lr_factor,
             **settings,
         )
     )

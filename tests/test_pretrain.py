@@ -70,6 +70,8 @@ def trained(corpus, tmp_path_factory) -> Path:
 
 
 def test_loss_goes_down(trained):
+    final = json.loads((trained / "metrics.json").read_text())["final"]
+    assert (final["fine_tuned_steps"], final["head_steps"], final["continues_trained"]) == (40, 0, False)
     history = json.loads((trained / "metrics.json").read_text())["history"]
     assert [h["step"] for h in history] == [10, 20, 30, 40]
     assert history[-1]["ppl"] < 0.7 * history[0]["ppl"]
@@ -269,17 +271,19 @@ def test_init_from_continues_an_exported_model(trained, corpus, tmp_path, caplog
     assert (trained / "lm_head.pt").is_file()
     first = json.loads((trained / "metrics.json").read_text())["history"][0]["ppl"]
     last = json.loads((trained / "metrics.json").read_text())["history"][-1]["ppl"]
-    continued = train(_config(corpus, tmp_path, options_file="", init_from=str(trained), max_steps=10, lr=1e-3))
+    continued = train(_config(corpus, tmp_path, options_file=None, init_from=str(trained), max_steps=10, lr=1e-3))
     assert continued["ppl"] < first and continued["ppl"] < 1.2 * last
     assert "lm_head.pt" not in caplog.text
+    assert continued["fine_tuned_steps"] == 10 and continued["continues_trained"]
+    assert caplog.records[-1].getMessage().startswith("warning: only 10 steps fine-tuned the biLM (")
     headless = tmp_path / "headless"
     headless.mkdir()
     for name in ("options.json", "weights.hdf5", "vocab.txt"):
         shutil.copy(trained / name, headless / name)
-    train(_config(corpus, tmp_path / "again", options_file="", init_from=str(headless), max_steps=1))
+    train(_config(corpus, tmp_path / "again", options_file=None, init_from=str(headless), max_steps=1))
     assert f"{headless} has no lm_head.pt: the softmax starts from scratch" in caplog.text
     with pytest.raises(ValueError, match=r"init_from .*nowhere: options\.json not found"):
-        train(_config(corpus, tmp_path, options_file="", init_from=str(tmp_path / "nowhere")))
+        train(_config(corpus, tmp_path, options_file=None, init_from=str(tmp_path / "nowhere")))
     with pytest.raises(ValueError, match="either an options file"):
         train(_config(corpus, tmp_path, init_from=str(trained)))
 

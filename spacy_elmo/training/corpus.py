@@ -68,13 +68,17 @@ class EncodedCorpus:
     def n_tokens(self) -> int:
         return sum(len(s) - 1 for s in self.sentences)
 
-    def batch_plan(self, batch_tokens: int, generator: torch.Generator | None = None) -> list[list[int]]:
+    def batch_plan(
+        self, batch_tokens: int, generator: torch.Generator | None = None, sentences: list[int] | None = None
+    ) -> list[list[int]]:
         """Sentence indices of length-bucketed batches of at most ``batch_tokens`` padded tokens
-        (or one sentence); shuffled when a generator is given. Build each with :meth:`batch`."""
+        (or one sentence) over ``sentences`` (default: all); shuffled when a generator is given.
+        Build each with :meth:`batch`."""
+        chosen = list(range(len(self.sentences))) if sentences is None else sentences
         order = (
-            torch.randperm(len(self.sentences), generator=generator).tolist()
+            [chosen[i] for i in torch.randperm(len(chosen), generator=generator).tolist()]
             if generator is not None
-            else list(range(len(self.sentences)))
+            else chosen
         )
         pool = 100 * max(1, batch_tokens // 20)
         groups: list[list[int]] = []
