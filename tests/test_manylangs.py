@@ -256,9 +256,11 @@ def test_allennlp_api_on_a_manylangs_directory():
 
 @pytest.mark.parametrize(
     "lang, text",
-    [("zh", "我们喜欢自然语言处理。"), ("de", "Die Größe des Hauses überrascht Zoë!")],
+    [("zh", "我们喜欢自然语言处理。"), ("de", "Die Größe des Hauses überrascht Zoë!"), ("ja", "東京都に住んでいます。")],
 )
 def test_spacy_pipeline_of_another_language(lang, text):
+    if lang == "ja":
+        pytest.importorskip("sudachipy", reason="spaCy's Japanese tokenizer needs sudachipy + sudachidict_core")
     nlp = spacy.blank(lang)
     nlp.add_pipe("elmo", config={"model": str(MANYLANGS / "words")})
     doc = nlp(text)
