@@ -256,7 +256,11 @@ def test_allennlp_api_on_a_manylangs_directory():
 
 @pytest.mark.parametrize(
     "lang, text",
-    [("zh", "我们喜欢自然语言处理。"), ("de", "Die Größe des Hauses überrascht Zoë!"), ("ja", "東京都に住んでいます。")],
+    [
+        ("zh", "我们喜欢自然语言处理。"),
+        ("de", "Die Größe des Hauses überrascht Zoë!"),
+        ("ja", "東京都に住んでいます。"),
+    ],
 )
 def test_spacy_pipeline_of_another_language(lang, text):
     if lang == "ja":
@@ -330,3 +334,16 @@ def test_n_process_2_on_a_manylangs_model(tmp_path):
         single, multi = arrays[f"arr_{i}"], arrays[f"arr_{i + n}"]
         assert single.shape[0] == 3 and single.shape[1] > 0 and single.shape == multi.shape
         assert np.abs(single - multi).max() <= 1e-5
+
+
+def test_sequence_cache_on_a_manylangs_model():
+    texts = ["Die Größe des Hauses überrascht Zoë!", "我们喜欢自然语言处理。", "Die Größe des Hauses überrascht Zoë!"]
+    plain, cached = spacy.blank("de"), spacy.blank("de")
+    plain.add_pipe("elmo", config={"model": str(MANYLANGS / "words")})
+    cached.add_pipe("elmo", config={"model": str(MANYLANGS / "words"), "sequence_cache_mb": 4})
+    expected = [doc._.elmo_layers for doc in plain.pipe(texts)]
+    found = [doc._.elmo_layers for doc in cached.pipe(texts)]
+    cache = cached.get_pipe("elmo").sequence_cache
+    assert cache is not None and len(cache) == 2  # the repeated text is served from the cache
+    for a, b in zip(found, expected):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
