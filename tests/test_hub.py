@@ -379,8 +379,8 @@ def test_cli_download_models_embed_and_info(mirror, monkeypatch, model_cache, tm
     result = run_cli("embed", str(text), str(tmp_path / "urls.hdf5"), "--options", urls[0], "--weights", urls[1])
     assert result.exit_code == 0, result.output
     info = run_cli("info", "medium")
-    assert info.exit_code == 0 and '"dim": 32' in info.output
-    assert '"dim": 64' in run_cli("info", *urls).output
+    assert info.exit_code == 0 and "model medium" in info.output and " x 32 dims" in info.output
+    assert '"dim": 64' in run_cli("info", *urls, "--json").output
     assert len(mirror.requests) == 4
 
     failed = run_cli("download", "original")

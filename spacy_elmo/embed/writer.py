@@ -107,17 +107,17 @@ def embed_file(
     check_output_format(output_format)
     check_batch_size(batch_size)
     with ExitStack() as stack:
-        total = None
+        total: int | None = None
         if isinstance(input_file, (str, os.PathLike)):
             source = str(input_file)
             check_embed_paths(input_file, output_file_path)
-            n_tokens = text_bytes = 0
-            for total, (_, line) in enumerate(_numbered_lines(_text_lines(input_file), source), 1):
+            total = n_tokens = text_bytes = 0
+            for _, line in _numbered_lines(_text_lines(input_file), source):
+                total += 1
                 n_tokens += len(line.split())
                 text_bytes += len(line)
             check_free_space(
-                output_file_path,
-                estimate_bytes(total or 0, n_tokens, bilm.n_layers, bilm.dim, output_format, text_bytes),
+                output_file_path, estimate_bytes(total, n_tokens, bilm.n_layers, bilm.dim, output_format, text_bytes)
             )
             lines: Iterable[str] = _text_lines(input_file)
         else:

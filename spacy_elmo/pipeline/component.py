@@ -20,6 +20,7 @@ from thinc.api import get_current_ops
 from ..bilm.model import MODEL_FILES, OPTIONS_NAME, WEIGHTS_NAME, BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
+from ..util.atomic import check_output
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
 from .hooks import set_vector_hooks
 from .sequence_cache import MB, SequenceCache, model_identity, sequence_key
@@ -262,11 +263,16 @@ class ElmoComponent(Pipe):
             self._pid = pid
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> None:
-        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) into ``path``, unless ``"model"`` is excluded."""
+        """Write ``options.json`` + ``weights.hdf5`` (+ ``vocab.txt``) into ``path``, unless ``"model"`` is excluded.
+
+        The files are checked first (none a directory, ``path`` writable: one ``ValueError`` naming the problem);
+        saving into the directory the biLM was loaded from rewrites the same values, atomically."""
         path = Path(path)
         if MODEL_PART in exclude:
             path.mkdir(parents=True, exist_ok=True)
             return
+        for name in MODEL_FILES:
+            check_output(path / name)
         self.bilm.save(path)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":

@@ -74,7 +74,7 @@ def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
     """
     path = Path(path)
     pattern = re.compile(re.escape(_temp_prefix(path)) + r"(\d+)\.[a-z0-9_]+\.tmp")
-    removed = []
+    removed: list[Path] = []
     if not path.parent.is_dir():
         return removed
     for entry in os.scandir(path.parent):
