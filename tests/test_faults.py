@@ -436,6 +436,23 @@ def test_a_download_that_fails_its_pin_is_not_retried(mirror, monkeypatch, model
     assert mirror.requests.count(small.weights_path) == 2
 
 
+def test_a_read_only_cache_still_serves_its_files(mirror, monkeypatch, tmp_path):
+    """The writability check comes only before a download: a cache copied to a read-only place works offline."""
+    monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+    with tmpfs(tmp_path / "cache", "1m") as cache:
+        monkeypatch.setenv("SPACY_ELMO_CACHE", str(cache))
+        expected = load_bilm("small").embed_sentences([["Hello", "world"]])[0]
+        subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
+        monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+        np.testing.assert_array_equal(load_bilm("small").embed_sentences([["Hello", "world"]])[0], expected)
+        code, line, _ = cli("download", "medium")
+        assert code == 1 and "SPACY_ELMO_OFFLINE=1 forbids downloading it" in line
+        monkeypatch.delenv("SPACY_ELMO_OFFLINE")
+        code, line, _ = cli("download", "medium")
+        assert code == 1 and line.startswith(f"error: cannot write into {cache / 'elmo'}")
+        assert line.endswith(": Read-only file system")
+
+
 def test_info_is_a_readable_summary_and_json_on_request(model_cache):
     code, _, result = cli("info", *MODEL[1::2])
     assert code == 0, result.output

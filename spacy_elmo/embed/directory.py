@@ -106,7 +106,7 @@ def plan(
         stat = source.stat()
         stamp = {"input": {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}, "settings": settings.record()}
         output, record = output_dir / f"{source.stem}.hdf5", state / f"{source.stem}.json"
-        if output.is_file() and not output.is_symlink() and _read_record(record) == stamp:
+        if output.is_file() and _read_record(record) == stamp:
             finished.append(source)
             continue
         try:

@@ -45,7 +45,6 @@ def fetch(url: str, *, name: str | None = None, progress: bool | None = None) ->
     """
     remote = remote_for(url)
     path = cache_dir() / remote.cache_key
-    check_output(path)
     if path.is_file():
         verify_cached(path, remote)
         return path
@@ -59,6 +58,7 @@ def fetch(url: str, *, name: str | None = None, progress: bool | None = None) ->
     scheme = urlsplit(remote.url).scheme.lower()
     if scheme not in SCHEMES:
         raise DownloadError(f"{remote.url}: unsupported URL scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    check_output(path)  # before the download: not a directory, the cache directory writable
     _download(remote, path, remote.url.endswith(".hdf5") if progress is None else progress)
     return path
 

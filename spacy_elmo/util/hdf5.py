@@ -10,6 +10,7 @@ raises one :class:`~.atomic.WriteError`; the temporary file is then removed.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from contextlib import contextmanager
@@ -48,19 +49,21 @@ class _GuardedFile(io.RawIOBase):
         return self._file.readinto(buffer) or 0
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]  # as readinto
-        size = memoryview(data).nbytes
-        if self.error is None:
+        view = memoryview(data).cast("B")
+        done = 0
+        while self.error is None and done < len(view):
             try:
-                written = self._file.write(data) or 0
-                self.written += written
-                if written == size:
-                    return written
-                self._file.seek(size - written, os.SEEK_CUR)
-                return size
+                written = self._file.write(view[done:]) or 0
             except OSError as err:
                 self.error = err
-        self._file.seek(size, os.SEEK_CUR)  # dropped: HDF5 must not see an error
-        return size
+                break
+            if not written:
+                self.error = OSError(errno.EIO, "the file system took none of the bytes written")
+                break
+            done += written
+            self.written += written
+        self._file.seek(len(view) - done, os.SEEK_CUR)  # the dropped rest: HDF5 must not see an error
+        return len(view)
 
     def truncate(self, size: int | None = None) -> int:
         if self.error is None:
