@@ -6,8 +6,9 @@ import inspect
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 
@@ -34,9 +35,42 @@ _EMBEDDING_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
 )
 
 
+#: set to 1 (or pass --debug) to see the traceback of an error instead of its one line
+DEBUG_ENV = "SPACY_ELMO_DEBUG"
+
+
+@app.callback()
+def main(
+    debug: bool = typer.Option(False, "--debug", help=f"show the full traceback of an error (also {DEBUG_ENV}=1)"),
+) -> None:
+    """ELMo contextual word vectors for spaCy."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"  # worker processes see it too
+
+
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+def _describe(err: BaseException) -> str:
+    """One line for a bad input (its message) or a system error (the path(s) and the system's reason)."""
+    if isinstance(err, OSError) and err.filename is not None and err.strerror:
+        where = f"{err.filename} -> {err.filename2}" if err.filename2 is not None else str(err.filename)
+        return f"{where}: {err.strerror}"
+    return str(err) or type(err).__name__
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """A ``ValueError`` (bad input) or ``OSError`` (file system, network) as one line on stderr and exit code 1;
+    the traceback with ``--debug`` / ``SPACY_ELMO_DEBUG=1``."""
+    try:
+        yield
+    except (ValueError, OSError) as err:
+        if os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
+            raise
+        _fail(_describe(err))
 
 
 #: settings shared by ``pretrain`` and ``adapt``: (name, default, help), all TrainConfig fields
@@ -100,10 +134,8 @@ def _train(run: Callable[[], dict[str, Any]]) -> None:
     """Run a training command: its log on stderr (ending with the run's summary line and, when the biLM was
     not or barely fine-tuned, one warning line), one line for a bad input, the metrics as JSON (rank 0)."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with _one_line_errors():
         metrics = run()
-    except ValueError as err:
-        _fail(str(err))
     if int(os.environ.get("RANK", "0")) == 0:
         typer.echo(json.dumps(metrics, indent=1))
 
@@ -223,9 +255,12 @@ def embed(
 ) -> None:
     """Embed a text file into hdf5 like `allennlp elmo`: dataset "0", "1", ... per line, plus sentence_to_index."""
     from .embed import embed_file
+    from .embed.writer import check_embed_paths
 
-    try:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with _one_line_errors():
         settings = _embed_settings(options)
+        check_embed_paths(input_file, output_file)  # before the model loads
         embed_file(
             settings.model.load(settings.device, token_cache_size=settings.token_cache_size),
             input_file,
@@ -236,8 +271,6 @@ def embed(
             use_sentence_keys=use_sentence_keys,
             precision=settings.precision,
         )
-    except ValueError as err:
-        _fail(str(err))
     typer.echo(f"wrote {output_file}")
 
 
@@ -262,7 +295,7 @@ def embed_dir(
     from ._compat import RAY_MISSING, has_ray
     from .embed import embed_dir as run
 
-    try:
+    with _one_line_errors():
         settings = _embed_settings(options)
         if ray_address is not None and not has_ray:
             raise ValueError(RAY_MISSING)
@@ -274,8 +307,6 @@ def embed_dir(
         summary = run(
             input_dir, output_dir, settings, workers=workers, threads=threads, shard_lines=shard_lines, runner=runner
         )
-    except ValueError as err:
-        _fail(str(err))
     for message in summary.failed.values():
         typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     typer.echo(str(summary))
@@ -287,19 +318,47 @@ def embed_dir(
 def info(
     options_file: Optional[str] = typer.Argument(None, help="options.json (path or URL), or a released model's name"),
     weight_file: Optional[str] = typer.Argument(None, help="weights.hdf5 (path or URL)"),
+    as_json: bool = typer.Option(False, "--json", help="everything as JSON (machine-readable)"),
 ) -> None:
     """Describe a biLM (the bundled default without arguments) and the kernels that run it on this machine."""
     from .bilm import kernels
-    from .hub import load_bilm
+    from .hub import ModelSpec
+    from .hub.cache import cache_dir
 
-    try:
-        bilm = load_bilm(options_file, weight_file)
-        machine = kernels.describe()
-    except ValueError as err:
-        _fail(str(err))
+    with _one_line_errors():
+        spec = ModelSpec.from_args(options_file, weight_file)
+        bilm = spec.load()
+        machine: dict[str, Any] = kernels.describe()
     params = sum(p.numel() for p in bilm.parameters())
     model = {"options": bilm.options.to_json(), "parameters": params, "layers": bilm.n_layers, "dim": bilm.dim}
-    typer.echo(json.dumps({**model, "kernels": machine}, indent=1))
+    if as_json:
+        typer.echo(json.dumps({**model, "kernels": machine}, indent=1))
+        return
+    options = bilm.options
+    rows = {
+        "model": str(spec),
+        "architecture": (
+            f"char CNN ({len(options.filters)} filter widths, {options.n_filters:,} filters, "
+            f"{options.n_highway} highway) -> {options.n_layers}-layer biLSTM ({options.lstm_dim:,} cells, "
+            f"projection {options.projection_dim})"
+        ),
+        "outputs": f"{bilm.n_layers} layers x {bilm.dim} dims",
+        "parameters": f"{params:,} ({params / 1e6:.1f}M)",
+        "cpu": f"{machine['cpu']} ({machine['cpu_capability']}: {', '.join(machine['cpu_features'])})",
+        "kernels": (
+            f"mode {machine['kernel_mode']}, oneDNN fp32 {_yes(machine['onednn_fp32'])}, "
+            f"bf16 {_yes(machine['onednn_bf16'])}; --precision bf16 runs as {machine['bf16_runs_as']}; "
+            f"{machine['torch_threads']} torch threads"
+        ),
+        "cuda": ", ".join(machine["cuda_devices"]) or "none",
+        "cache dir": str(cache_dir()),
+    }
+    width = max(map(len, rows))
+    typer.echo("\n".join(f"{name:<{width}}  {value}" for name, value in rows.items()))
+
+
+def _yes(flag: object) -> str:
+    return "yes" if flag else "no"
 
 
 @app.command()
@@ -311,10 +370,8 @@ def download(
     from .hub.registry import is_url
 
     for model in models:
-        try:
+        with _one_line_errors():
             paths = [fetch(model)] if is_url(model) else download_model(model)
-        except ValueError as err:
-            _fail(str(err))
         typer.echo(f"{model}: " + " ".join(str(p) for p in paths))
 
 
@@ -323,7 +380,5 @@ def list_models() -> None:
     """The released models: name, layers, dim, parameters, download size, and whether they are cached."""
     from .hub.catalog import model_table
 
-    try:
+    with _one_line_errors():
         typer.echo(model_table())
-    except ValueError as err:
-        _fail(str(err))

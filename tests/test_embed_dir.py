@@ -29,7 +29,7 @@ def test_outputs_equal_embed(parity_bilm, tmp_path, workers, output_format):
     names = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert names == [".embed-dir", "big.hdf5", "empty.hdf5", "small.hdf5"]  # part files and their folders are gone
     records = sorted(p.name for p in (tmp_path / "out" / ".embed-dir").iterdir())
-    assert records == ["big.json", "empty.json", "small.json"]
+    assert records == ["big.json", "empty.json", "lock", "small.json"]  # lock: held while a run works
     assert "3 files embedded, 0 skipped" in str(summary) and "15 sentences" in str(summary)
 
 
@@ -65,7 +65,7 @@ def test_interrupted_run_leaves_no_finished_looking_output_and_resumes(parity_bi
     summary = embed_dir(input_dir, output_dir, SETTINGS, shard_lines=4, progress=False)
     assert (summary.files, summary.sentences) == (1, 4)  # only the missing shard (lines 9-12) ran again
     assert_same_as_embed(parity_bilm, input_dir, output_dir, ["big"])
-    assert sorted(p.name for p in (output_dir / ".embed-dir").iterdir()) == ["big.json"]  # parts removed
+    assert sorted(p.name for p in (output_dir / ".embed-dir").iterdir()) == ["big.json", "lock"]  # parts removed
     # an output without its record (crash between the rename and the record) is not finished
     (output_dir / ".embed-dir" / "big.json").unlink()
     assert embed_dir(input_dir, output_dir, SETTINGS, shard_lines=4, progress=False).files == 1

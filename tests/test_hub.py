@@ -379,8 +379,8 @@ def test_cli_download_models_embed_and_info(mirror, monkeypatch, model_cache, tm
     result = run_cli("embed", str(text), str(tmp_path / "urls.hdf5"), "--options", urls[0], "--weights", urls[1])
     assert result.exit_code == 0, result.output
     info = run_cli("info", "medium")
-    assert info.exit_code == 0 and '"dim": 32' in info.output
-    assert '"dim": 64' in run_cli("info", *urls).output
+    assert info.exit_code == 0 and "model medium" in info.output and " x 32 dims" in info.output
+    assert '"dim": 64' in run_cli("info", *urls, "--json").output
     assert len(mirror.requests) == 4
 
     failed = run_cli("download", "original")
@@ -392,3 +392,15 @@ def test_cli_download_models_embed_and_info(mirror, monkeypatch, model_cache, tm
         and "give either model (a name or a directory) or options_file + weight_file, not both; found model='small'"
         in both.output
     )
+
+
+def test_model_spec_options_need_no_download(model_cache):
+    from spacy_elmo.hub import ModelSpec
+
+    from .helpers import DATA
+
+    released = ModelSpec("small").options(), ModelSpec("many-langs/zh").options()
+    assert [(o.lstm_dim, o.projection_dim) for o in released] == [(1024, 128), (4096, 512)]
+    assert ModelSpec(str(DATA / "manylangs" / "words")).options().projection_dim == 8
+    assert ModelSpec(str(PARITY)).options().output_dim == 64
+    assert list(model_cache.rglob("*")) == []  # nothing was downloaded

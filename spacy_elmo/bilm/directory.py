@@ -12,8 +12,16 @@ from pathlib import Path
 
 import torch
 
-from .manylangs import CONFIG_NAME, MANYLANGS_FILES, load_manylangs, save_manylangs
+from .manylangs import (
+    CONFIG_NAME,
+    MANYLANGS_FILES,
+    load_manylangs,
+    parse_architecture,
+    read_architecture,
+    save_manylangs,
+)
 from .model import MODEL_FILES, OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_local, resolve_device
+from .options import BiLMOptions
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, check_token_cache_size
 from .token_ids import VocabTokenIds
 
@@ -43,6 +51,15 @@ def bilm_tf_weights(directory: Path) -> Path:
         if (directory / name).is_file():
             return directory / name
     raise ValueError(f"{directory / WEIGHTS_NAME}: not found (nor {NLPL_WEIGHTS_NAME}) beside {OPTIONS_NAME}")
+
+
+def directory_options(directory: str | os.PathLike[str]) -> BiLMOptions:
+    """The architecture of a model directory of either kind, read from its small files (no weights)."""
+    directory = Path(directory)
+    if directory_kind(directory) == BILM_TF:
+        return BiLMOptions.read(directory / OPTIONS_NAME)
+    architecture, source = read_architecture(directory)
+    return parse_architecture(architecture, source)[0]
 
 
 def load_directory(

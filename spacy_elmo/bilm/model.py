@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..util.atomic import write_text
+from ..util.text import read_lines
 from . import kernels
 from .chars import check_sentences
 from .encoder import CharCNNEncoder
@@ -215,8 +216,9 @@ def with_boundaries(x: torch.Tensor, lengths: torch.Tensor, first: torch.Tensor,
 
 
 def read_vocab(path: str | Path) -> list[str]:
-    """A bilm-tf ``vocab.txt``: one token per line, ``<S>``, ``</S>``, ``<UNK>`` among them."""
-    words = Path(path).read_text(encoding="utf-8").split("\n")
+    """A bilm-tf ``vocab.txt``: one token per line, ``<S>``, ``</S>``, ``<UNK>`` among them (UTF-8, a leading
+    byte-order mark dropped)."""
+    words = (line.rstrip("\n") for _, _, line in read_lines(path))
     return [w for w in words if w]
 
 

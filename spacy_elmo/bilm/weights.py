@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import torch
 
-from ..util.atomic import atomic_path
+from ..util.hdf5 import atomic_hdf5
 
 if TYPE_CHECKING:
     from .model import BiLM
@@ -141,7 +141,8 @@ def load_weights(model: "BiLM", weight_file: str | os.PathLike[str], options_sou
 
 def save_weights(model: "BiLM", weight_file: str | Path) -> None:
     """Write ``model``'s parameters as a bilm-tf ``weights.hdf5`` (atomically)."""
-    with atomic_path(weight_file) as tmp, h5py.File(tmp, "w") as fout:
+    with atomic_hdf5(weight_file) as output:
         for ds in datasets(model):
             values = [p.detach().float().cpu().numpy() for p in ds.params]
-            fout.create_dataset(ds.path, data=np.ascontiguousarray(ds.to_file(*values), dtype=np.float32))
+            output.file.create_dataset(ds.path, data=np.ascontiguousarray(ds.to_file(*values), dtype=np.float32))
+            output.check()

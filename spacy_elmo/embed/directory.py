@@ -20,16 +20,20 @@ import json
 import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 from tqdm import tqdm
 
-from ..util.atomic import atomic_path, write_text
+from ..util.atomic import check_free_space, check_output, check_writable, write_text
 from ..util.checks import is_int
+from ..util.hdf5 import atomic_hdf5
+from ..util.text import read_lines
 from .shards import EmbedSettings, RunnerFactory, Shard, local_shard_runner
-from .writer import blank_line_error, write_sentence_to_index
+from .writer import blank_line_error, estimate_bytes, write_sentence_to_index
 
 STATE_DIR = ".embed-dir"
 DEFAULT_SHARD_LINES = 1000
@@ -71,25 +75,18 @@ class Summary:
 
 
 def scan(path: Path, shard_lines: int) -> list[tuple[int, int, int, int]]:
-    """Check a text file (UTF-8, no blank line) and cut it into shards ``(byte offset, first line, n_lines,
-    n_tokens)``; an empty file gives one empty shard. :raises ValueError: naming the file and the bad line."""
+    """Check a text file (UTF-8, a leading byte-order mark dropped, no blank line) and cut it into shards
+    ``(byte offset, first line, n_lines, n_tokens)``; an empty file gives one empty shard.
+    :raises ValueError: naming the file and the bad line."""
     shards: list[list[int]] = []
-    offset = 0
-    with open(path, "rb") as lines:
-        for index, raw in enumerate(lines):
-            if index % shard_lines == 0:
-                shards.append([offset, index, 0, 0])
-            offset += len(raw)
-            try:
-                n_tokens = len(raw.decode("utf-8").split())
-            except UnicodeDecodeError as err:
-                raise ValueError(
-                    f"{path}: line {index + 1} is not valid UTF-8 (byte {err.start + 1} of the line: {err.reason})"
-                ) from None
-            if not n_tokens:
-                raise blank_line_error(str(path), index)
-            shards[-1][2] += 1
-            shards[-1][3] += n_tokens
+    for index, offset, line in read_lines(path):
+        if index % shard_lines == 0:
+            shards.append([offset, index, 0, 0])
+        n_tokens = len(line.split())
+        if not n_tokens:
+            raise blank_line_error(str(path), index)
+        shards[-1][2] += 1
+        shards[-1][3] += n_tokens
     return [(start, first, n_lines, n_tokens) for start, first, n_lines, n_tokens in shards] or [(0, 0, 0, 0)]
 
 
@@ -112,6 +109,7 @@ def plan(
             finished.append(source)
             continue
         try:
+            check_output(output, [source])
             cuts = scan(source, shard_lines)
         except (ValueError, OSError) as err:
             failed[str(source)] = str(err)
@@ -131,16 +129,17 @@ def assemble(job: FileJob, forget_sentences: bool) -> None:
         os.replace(parts[0], job.output)
     else:
         sentence_to_index: dict[str, str] = {}
-        with atomic_path(job.output) as tmp, h5py.File(tmp, "w") as out:
+        with atomic_hdf5(job.output) as output:
             for part in parts:
                 with h5py.File(part, "r") as source:
                     for key in source:
                         if key != "sentence_to_index":
-                            source.copy(source[key], out, name=key)
+                            source.copy(source[key], output.file, name=key)
                     if not forget_sentences:
                         sentence_to_index.update(json.loads(source["sentence_to_index"][0]))
+                output.check()
             if not forget_sentences:
-                write_sentence_to_index(out, sentence_to_index)
+                write_sentence_to_index(output.file, sentence_to_index)
     write_text(job.record, json.dumps(job.stamp))
     shutil.rmtree(parts[0].parent, ignore_errors=True)
 
@@ -171,10 +170,30 @@ def embed_dir(
     if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, found {workers!r}")
     output_dir = Path(output_dir)
-    jobs, finished, failed = plan(Path(input_dir), output_dir, settings, shard_lines)
+    if not Path(input_dir).is_dir():
+        raise ValueError(f"input directory not found: {input_dir}")
+    check_writable(output_dir)
+    with locked(output_dir):
+        return _embed_dir(Path(input_dir), output_dir, settings, workers, threads, shard_lines, runner, progress, start)
+
+
+def _embed_dir(
+    input_dir: Path,
+    output_dir: Path,
+    settings: EmbedSettings,
+    workers: int,
+    threads: int | None,
+    shard_lines: int,
+    runner: RunnerFactory | None,
+    progress: bool,
+    start: float,
+) -> Summary:
+    jobs, finished, failed = plan(input_dir, output_dir, settings, shard_lines)
     summary = Summary(skipped=len(finished), failed=failed)
     waiting = {job.source: {s.part for s in job.shards if not s.part.is_file()} for job in jobs}
     todo = [shard for job in jobs for shard in job.shards if shard.part in waiting[job.source]]
+    if todo:
+        check_free_space(output_dir, _estimate(jobs, todo, settings), output_dir)
     if threads is None and (workers > 1 or runner is not None):
         threads = max(1, (os.cpu_count() or 1) // workers)
     workers = min(workers, max(len(todo), 1))
@@ -199,6 +218,46 @@ def embed_dir(
                 summary.files += 1
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _estimate(jobs: list[FileJob], todo: list[Shard], settings: EmbedSettings) -> int:
+    """About the most bytes a run adds at once: the parts to embed, plus the largest output being assembled from
+    its parts (a one-part file is renamed)."""
+    options = settings.model.options()
+
+    def size(shards: list[Shard]) -> int:
+        lines, tokens = sum(s.n_lines for s in shards), sum(s.n_tokens for s in shards)
+        return estimate_bytes(
+            lines, tokens, options.n_output_layers, options.output_dim, settings.output_format, 8 * tokens
+        )
+
+    return size(todo) + max((size(job.shards) for job in jobs if len(job.shards) > 1), default=0)
+
+
+@contextmanager
+def locked(output_dir: Path) -> Iterator[None]:
+    """Hold the lock of ``output_dir`` (``.embed-dir/lock``, which records the holder's pid) for the block.
+
+    :raises ValueError: at once, naming the holder's pid, when another run holds it."""
+    import fcntl  # POSIX
+
+    state = output_dir / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            raise ValueError(
+                f"{output_dir} is in use by another embed-dir run (pid {holder}); wait until it finishes "
+                "(it resumes where it stops) or give another OUTPUT_DIR"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _message(error: BaseException) -> str:

@@ -16,14 +16,14 @@ from functools import partial
 from pathlib import Path
 from typing import Callable, Iterator, Optional
 
-import h5py
 import torch
 
 from ..bilm import BiLM
 from ..bilm.kernels import PRECISIONS
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
-from ..util.atomic import atomic_path
+from ..util.hdf5 import atomic_hdf5
+from ..util.text import decode_line
 from .writer import check_batch_size, check_output_format, embed_lines, select_layers, write_sentence_to_index
 
 #: yields ``(shard, None)`` or ``(shard, error)`` for each shard given, as they finish
@@ -98,18 +98,24 @@ class ShardEmbedder:
         """Write the part: one float32 dataset per line, keyed by the line's index in the whole file (shapes as
         ``embed``: ``(n_layers, n_tokens, dim)`` or ``(n_tokens, dim)``), plus this part's ``sentence_to_index``."""
         settings = self.settings
+        numbered = []
         with open(shard.source, "rb") as lines:
             lines.seek(shard.offset)
-            numbered = [(shard.first + k, lines.readline().decode("utf-8").strip()) for k in range(shard.n_lines)]
+            offset = shard.offset
+            for index in range(shard.first, shard.first + shard.n_lines):
+                raw = lines.readline()
+                numbered.append((index, decode_line(raw, shard.source, index, offset).strip()))
+                offset += len(raw)
         sentence_to_index: dict[str, str] = {}
         embed = partial(self.bilm.embed_sentences, batch_size=settings.batch_size, precision=settings.precision)
-        with atomic_path(shard.part) as tmp, h5py.File(tmp, "w") as out:
+        with atomic_hdf5(shard.part) as output:
             for batch in embed_lines(numbered, settings.batch_size, embed):
                 for index, line, layers in batch:
-                    out.create_dataset(str(index), data=select_layers(layers, settings.output_format))
+                    output.file.create_dataset(str(index), data=select_layers(layers, settings.output_format))
                     sentence_to_index[line] = str(index)
+                output.check()
             if not settings.forget_sentences:
-                write_sentence_to_index(out, sentence_to_index)
+                write_sentence_to_index(output.file, sentence_to_index)
         return shard
 
 

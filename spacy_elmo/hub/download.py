@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..util.atomic import apply_umask
+from ..util.atomic import apply_umask, check_output
 from .cache import IntegrityError, Remote, cache_dir, check_pin, record_hash, remote_for, verify_cached
 
-#: extra attempts after a failed download (network error or wrong hash)
+#: extra attempts after a failed download (network errors only: a complete file that fails its pin is not
+#: downloaded again)
 RETRIES = 2
 #: seconds to wait for the connection and for each read
 TIMEOUT = 30.0
@@ -20,6 +21,14 @@ SCHEMES = ("http", "https", "ftp")
 
 class DownloadError(ValueError):
     """A file could not be downloaded, or may not be (``SPACY_ELMO_OFFLINE=1``)."""
+
+
+class _Mismatch(Exception):
+    """Carries an ``IntegrityError`` through pooch, which retries ``ValueError``s as network failures."""
+
+    def __init__(self, error: IntegrityError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def offline() -> bool:
@@ -49,6 +58,7 @@ def fetch(url: str, *, name: str | None = None, progress: bool | None = None) ->
     scheme = urlsplit(remote.url).scheme.lower()
     if scheme not in SCHEMES:
         raise DownloadError(f"{remote.url}: unsupported URL scheme {scheme!r}; use one of {', '.join(SCHEMES)}")
+    check_output(path)  # before the download: not a directory, the cache directory writable
     _download(remote, path, remote.url.endswith(".hdf5") if progress is None else progress)
     return path
 
@@ -66,7 +76,11 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
     def download_and_check(url: str, output_file: str, store: Any) -> None:
         """Runs on pooch's temporary file, before pooch moves it into place."""
         downloader(url, output_file, store)
-        found.append(check_pin(Path(output_file), remote.pin, f"{url} (for {path})"))
+        label = f"{url} (for {path}) arrived complete but does not match its pin"
+        try:
+            found.append(check_pin(Path(output_file), remote.pin, label))
+        except IntegrityError as err:
+            raise _Mismatch(IntegrityError(f"{err}; not downloaded again: the server holds another file")) from None
         apply_umask(output_file)
 
     store = pooch.create(
@@ -78,8 +92,8 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
     )
     try:
         store.fetch(path.name, downloader=download_and_check)
-    except IntegrityError:
-        raise
+    except _Mismatch as mismatch:
+        raise mismatch.error from None
     except (OSError, EOFError, ValueError) as err:  # requests' errors are OSErrors, ftplib's too
         raise DownloadError(
             f"could not download {remote.url}: {_reason(err, remote.url)} "

@@ -16,8 +16,10 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..bilm.directory import BILM_TF, bilm_tf_weights, directory_kind, load_directory
+from ..bilm.directory import BILM_TF, bilm_tf_weights, directory_kind, directory_options, load_directory
+from ..bilm.manylangs import SHIPPED_CONFIGS, parse_architecture
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_local
+from ..bilm.options import BiLMOptions
 from .download import fetch
 from .many_langs import PREFIX, fetch_many_langs, unpacked_model
 from .registry import DEFAULT_NAMES, MODELS, is_url, mirror_base, model_named
@@ -132,6 +134,18 @@ class ModelSpec:
             return ModelSpec(model=str(directory.resolve()))
         options_file, weight_file = self.files()
         return ModelSpec(options_file=str(options_file), weight_file=str(weight_file))
+
+    def options(self) -> BiLMOptions:
+        """The architecture, from what is known without downloading weights: a released name's registry entry
+        (ELMoForManyLangs' models share one architecture), else the model's small options / config files."""
+        if self.released:
+            assert self.model is not None
+            return model_named(self.model).options
+        if self.many_langs:
+            released = SHIPPED_CONFIGS["cnn_50_100_512_4096_sample.json"]
+            return parse_architecture(released, "ELMoForManyLangs' released architecture")[0]
+        directory = self.directory()
+        return directory_options(directory) if directory is not None else BiLMOptions.read(self.files()[0])
 
     def load(self, device: Union[str, torch.device] = "cpu", **kwargs: Any) -> BiLM:
         """The biLM, in eval mode on ``device``; keyword arguments (``token_cache_size``) go to the loader

@@ -21,6 +21,7 @@ from ..bilm.directory import DIRECTORY_FILES, load_directory, save_directory
 from ..bilm.model import BiLM
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
+from ..util.atomic import check_output
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
 from .hooks import set_vector_hooks
 from .sequence_cache import MB, SequenceCache, model_identity, sequence_key
@@ -264,11 +265,16 @@ class ElmoComponent(Pipe):
 
     def to_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> None:
         """Write the biLM's files into ``path`` in its own format (bilm-tf: ``options.json`` + ``weights.hdf5``
-        (+ ``vocab.txt``); ELMoForManyLangs: its directory layout), unless ``"model"`` is excluded."""
+        (+ ``vocab.txt``); ELMoForManyLangs: its directory layout), unless ``"model"`` is excluded.
+
+        The files are checked first (none a directory, ``path`` writable: one ``ValueError`` naming the problem);
+        saving into the directory the biLM was loaded from rewrites the same values, atomically."""
         path = Path(path)
         if MODEL_PART in exclude:
             path.mkdir(parents=True, exist_ok=True)
             return
+        for name in DIRECTORY_FILES:
+            check_output(path / name)
         save_directory(self.bilm, path)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":

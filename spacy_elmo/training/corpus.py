@@ -9,22 +9,22 @@ import numpy as np
 import torch
 
 from ..bilm.chars import BOS_TOKEN, EOS_TOKEN, token_char_ids
+from ..util.text import read_lines
 from .vocab import UNK_TOKEN
 
 
 def read_sentences(path: str | Path, max_length: int, rank: int = 0, world_size: int = 1) -> list[list[str]]:
-    """This rank's share of the lines of ``path`` (line ``i`` goes to rank ``i % world_size``),
-    each cut to ``max_length`` tokens; blank lines are skipped."""
+    """This rank's share of the lines of ``path`` (UTF-8, a leading byte-order mark dropped; line ``i`` goes to
+    rank ``i % world_size``), each cut to ``max_length`` tokens; blank lines are skipped."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"corpus file not found: {path}")
     sentences = []
-    with path.open(encoding="utf-8") as lines:
-        for i, line in enumerate(lines):
-            if i % world_size == rank:
-                tokens = line.split()
-                if tokens:
-                    sentences.append(tokens[:max_length])
+    for i, _, line in read_lines(path):
+        if i % world_size == rank:
+            tokens = line.split()
+            if tokens:
+                sentences.append(tokens[:max_length])
     if not sentences:
         raise ValueError(f"{path}: no sentences (the file is empty or blank)")
     return sentences

@@ -22,7 +22,7 @@ from ..bilm.kernels import PRECISIONS, runs_as
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, read_vocab, resolve_device
 from ..bilm.options import BiLMOptions
 from ..bilm.weights import load_weights
-from ..util.atomic import atomic_path, write_text
+from ..util.atomic import atomic_path, check_output, write_text
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .corpus import EncodedCorpus, read_sentences
 from .lm import BiLanguageModel
@@ -37,6 +37,9 @@ SCHEDULES = ("constant", "linear")
 FREEZE_CHOICES = ("none", "token", "token+lstm1")
 #: a run that continues a trained biLM and fine-tunes it fewer steps than this ends with a warning
 FEW_FINE_TUNING_STEPS = 100
+#: the files of an exported biLM, and the run's metrics beside them
+MODEL_NAMES = (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME)
+METRICS_NAME = "metrics.json"
 
 
 @dataclass
@@ -155,6 +158,17 @@ class TrainConfig:
                     f"init_from {self.init_from}: {name} not found "
                     f"(an exported biLM has {OPTIONS_NAME}, {WEIGHTS_NAME} and {VOCAB_NAME})"
                 )
+        self.check_outputs()
+
+    def check_outputs(self) -> None:
+        """Before any work: no file the run exports is one of its inputs (also through a link) or a directory,
+        and ``output_dir`` can be written. :raises ValueError: naming the file and the problem."""
+        names = ("train_file", "heldout_file", "options_file", "weights_file", "vocab_file", "head_file")
+        inputs = [Path(getattr(self, name)) for name in names if getattr(self, name)]
+        if self.init_from:
+            inputs += [Path(self.init_from) / name for name in (*MODEL_NAMES, HEAD_NAME)]
+        for name in (*MODEL_NAMES, HEAD_NAME, METRICS_NAME):
+            check_output(Path(self.output_dir) / name, inputs)
 
 
 def _distributed() -> tuple[int, int]:
@@ -694,4 +708,4 @@ def _export(model: BiLanguageModel, metrics: dict[str, Any], out: Path) -> None:
     model.bilm.save(out)
     with atomic_path(out / HEAD_NAME) as tmp:
         torch.save(model.softmax.state_dict(), tmp)
-    write_text(out / "metrics.json", json.dumps(metrics, indent=1))
+    write_text(out / METRICS_NAME, json.dumps(metrics, indent=1))
