@@ -305,3 +305,71 @@ def list_models() -> None:
         typer.echo(model_table())
     except ValueError as err:
         _fail(str(err))
+
+
+@app.command()
+def serve(
+    model: Optional[str] = MODEL,
+    options_file: Optional[str] = OPTIONS_FILE,
+    weight_file: Optional[str] = WEIGHT_FILE,
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    precision: str = PRECISION,
+    device: str = DEVICE,
+    token_cache_size: int = TOKEN_CACHE_SIZE,
+    max_batch_tokens: int = typer.Option(2048, help="tokens per biLM batch (a longer request runs alone)"),
+    max_wait_ms: float = typer.Option(5.0, help="how long the oldest waiting request waits for others to join"),
+    max_queue: int = typer.Option(256, help="requests waiting at most (more: 503 with Retry-After)"),
+    max_request_tokens: int = typer.Option(2048, help="tokens per request at most (more: 413)"),
+    tokenizer: str = typer.Option("whitespace", help="splits 'texts': whitespace, or a spaCy language code"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", help="serve on Ray Serve: local (a new cluster here), auto (RAY_ADDRESS) or a cluster address"
+    ),
+    replicas: int = typer.Option(1, help="Ray Serve replicas (with --ray)"),
+    max_replicas: Optional[int] = typer.Option(None, help="autoscale up to this many replicas (with --ray)"),
+) -> None:
+    """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics.
+
+    Concurrent requests are batched; SIGTERM stops accepting, finishes the admitted requests and exits 0.
+    """
+    from ._compat import RAY_MISSING, SERVE_MISSING, has_ray, has_serve
+
+    if not has_serve or (ray_address is not None and not has_ray):
+        _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+    try:
+        if model is not None and (options_file is not None or weight_file is not None):
+            raise ValueError("give either --model or --options / --weights, not both")
+        files = (model, None) if model is not None else (options_file, weight_file)
+        name = model or ("default" if options_file is None else str(options_file))
+        limits: dict[str, Any] = dict(
+            max_batch_tokens=max_batch_tokens,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            max_request_tokens=max_request_tokens,
+            precision=precision,
+        )
+        if ray_address is not None:
+            from .serve.ray_serve import deployment, run_on_ray
+
+            application = deployment(
+                files,
+                model_name=name,
+                replicas=replicas,
+                max_replicas=max_replicas,
+                device=device,
+                token_cache_size=token_cache_size,
+                tokenizer=tokenizer,
+                **limits,
+            )
+            run_on_ray(application, ray_address, host, port)
+            return
+        from .hub import load_bilm
+        from .serve import create_app, run
+        from .serve.tokenizers import make_tokenizer
+
+        bilm = load_bilm(*files, device, token_cache_size=token_cache_size)
+        service = create_app(bilm, tokenizer=make_tokenizer(tokenizer), model_name=name, **limits)
+    except ValueError as err:
+        _fail(str(err))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run(service, host, port)
