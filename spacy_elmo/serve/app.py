@@ -19,6 +19,9 @@ from .metrics import Metrics
 from .schema import Tokenizer
 
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
+#: sentences per biLM forward within a batch (embed_sentences' default; it sorts a batch by length first,
+#: so each forward pads only to the longest of similar lengths)
+FORWARD_SENTENCES = 64
 DEFAULTS: Dict[str, Any] = {"max_batch_tokens": 2048, "max_wait_ms": 5.0, "max_queue": 256, "max_request_tokens": 2048}
 
 
@@ -58,7 +61,7 @@ def create_app(
     precision = kernels.resolve_precision(precision, bilm.device)
 
     def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
-        return bilm.embed_sentences(sentences, batch_size=max(1, len(sentences)), precision=precision)
+        return bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
 
     metrics = Metrics()
     batcher = Batcher(

@@ -16,6 +16,7 @@ import numpy as np
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from .. import __version__
 from ..allennlp import select_layers
 from ..bilm import kernels
 from ..bilm.mix import cosine, mean_mixed_vector
@@ -63,9 +64,13 @@ class Service:
         self.tokenizer = tokenizer or whitespace_tokenizer
         self.extra_info = info or {}
         self.watch_disconnect = watch_disconnect
+        self._routes = self._route_table()
 
     def routes(self) -> Dict[str, tuple[str, Handler]]:
         """``path -> (method, handler)``, each handler recording its request in the metrics."""
+        return dict(self._routes)
+
+    def _route_table(self) -> Dict[str, tuple[str, Handler]]:
         table: Dict[str, tuple[str, Handler]] = {
             "/v1/embed": ("POST", self.embed),
             "/v1/similarity": ("POST", self.similarity),
@@ -78,7 +83,7 @@ class Service:
 
     async def dispatch(self, request: Request) -> Response:
         """Route one request by path and method (for servers without a router, like Ray Serve's ``__call__``)."""
-        route = self.routes().get(request.url.path.rstrip("/") or "/")
+        route = self._routes.get(request.url.path.rstrip("/") or "/")
         if route is None:
             return _error(404, f"no endpoint {request.url.path}; see /info")
         method, handler = route
@@ -124,8 +129,6 @@ class Service:
         return JSONResponse({"status": "not ready: the model is warming up or the server is stopping"}, 503)
 
     async def info(self, request: Request) -> Response:
-        from .. import __version__
-
         bilm = self.bilm
         return JSONResponse(
             {

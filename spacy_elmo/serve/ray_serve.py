@@ -22,6 +22,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..bilm import kernels
+from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from .app import DEFAULTS, FORWARD_SENTENCES
 from .batcher import Sentences
 from .handlers import Service
 from .metrics import Metrics
@@ -57,7 +59,7 @@ class ElmoDeployment:
         sentences = [s for request in requests for s in request]
         start = time.perf_counter()
         arrays = await asyncio.to_thread(
-            self.bilm.embed_sentences, sentences, batch_size=max(1, len(sentences)), precision=self.precision
+            self.bilm.embed_sentences, sentences, batch_size=FORWARD_SENTENCES, precision=self.precision
         )
         out, offset = [], 0
         for request in requests:
@@ -78,13 +80,13 @@ def deployment(
     replicas: int = 1,
     max_replicas: Optional[int] = None,
     cpus_per_replica: float = 1.0,
-    max_batch_tokens: int = 2048,
-    max_wait_ms: float = 5.0,
-    max_queue: int = 256,
-    max_request_tokens: int = 2048,
+    max_batch_tokens: int = DEFAULTS["max_batch_tokens"],
+    max_wait_ms: float = DEFAULTS["max_wait_ms"],
+    max_queue: int = DEFAULTS["max_queue"],
+    max_request_tokens: int = DEFAULTS["max_request_tokens"],
     precision: str = "fp32",
     device: str = "cpu",
-    token_cache_size: int = 10000,
+    token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     tokenizer: Optional[str] = None,
 ) -> Any:
     """The bound Ray Serve application (for ``serve.run``) of the model ``files`` (options, weights; or

@@ -155,7 +155,7 @@ def _output(value: object, n_layers: int) -> Output:
 
 def _check_weights(weights: list, field: str) -> None:
     for k, w in enumerate(weights):
-        if isinstance(w, bool) or not is_number(w) or not math.isfinite(w):
+        if not is_number(w) or not math.isfinite(w):
             raise RequestError(400, f"{field}[{k}] must be a finite number, found {_show(w)}")
 
 
