@@ -216,6 +216,12 @@ def run_level(server: Server, label: str, requests: list, clients: int, headers:
     rejected = [lat for status, lat, _ in outcome["results"] if status in (429, 503)]
     done_tokens = sum(tokens[i] for _, i in ok)
     histogram, mean_batch = batch_histogram(before, after)
+    prefix = "spacy_elmo_requests_total"
+    server_counts = {
+        json.loads(k[len(prefix) :])["status"]: after[k] - before.get(k, 0.0)
+        for k in after
+        if k.startswith(prefix) and json.loads(k[len(prefix) :])["endpoint"] == "embed"
+    }
     row = {
         "label": label,
         "clients": clients,
@@ -236,7 +242,11 @@ def run_level(server: Server, label: str, requests: list, clients: int, headers:
         f"{rss_before:.0f} -> {rss_after:.0f} | {outcome['wall']:.0f} |",
         flush=True,
     )
-    print(f"|   batch sizes (requests per batch): {histogram} |", flush=True)
+    answered = " ".join(f"{k}:{v:.0f}" for k, v in sorted(server_counts.items()) if v)
+    print(
+        f"|   batch sizes (requests per batch): {histogram}; the server's count of its answers: {answered} |",
+        flush=True,
+    )
     return row
 
 

@@ -240,6 +240,8 @@ def test_every_bad_input_gets_its_status_and_a_message_naming_the_field(parity_b
         assert (response.status_code, response.json()["status"]) == (status, status), (body, response.text)
         assert response.json()["error"].startswith(message), (body, response.json()["error"])
     assert [r.status_code for r in responses[-3:]] == [405, 404, 200]
+    assert responses[-3].json()["error"] == "Method Not Allowed: GET /v1/embed"
+    assert responses[-2].json()["error"] == "Not Found: GET /v2/embed"
     samples = metric_samples(metrics)
     assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "400")))] == 21
     assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "413")))] == 1

@@ -9,6 +9,9 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..bilm import kernels
@@ -97,10 +100,17 @@ def create_app(
         await asyncio.to_thread(batcher.close)
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler) in service.routes().items()]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.batcher = batcher
     app.state.service = service
     return app
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """Starlette's own errors (404 no such path, 405 wrong method) as JSON like the others."""
+    assert isinstance(error, HTTPException)
+    message = f"{error.detail}: {request.method} {request.url.path}"
+    return JSONResponse({"error": message, "status": error.status_code}, error.status_code, headers=error.headers)
 
 
 def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
