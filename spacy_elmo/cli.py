@@ -336,11 +336,14 @@ def serve(
 
     if not has_serve or (ray_address is not None and not has_ray):
         _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+    from .serve.tokenizers import make_tokenizer
+
     try:
         if model is not None and (options_file is not None or weight_file is not None):
             raise ValueError("give either --model or --options / --weights, not both")
         files = (model, None) if model is not None else (options_file, weight_file)
         name = model or ("default" if options_file is None else str(options_file))
+        tokenize = make_tokenizer(tokenizer)  # a bad name fails here, also before Ray starts
         limits: dict[str, Any] = dict(
             max_batch_tokens=max_batch_tokens,
             max_wait_ms=max_wait_ms,
@@ -365,10 +368,9 @@ def serve(
             return
         from .hub import load_bilm
         from .serve import create_app, run
-        from .serve.tokenizers import make_tokenizer
 
         bilm = load_bilm(*files, device, token_cache_size=token_cache_size)
-        service = create_app(bilm, tokenizer=make_tokenizer(tokenizer), model_name=name, **limits)
+        service = create_app(bilm, tokenizer=tokenize, model_name=name, **limits)
     except ValueError as err:
         _fail(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")

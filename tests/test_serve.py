@@ -451,7 +451,7 @@ def test_health_ready_info_and_metrics(parity_bilm):
     assert out["embed after close"].json()["error"] == "the server is shutting down"
 
 
-def test_cli_serve_rejects_a_model_with_files():
+def test_cli_serve_rejects_a_model_with_files_and_a_bad_tokenizer():
     from typer.testing import CliRunner
 
     from spacy_elmo.cli import app
@@ -459,6 +459,9 @@ def test_cli_serve_rejects_a_model_with_files():
     result = CliRunner().invoke(app, ["serve", "--model", "small", "--options", "o.json", "--weights", "w.hdf5"])
     assert result.exit_code == 1
     assert "give either --model or --options / --weights, not both" in result.output
+    result = CliRunner().invoke(app, ["serve", "--tokenizer", "zz9", "--ray", "local"])
+    assert result.exit_code == 1
+    assert "error: tokenizer 'zz9' is neither 'whitespace', a spaCy language code nor a pipeline" in result.output
 
 
 def free_port() -> int:
