@@ -490,7 +490,7 @@ def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_
     url = f"http://127.0.0.1:{port}"
     options, weights = parity_files
     command = [sys.executable, "-m", "spacy_elmo", "serve", "--options", str(options), "--weights", str(weights)]
-    command += ["--port", str(port), "--max-wait-ms", "1500"]
+    command += ["--port", str(port), "--max-wait-ms", "5000"]  # the 8 requests below wait for it (< 2048 tokens)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -500,11 +500,16 @@ def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_
         async def main():
             async with httpx.AsyncClient(base_url=url, timeout=30) as client:
                 posts = [asyncio.ensure_future(client.post("/v1/embed", json={"sentences": r})) for r in requests]
-                await asyncio.sleep(0.5)  # all admitted, waiting for the batch to fill
+                for _ in range(400):  # until all 8 are admitted, waiting for the batch to fill
+                    depth = metric_samples((await client.get("/metrics")).text)[("spacy_elmo_queue_depth", ())]
+                    if depth == len(requests):
+                        break
+                    await asyncio.sleep(0.01)
                 process.send_signal(signal.SIGTERM)
-                return await asyncio.gather(*posts)
+                return depth, await asyncio.gather(*posts)
 
-        responses = asyncio.run(main())
+        depth, responses = asyncio.run(main())
+        assert depth == 8
         assert process.wait(60) == 0
     finally:
         if process.poll() is None:
