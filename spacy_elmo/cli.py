@@ -18,20 +18,28 @@ app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help
 
 #: options shared by `embed` and `embed-dir`: (name, default, typer.Option arguments); EmbedSettings fields and
 #: the model spec's three parts
-_EMBEDDING_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
+#: the model and how it runs (every command that loads one for inference): the model spec's three parts, precision,
+#: device, token cache
+_MODEL_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
     (
         "model",
         None,
-        {"param_decls": ["--model"], "help": "a released model's name (see `spacy-elmo models`) or a model directory"},
+        {
+            "param_decls": ["--model"],
+            "help": "a released model's name (see `spacy-elmo models`), a model directory or a .zip of one",
+        },
     ),
     ("options_file", None, {"param_decls": ["--options"], "help": "options.json: path or URL (default: bundled)"}),
     ("weight_file", None, {"param_decls": ["--weights"], "help": "weights.hdf5: path or URL (default: bundled)"}),
-    ("output_format", "all", {"help": "all (every layer), top, or average"}),
-    ("batch_size", 64, {"help": "sentences per biLM batch"}),
-    ("forget_sentences", False, {"param_decls": ["--forget-sentences"], "help": "no sentence_to_index map"}),
     ("precision", "fp32", {"help": "fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)"}),
     ("device", "cpu", {"help": "cpu, cuda or cuda:N"}),
     ("token_cache_size", DEFAULT_TOKEN_CACHE_SIZE, {"help": "word types whose token layer is cached (0: no cache)"}),
+)
+#: `embed` and `embed-dir`: the model options and the output layout (EmbedSettings fields)
+_EMBEDDING_OPTIONS = _MODEL_OPTIONS + (
+    ("output_format", "all", {"help": "all (every layer), top, or average"}),
+    ("batch_size", 64, {"help": "sentences per biLM batch"}),
+    ("forget_sentences", False, {"param_decls": ["--forget-sentences"], "help": "no sentence_to_index map"}),
 )
 
 
@@ -382,3 +390,66 @@ def list_models() -> None:
 
     with _one_line_errors():
         typer.echo(model_table())
+
+
+@app.command()
+@_with_options(_MODEL_OPTIONS)
+def serve(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+    max_batch_tokens: int = typer.Option(2048, help="tokens per biLM batch (a longer request runs alone)"),
+    max_wait_ms: float = typer.Option(5.0, help="how long the oldest waiting request waits for others to join"),
+    max_queue: int = typer.Option(256, help="requests waiting at most (more: 503 with Retry-After)"),
+    max_request_tokens: int = typer.Option(2048, help="tokens per request at most (more: 413)"),
+    tokenizer: str = typer.Option("whitespace", help="splits 'texts': whitespace, or a spaCy language code"),
+    ray_address: Optional[str] = typer.Option(
+        None, "--ray", help="serve on Ray Serve: local (a new cluster here), auto (RAY_ADDRESS) or a cluster address"
+    ),
+    replicas: int = typer.Option(1, help="Ray Serve replicas (with --ray)"),
+    max_replicas: Optional[int] = typer.Option(None, help="autoscale up to this many replicas (with --ray)"),
+    **options: Any,
+) -> None:
+    """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics.
+
+    Concurrent requests are batched; SIGTERM stops accepting, finishes the admitted requests and exits 0.
+    """
+    from ._compat import RAY_MISSING, SERVE_MISSING, has_ray, has_serve
+    from .hub import ModelSpec
+
+    if not has_serve or (ray_address is not None and not has_ray):
+        _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+    from .serve.tokenizers import make_tokenizer
+
+    with _one_line_errors():
+        model = ModelSpec(options.pop("model"), options.pop("options_file"), options.pop("weight_file"))
+        device, token_cache_size = options.pop("device"), options.pop("token_cache_size")
+        name = model.model or ("default" if model.is_default else str(model.options_file))
+        tokenize = make_tokenizer(tokenizer)  # a bad name fails here, also before Ray starts
+        limits: dict[str, Any] = dict(
+            max_batch_tokens=max_batch_tokens,
+            max_wait_ms=max_wait_ms,
+            max_queue=max_queue,
+            max_request_tokens=max_request_tokens,
+            precision=options.pop("precision"),
+        )
+        if ray_address is not None:
+            from .serve.ray_serve import deployment, run_on_ray
+
+            application = deployment(
+                model,
+                model_name=name,
+                replicas=replicas,
+                max_replicas=max_replicas,
+                device=device,
+                token_cache_size=token_cache_size,
+                tokenizer=tokenizer,
+                **limits,
+            )
+            run_on_ray(application, ray_address, host, port)
+            return
+        from .serve import create_app, run
+
+        bilm = model.load(device, token_cache_size=token_cache_size)
+        service = create_app(bilm, tokenizer=tokenize, model_name=name, **limits)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run(service, host, port)

@@ -1,11 +1,57 @@
-"""The task-specific scalar mix of biLM layers (Peters et al. 2018, eq. 1)."""
+"""The task-specific scalar mix of biLM layers (Peters et al. 2018, eq. 1), and fixed mixes in numpy."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import List, Sequence, Union
 
+import numpy as np
 import torch
 from torch import nn
+
+#: a fixed mix of the layers: "average", "top", a layer index, or one weight per layer
+Mix = Union[str, int, List[float]]
+
+
+def mix_weights(mix: Mix, n_layers: int, source: str = "the biLM", setting: str = "mix") -> np.ndarray:
+    """Per-layer weights ``(n_layers,)`` float32: the vector of a token is ``sum_k w_k * layer_k``.
+
+    ``"average"``: ``1 / n_layers`` each; ``"top"``: the last layer; an int: that layer
+    (negative counts from the top); a list: the weights as given. ``setting`` names the
+    value in error messages.
+    """
+    weights = np.zeros(n_layers, dtype=np.float32)
+    if mix == "average":
+        weights[:] = 1.0 / n_layers
+    elif mix == "top":
+        weights[-1] = 1.0
+    elif isinstance(mix, int):
+        if not -n_layers <= mix < n_layers:
+            raise ValueError(
+                f"{setting}={mix} is not a layer of {source}, which has {n_layers} layers "
+                f"(0 = token layer ... {n_layers - 1} = top biLSTM layer)"
+            )
+        weights[mix] = 1.0
+    else:
+        if len(mix) != n_layers:
+            raise ValueError(
+                f"{setting} has {len(mix)} weights, but {source} has {n_layers} layers: give one weight per layer"
+            )
+        weights[:] = mix
+    return weights
+
+
+def mean_mixed_vector(layers: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The mean over tokens of the mixed token vectors: ``(n_layers, tokens, dim)`` -> float32 ``(dim,)``
+    (zeros for no tokens); what ``Span._.elmo`` / ``Doc._.elmo`` and ``doc.similarity`` use."""
+    if layers.shape[1] == 0:
+        return np.zeros(layers.shape[-1], dtype=np.float32)
+    return np.tensordot(weights, layers.mean(axis=1), axes=1).astype(np.float32, copy=False)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors ``(dim,)``; 0.0 if either is zero."""
+    norms = float(np.linalg.norm(a)) * float(np.linalg.norm(b))
+    return float(np.dot(a, b) / norms) if norms > 0 else 0.0
 
 
 class ScalarMix(nn.Module):

@@ -21,6 +21,8 @@ from typing import Optional, Union
 import numpy as np
 from spacy.tokens import Doc, Span, Token
 
+from ..bilm.mix import mean_mixed_vector
+
 LAYERS = "elmo_layers"
 MIX_WEIGHTS = "elmo_mix_weights"
 TOKEN_VECTORS = "elmo_token_vectors"
@@ -53,9 +55,7 @@ def token_range_vector(doc: Doc, start: int, end: int) -> Optional[np.ndarray]:
     layers = doc._.get(LAYERS)
     if layers is not None:
         weights = np.asarray(doc._.get(MIX_WEIGHTS), dtype=np.float32)
-        if end <= start:
-            return np.zeros(layers.shape[-1], dtype=np.float32)
-        return np.tensordot(weights, layers[:, start:end].mean(axis=1), axes=1).astype(np.float32, copy=False)
+        return mean_mixed_vector(layers[:, start : max(start, end)], weights)
     vectors = doc._.get(TOKEN_VECTORS)
     if vectors is not None:
         if end <= start:

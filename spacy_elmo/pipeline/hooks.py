@@ -12,6 +12,7 @@ from typing import Any, Union
 import numpy as np
 from spacy.tokens import Doc, Span, Token
 
+from ..bilm.mix import cosine
 from .extensions import mean_vector
 
 Container = Union[Doc, Span, Token]
@@ -42,8 +43,7 @@ def similarity(obj: Container, other: Any) -> float:
             f"cannot compare an ELMo vector of shape {own.shape} with a {type(other).__name__} vector of "
             f"shape {theirs.shape}: compare objects whose Docs were processed by the same 'elmo' component"
         )
-    norms = float(np.linalg.norm(own)) * float(np.linalg.norm(theirs))
-    return float(np.dot(own, theirs) / norms) if norms > 0 else 0.0
+    return cosine(own, theirs)
 
 
 def set_vector_hooks(doc: Doc) -> None:

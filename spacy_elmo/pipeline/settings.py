@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import List, Optional, Union
+from typing import Optional
 
 import numpy as np
 
 from ..bilm.kernels import PRECISIONS
+from ..bilm.mix import Mix, mix_weights
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME
 from ..bilm.options import BiLMOptions
 from ..bilm.token_cache import check_token_cache_size
@@ -16,7 +17,6 @@ from ..hub.registry import model_named
 from ..hub.spec import ModelSpec
 from ..util.checks import is_int, is_number
 
-Mix = Union[str, int, List[float]]
 MIX_NAMES = ("average", "top")
 
 
@@ -53,30 +53,8 @@ def check_sequence_cache_mb(sequence_cache_mb: float) -> None:
 
 
 def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarray:
-    """Per-layer weights ``(n_layers,)`` float32: the vector of a token is ``sum_k w_k * layer_k``.
-
-    ``"average"``: ``1 / n_layers`` each; ``"top"``: the last layer; an int: that layer
-    (negative counts from the top); a list: the weights as given.
-    """
-    weights = np.zeros(n_layers, dtype=np.float32)
-    if mix == "average":
-        weights[:] = 1.0 / n_layers
-    elif mix == "top":
-        weights[-1] = 1.0
-    elif isinstance(mix, int):
-        if not -n_layers <= mix < n_layers:
-            raise ValueError(
-                f"elmo: mix={mix} is not a layer of {source}, which has {n_layers} layers "
-                f"(0 = token layer ... {n_layers - 1} = top biLSTM layer)"
-            )
-        weights[mix] = 1.0
-    else:
-        if len(mix) != n_layers:
-            raise ValueError(
-                f"elmo: mix has {len(mix)} weights, but {source} has {n_layers} layers: give one weight per layer"
-            )
-        weights[:] = mix
-    return weights
+    """Per-layer weights ``(n_layers,)`` float32 of the component's ``mix`` (see ``bilm.mix.mix_weights``)."""
+    return mix_weights(mix, n_layers, source, setting="elmo: mix")
 
 
 def model_spec(model: Optional[str], options_file: Optional[str], weight_file: Optional[str], mix: Mix) -> ModelSpec:

@@ -1,0 +1,386 @@
+#!/usr/bin/env python
+"""Load test of ``spacy-elmo serve`` (issue #23): an asyncio load generator (httpx) against a real server on
+127.0.0.1, real sentences (1-3 per request) at 1, 8, 32 and 128 concurrent clients.
+
+    python benchmarks/bench_serve.py --text PATH/lee_background.cor            # bundled model, full run
+    python benchmarks/bench_serve.py --model original --requests 1:100,8:300,32:1500,128:600 ...
+
+Prints per run: tokens/s, p50 / p95 / p99 latency, responses by status, the batch-size histogram (from the
+server's /metrics), the server's RSS; in the same run, on the same sentences: offline ``embed_sentences``
+throughput in this process (batch 64, the server idle), the service with batching disabled
+(``--max-batch-tokens 1 --max-wait-ms 0``), JSON instead of ``.npy`` responses, and an overload run against
+a server with a small ``--max-queue``. "original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway)
+with random weights (as in bench_bilm.py), saved to a temporary directory and served from there.
+
+The text: one document per line (``--text``; e.g. gensim's ``test/test_data/lee_background.cor``, from
+``pip download --no-deps gensim==4.4.0``), split into sentences and word/punctuation tokens. Every loop is
+bounded by its request count and by ``--max-seconds``; the load generator shares the machine's CPUs with the
+server, as the header says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import torch
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spacy_elmo import load_bilm  # noqa: E402
+from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
+
+ORIGINAL = BiLMOptions(  # as in bench_bilm.py
+    filters=((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)),
+    n_highway=2,
+    char_dim=16,
+    projection_dim=512,
+    lstm_dim=4096,
+    n_layers=2,
+    cell_clip=3.0,
+    proj_clip=3.0,
+    use_skip_connections=True,
+)
+NPY = {"accept": "application/x-npy"}
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'A-Z])")
+TOKEN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
+
+
+def sentences_of(path: Path, lo: int = 3, hi: int = 60) -> list[list[str]]:
+    """Sentences of ``lo`` to ``hi`` tokens from a text with one document per line."""
+    out = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for sentence in SENTENCE_END.split(line.strip()):
+            tokens = TOKEN.findall(sentence)
+            if lo <= len(tokens) <= hi:
+                out.append(tokens)
+    return out
+
+
+def make_requests(sentences: list[list[str]], n: int, seed: int) -> list[list[list[str]]]:
+    rng = random.Random(seed)
+    return [rng.sample(sentences, rng.randint(1, 3)) for _ in range(n)]
+
+
+def cpu_header() -> list[str]:
+    flags = ""
+    if Path("/proc/cpuinfo").is_file():
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                wanted = ("avx2", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "amx_bf16", "fma")
+                flags = " ".join(f for f in line.split(":")[1].split() if f in wanted)
+                break
+    top = subprocess.run(["ps", "-eo", "pcpu,rss,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
+    return [
+        f"CPU: {kernels.cpu_name()} | {os.cpu_count()} logical CPUs | flags: {flags} | "
+        f"capability {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads) | Python {platform.python_version()}",
+        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; busiest processes:",
+        *("    " + line for line in top.splitlines()[1:6]),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Server:
+    """``python -m spacy_elmo serve`` on 127.0.0.1 in a subprocess (its log in a temporary file)."""
+
+    def __init__(self, model_args: list[str], *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
+        command = [sys.executable, "-m", "spacy_elmo", "serve", *model_args, "--port", str(self.port), *extra]
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"the server exited: {Path(self.log.name).read_text()[-2000:]}")
+            try:
+                if httpx.get(self.url + "/ready", timeout=2, trust_env=False).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise SystemExit("the server was not ready within 300 s")
+
+    def rss(self) -> float:
+        return rss_mb(self.process.pid)
+
+    def metrics(self) -> dict[str, float]:
+        text = httpx.get(self.url + "/metrics", timeout=10, trust_env=False).text
+        return {
+            s.name + json.dumps(s.labels, sort_keys=True): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+
+    def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(60)
+        os.unlink(self.log.name)
+        return code
+
+
+async def load(url: str, bodies: list[bytes], clients: int, headers: dict, max_seconds: float) -> dict:
+    """Send ``bodies`` from ``clients`` concurrent clients (each sends its next request when the last is answered)."""
+    results: list[tuple[object, float]] = []
+    indices = iter(range(len(bodies)))
+    deadline = time.monotonic() + max_seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for i in indices:
+            if time.monotonic() > deadline:
+                return
+            start = time.perf_counter()
+            try:
+                response = await client.post("/v1/embed", content=bodies[i], headers=headers)
+                status: object = response.status_code
+                if status == 200 and not response.content:
+                    status = "empty body"
+            except httpx.HTTPError as error:
+                status = type(error).__name__
+            results.append((status, time.perf_counter() - start, i))
+
+    headers = {"content-type": "application/json", **headers}
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=120, trust_env=False) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        wall = time.perf_counter() - start
+    return {"results": results, "wall": wall}
+
+
+def percentiles(values: list[float]) -> str:
+    if not values:
+        return "-"
+    q = np.percentile(np.array(values) * 1000, [50, 95, 99])
+    return " / ".join(f"{x:.0f}" for x in q)
+
+
+def batch_histogram(before: dict, after: dict) -> tuple[str, float]:
+    """Requests per batch between two /metrics scrapes: bucket counts and the mean."""
+    name = "spacy_elmo_batch_requests_bucket"
+    buckets = sorted(
+        ((json.loads(k[len(name) :])["le"], after[k] - before.get(k, 0.0)) for k in after if k.startswith(name)),
+        key=lambda item: float(item[0]),
+    )
+    counts, previous = [], 0.0
+    for le, cumulative in buckets:
+        if cumulative - previous:
+            counts.append(f"<={le.replace('.0', '')}:{cumulative - previous:.0f}")
+        previous = cumulative
+    n = after["spacy_elmo_batch_requests_count{}"] - before.get("spacy_elmo_batch_requests_count{}", 0.0)
+    total = after["spacy_elmo_batch_requests_sum{}"] - before.get("spacy_elmo_batch_requests_sum{}", 0.0)
+    return " ".join(counts), total / n if n else 0.0
+
+
+def run_level(server: Server, label: str, requests: list, clients: int, headers: dict, args) -> dict:
+    bodies = [json.dumps({"sentences": r, "output": args.output}).encode() for r in requests]
+    tokens = [sum(len(s) for s in r) for r in requests]
+    before, rss_before = server.metrics(), server.rss()
+    outcome = asyncio.run(load(server.url, bodies, clients, headers, args.max_seconds))
+    after, rss_after = server.metrics(), server.rss()
+    statuses: dict[str, int] = {}
+    for status, _, _ in outcome["results"]:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    ok = [(lat, i) for status, lat, i in outcome["results"] if status == 200]
+    rejected = [lat for status, lat, _ in outcome["results"] if status in (429, 503)]
+    done_tokens = sum(tokens[i] for _, i in ok)
+    histogram, mean_batch = batch_histogram(before, after)
+    prefix = "spacy_elmo_requests_total"
+    server_counts = {
+        json.loads(k[len(prefix) :])["status"]: after[k] - before.get(k, 0.0)
+        for k in after
+        if k.startswith(prefix) and json.loads(k[len(prefix) :])["endpoint"] == "embed"
+    }
+    row = {
+        "label": label,
+        "clients": clients,
+        "requests": len(outcome["results"]),
+        "tokens_per_s": done_tokens / outcome["wall"],
+        "latency_ms": percentiles([lat for lat, _ in ok]),
+        "p99_s": float(np.percentile([lat for lat, _ in ok], 99)) if ok else float("nan"),
+        "rejected_ms": percentiles(rejected),
+        "statuses": statuses,
+        "mean_batch": mean_batch,
+        "histogram": histogram,
+        "rss": (rss_before, rss_after),
+        "wall": outcome["wall"],
+    }
+    print(
+        f"| {label} | {clients} | {row['requests']} | {row['tokens_per_s']:.0f} | {row['latency_ms']} | "
+        f"{' '.join(f'{k}:{v}' for k, v in sorted(statuses.items()))} | {row['rejected_ms']} | {mean_batch:.1f} | "
+        f"{rss_before:.0f} -> {rss_after:.0f} | {outcome['wall']:.0f} |",
+        flush=True,
+    )
+    answered = " ".join(f"{k}:{v:.0f}" for k, v in sorted(server_counts.items()) if v)
+    print(
+        f"|   batch sizes (requests per batch): {histogram}; the server's count of its answers: {answered} |",
+        flush=True,
+    )
+    return row
+
+
+def offline(bilm: BiLM, sentences: list[list[str]], max_tokens: int, batch_tokens: int, precision: str) -> dict:
+    """``embed_sentences`` at batch 64 on the first ``max_tokens`` tokens of ``sentences``: tokens/s with the
+    token cache empty (cold) and on a second pass (warm, as in a long-running server); and the seconds of one
+    full batch (``batch_tokens`` tokens in one call)."""
+    subset, total = [], 0
+    for s in sentences:
+        if total >= max_tokens:
+            break
+        subset.append(s)
+        total += len(s)
+    bilm.embed_sentences(subset[:64], precision=precision)  # warm-up
+    bilm.set_token_cache_size(bilm.token_cache_size)  # empty cache, as the server starts
+    speeds = []
+    for _ in ("cold", "warm"):
+        start = time.perf_counter()
+        bilm.embed_sentences(subset, batch_size=64, precision=precision)
+        speeds.append(total / (time.perf_counter() - start))
+    full, count = [], 0
+    for s in sentences:
+        if count + len(s) > batch_tokens:
+            break
+        full.append(s)
+        count += len(s)
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        bilm.embed_sentences(full, batch_size=len(full), precision=precision)
+        times.append(time.perf_counter() - start)
+    return {"cold": speeds[0], "warm": speeds[1], "tokens": total, "full_s": statistics.median(times), "full": count}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--text", type=Path, required=True, help="one document per line (e.g. lee_background.cor)")
+    parser.add_argument("--model", default="default", choices=("default", "original"))
+    parser.add_argument("--requests", default="1:400,8:3000,32:20000,128:4000", help="clients:requests,...")
+    parser.add_argument("--nobatch-requests", type=int, default=2000, help="at 32 clients, batching disabled")
+    parser.add_argument("--json-requests", type=int, default=2000, help="at 32 clients, JSON responses")
+    parser.add_argument("--overload-requests", type=int, default=4000, help="at 128 clients, --max-queue 16")
+    parser.add_argument("--offline-tokens", type=int, default=100_000, help="tokens embedded offline at most")
+    parser.add_argument("--max-batch-tokens", type=int, default=2048)
+    parser.add_argument("--max-wait-ms", type=float, default=5.0)
+    parser.add_argument("--output", default="all", help="all, top or average")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--max-seconds", type=float, default=1200, help="a run stops sending after this")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads, here and in the server (OMP_NUM_THREADS)"
+    )
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+
+    print("\n".join(cpu_header()))
+    sentences = sentences_of(args.text)
+    levels = [tuple(int(x) for x in item.split(":")) for item in args.requests.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model == "original":
+            torch.manual_seed(args.seed)
+            BiLM(ORIGINAL).eval().save(tmp)
+            model_args = ["--options", f"{tmp}/options.json", "--weights", f"{tmp}/weights.hdf5"]
+            bilm = load_bilm(f"{tmp}/options.json", f"{tmp}/weights.hdf5")
+        else:
+            model_args, bilm = [], load_bilm()
+        params = sum(p.numel() for p in bilm.parameters()) / 1e6
+        print(
+            f"model: {args.model} ({params:.1f}M parameters, {bilm.n_layers} layers x {bilm.dim}); "
+            f"text: {args.text.name}, {len(sentences)} sentences; output {args.output}; precision {args.precision}; "
+            f"--max-batch-tokens {args.max_batch_tokens} --max-wait-ms {args.max_wait_ms}"
+        )
+        longest = max(levels, key=lambda level: level[1])
+        main_requests = make_requests(sentences, longest[1], args.seed)
+        off = offline(
+            bilm, [s for r in main_requests for s in r], args.offline_tokens, args.max_batch_tokens, args.precision
+        )
+        print(
+            f"offline embed_sentences (batch 64, this process, server not started) over the first {off['tokens']} "
+            f"tokens of the longest run: {off['cold']:.0f} tokens/s with the token cache empty, {off['warm']:.0f} "
+            f"on a second pass (cache warm); one full batch ({off['full']} tokens): {off['full_s'] * 1000:.0f} ms"
+        )
+        del bilm
+        limits = ["--max-batch-tokens", str(args.max_batch_tokens), "--max-wait-ms", str(args.max_wait_ms)]
+        limits += ["--precision", args.precision]
+        print(
+            "\n| run | clients | requests | tokens/s | p50 / p95 / p99 ms | responses by status | "
+            "rejections p50 / p95 / p99 ms | requests per batch | server RSS MB | s |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+        rows = {}
+        server = Server(model_args, *limits)
+        for clients, n in levels:
+            reqs = main_requests if (clients, n) == longest else make_requests(sentences, n, args.seed + clients)
+            rows[clients] = run_level(server, "batching, .npy", reqs, clients, NPY, args)
+        if args.json_requests:
+            rows["json"] = run_level(server, "batching, JSON", main_requests[: args.json_requests], 32, {}, args)
+        print(f"server exit status after SIGTERM: {server.stop()}")
+        if args.nobatch_requests:
+            server = Server(model_args, *limits[4:], "--max-batch-tokens", "1", "--max-wait-ms", "0")
+            rows["nobatch"] = run_level(
+                server, "no batching, .npy", main_requests[: args.nobatch_requests], 32, NPY, args
+            )
+            print(f"server exit status after SIGTERM: {server.stop()}")
+        if args.overload_requests:
+            server = Server(model_args, *limits, "--max-queue", "16")
+            rows["overload"] = run_level(
+                server, "overload (--max-queue 16)", main_requests[: args.overload_requests], 128, NPY, args
+            )
+            print(f"server exit status after SIGTERM: {server.stop()}")
+
+    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if 32 in rows:
+        r32 = rows[32]
+        ratios = f"{r32['tokens_per_s'] / off['warm']:.2f} (warm cache), {r32['tokens_per_s'] / off['cold']:.2f} (cold)"
+        print(f"32 clients / offline tokens/s: {ratios} (target >= 0.80)")
+        bound = 3 * (off["full_s"] + args.max_wait_ms / 1000)
+        print(
+            f"p99 at 32 clients: {r32['p99_s'] * 1000:.0f} ms; 3 x (full batch + max wait) = {bound * 1000:.0f} ms "
+            f"(ratio {r32['p99_s'] / bound:.2f}, target <= 1)"
+        )
+        growth = r32["rss"][1] - r32["rss"][0]
+        print(f"server RSS growth over the {r32['requests']} requests at 32 clients: {growth:+.0f} MB (target <= 50)")
+    if "nobatch" in rows and 32 in rows:
+        print(
+            f"batching / no batching at 32 clients: {rows[32]['tokens_per_s'] / rows['nobatch']['tokens_per_s']:.2f}x"
+        )
+    failed = {
+        label: {k: v for k, v in row["statuses"].items() if k not in ("200", "503", "429")}
+        for label, row in rows.items()
+    }
+    print(f"responses other than 200 / 503 / 429: {failed}")
+
+
+if __name__ == "__main__":
+    main()

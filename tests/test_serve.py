@@ -1,0 +1,562 @@
+"""The HTTP service (``spacy-elmo serve``): endpoints in process, batching, overload, a real uvicorn, Ray Serve."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette", reason='needs the serve extra: pip install "spacy-elmo[serve]"')
+httpx = pytest.importorskip("httpx")
+
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from spacy_elmo._compat import has_ray  # noqa: E402
+from spacy_elmo.serve import create_app  # noqa: E402
+from spacy_elmo.serve.batcher import Batcher  # noqa: E402
+from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+NPY = {"accept": "application/x-npy"}
+
+
+@asynccontextmanager
+async def serving(app):
+    """The app with its lifespan running, a client talking to it in process, and the model warmed up."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+            for _ in range(500):
+                if (await client.get("/ready")).status_code == 200:
+                    break
+                await asyncio.sleep(0.01)
+            yield client
+
+
+def values(response) -> list[np.ndarray]:
+    assert response.status_code == 200, response.text
+    return [np.asarray(e["values"], dtype=np.float32) for e in response.json()["embeddings"]]
+
+
+def from_npy(response) -> list[np.ndarray]:
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/x-npy"
+    array = np.load(io.BytesIO(response.content), allow_pickle=False)
+    lengths = [int(n) for n in response.headers["x-sentence-lengths"].split(",")]
+    return np.split(array, np.cumsum(lengths)[:-1], axis=-2)
+
+
+def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def requests_of(sentences: list[list[str]], n: int) -> list[list[list[str]]]:
+    """``n`` requests of 1-3 sentences each, cycling through ``sentences``."""
+    out, k = [], 0
+    for i in range(n):
+        size = 1 + i % 3
+        out.append([sentences[(k + j) % len(sentences)] for j in range(size)])
+        k += size
+    return out
+
+
+def test_concurrent_requests_get_their_own_vectors_in_order(parity_bilm, parity_sentences):
+    app = create_app(parity_bilm, max_wait_ms=50, max_batch_tokens=4096)
+    requests = requests_of(parity_sentences, 30)
+
+    async def main():
+        async with serving(app) as client:
+            posts = [client.post("/v1/embed", json={"sentences": r}) for r in requests]
+            responses = await asyncio.gather(*posts)
+            return responses, (await client.get("/metrics")).text
+
+    responses, metrics = asyncio.run(main())
+    for request, response in zip(requests, responses):
+        got = values(response)
+        expected = parity_bilm.embed_sentences(request)
+        assert [e["tokens"] for e in response.json()["embeddings"]] == request
+        assert [g.shape for g in got] == [e.shape for e in expected]
+        assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected)) <= 1e-5
+    samples = metric_samples(metrics)
+    batches = samples[("spacy_elmo_batch_requests_count", ())]
+    assert samples[("spacy_elmo_batch_requests_sum", ())] == 30
+    assert batches < 30  # requests were batched together
+    tokens = sum(len(s) for r in requests for s in r)
+    assert samples[("spacy_elmo_tokens_total", ())] == tokens  # the warm-up is not counted
+    assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "200")))] == 30
+
+
+def test_output_layouts_json_and_npy(parity_bilm, parity_sentences):
+    app = create_app(parity_bilm)
+    sentences = parity_sentences[:3]
+    layers = parity_bilm.embed_sentences(sentences)
+    weights = [0.5, 0.25, 0.25]
+    expected = {
+        "all": layers,
+        "top": [a[-1] for a in layers],
+        "average": [a.mean(axis=0) for a in layers],
+        "weights": [np.tensordot(np.array(weights, dtype=np.float32), a, axes=1) for a in layers],
+    }
+
+    async def main():
+        async with serving(app) as client:
+            out = {}
+            for name in expected:
+                body = {"sentences": sentences, "output": weights if name == "weights" else name}
+                out[name] = (
+                    await client.post("/v1/embed", json=body),
+                    await client.post("/v1/embed", json=body, headers=NPY),
+                )
+            return out
+
+    for name, (as_json, as_npy) in asyncio.run(main()).items():
+        assert as_json.json()["output"] == name and as_npy.headers["x-output"] == name
+        for got in (values(as_json), from_npy(as_npy)):
+            assert [g.shape for g in got] == [e.shape for e in expected[name]]
+            assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected[name])) <= 1e-5
+
+
+def test_texts_are_split_on_whitespace_or_by_a_spacy_tokenizer(parity_bilm):
+    plain = create_app(parity_bilm)
+    spacy_app = create_app(parity_bilm, tokenizer=make_tokenizer("en"))
+    body = {"texts": ["Hello, world!", "  two\twords \n"]}
+
+    async def main(app):
+        async with serving(app) as client:
+            return await client.post("/v1/embed", json=body)
+
+    assert [e["tokens"] for e in asyncio.run(main(plain)).json()["embeddings"]] == [
+        ["Hello,", "world!"],
+        ["two", "words"],
+    ]
+    response = asyncio.run(main(spacy_app))
+    assert [e["tokens"] for e in response.json()["embeddings"]] == [["Hello", ",", "world", "!"], ["two", "words"]]
+    expected = parity_bilm.embed_sentences([["Hello", ",", "world", "!"], ["two", "words"]])
+    assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+    with pytest.raises(ValueError, match="tokenizer 'zz9' is neither 'whitespace', a spaCy language code"):
+        make_tokenizer("zz9")
+
+
+@pytest.mark.parametrize("mix", ["average", "top", [0.2, 0.3, 0.5]])
+def test_similarity_equals_doc_similarity_of_the_component(parity_bilm, parity_files, mix):
+    spacy = pytest.importorskip("spacy")
+    from spacy.tokens import Doc
+
+    options, weights = parity_files
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo", config={"options_file": str(options), "weight_file": str(weights), "mix": mix})
+    first, second = "The bank of the river was muddy .", "She sat on the bank by the water"
+    docs = [nlp.get_pipe("elmo")(Doc(nlp.vocab, words=text.split())) for text in (first, second)]
+    expected = docs[0].similarity(docs[1])
+    app = create_app(parity_bilm)
+
+    async def main():
+        async with serving(app) as client:
+            body = {"texts": [first, second], **({} if mix == "average" else {"mix": mix})}
+            return await client.post("/v1/similarity", json=body)
+
+    response = asyncio.run(main())
+    assert response.status_code == 200, response.text
+    assert response.json()["tokens"] == [first.split(), second.split()]
+    assert abs(response.json()["similarity"] - expected) <= 1e-5
+    assert 0.0 < expected < 0.999
+
+
+BAD_INPUTS = [
+    ("/v1/embed", b"{not json", 400, "the body is not valid JSON: Expecting property name enclosed in double quotes"),
+    ("/v1/embed", b"\xff\xfe", 400, "the body is not valid JSON"),
+    ("/v1/embed", [["a"]], 400, "the body must be a JSON object, found array"),
+    ("/v1/embed", {}, 400, "give either 'sentences' (token lists) or 'texts' (strings), exactly one of them"),
+    ("/v1/embed", {"sentences": [["a"]], "texts": ["a"]}, 400, "give either 'sentences'"),
+    ("/v1/embed", {"sentences": [["a"]], "layers": 2}, 400, "unknown field 'layers'; expected 'sentences', 'texts'"),
+    ("/v1/embed", {"sentences": "a b"}, 400, "sentences must be a list, found string"),
+    ("/v1/embed", {"sentences": []}, 400, "sentences is empty: give at least one"),
+    ("/v1/embed", {"sentences": [[]]}, 400, "sentences[0] is empty: give at least one token"),
+    (
+        "/v1/embed",
+        {"sentences": [["a"], "b c"]},
+        400,
+        "sentences[1] must be a list of token strings, found string: split it into tokens, or send it in 'texts'",
+    ),
+    ("/v1/embed", {"sentences": [["a", 3]]}, 400, "sentences[0][1] must be a string token, found number"),
+    ("/v1/embed", {"sentences": [["a", None]]}, 400, "sentences[0][1] must be a string token, found null"),
+    ("/v1/embed", {"sentences": [["a", " "]]}, 400, "sentences[0][1] is an empty or whitespace-only token"),
+    ("/v1/embed", {"texts": ["a", 5]}, 400, "texts[1] must be a string, found number"),
+    ("/v1/embed", {"texts": ["a", "  "]}, 400, "texts[1] has no tokens"),
+    ("/v1/embed", {"texts": []}, 400, "texts is empty: give at least one"),
+    (
+        "/v1/embed",
+        {"texts": ["a"], "output": "bottom"},
+        400,
+        "output must be one of ('all', 'top', 'average') or a list of per-layer weights, found 'bottom'",
+    ),
+    ("/v1/embed", {"texts": ["a"], "output": 1}, 400, "output must be one of ('all', 'top', 'average')"),
+    ("/v1/embed", {"texts": ["a"], "output": [1, 2]}, 400, "output has 2 weights, but the model has 3 layers"),
+    ("/v1/embed", {"texts": ["a"], "output": [1, "x", 2]}, 400, "output[1] must be a finite number, found string"),
+    ("/v1/embed", {"texts": ["a"], "output": [1, True, 2]}, 400, "output[1] must be a finite number, found boolean"),
+    ("/v1/embed", {"texts": ["w " * 20]}, 413, "the request has 20 tokens, more than the limit of 16"),
+    ("/v1/similarity", {"texts": ["a b"]}, 400, "texts must hold exactly 2 items, found 1"),
+    ("/v1/similarity", {"sentences": [["a"], ["b"], ["c"]]}, 400, "sentences must hold exactly 2 items, found 3"),
+    ("/v1/similarity", {"texts": ["a", "b"], "mix": 3}, 400, "mix=3 is not a layer of the model, which has 3 layers"),
+    ("/v1/similarity", {"texts": ["a", "b"], "mix": "mean"}, 400, "mix must be 'average', 'top', a layer index"),
+    ("/v1/similarity", {"texts": ["a", "b"], "mix": True}, 400, "mix must be 'average', 'top', a layer index"),
+    ("/v1/similarity", {"texts": ["a", "b"], "output": "top"}, 400, "unknown field 'output'"),
+    ("/v1/similarity", {"texts": ["w " * 9, "w " * 8]}, 413, "the request has 17 tokens, more than the limit of 16"),
+]
+
+
+def test_every_bad_input_gets_its_status_and_a_message_naming_the_field(parity_bilm):
+    app = create_app(parity_bilm, max_request_tokens=16)
+
+    async def main():
+        async with serving(app) as client:
+            out = []
+            for path, body, _, _ in BAD_INPUTS:
+                content = body if isinstance(body, bytes) else json.dumps(body).encode()
+                out.append(await client.post(path, content=content))
+            out.append(await client.get("/v1/embed"))
+            out.append(await client.get("/v2/embed"))
+            out.append(await client.post("/v1/embed", json={"texts": ["still", "fine"]}))
+            return out, (await client.get("/metrics")).text
+
+    responses, metrics = asyncio.run(main())
+    for (_, body, status, message), response in zip(BAD_INPUTS, responses):
+        assert (response.status_code, response.json()["status"]) == (status, status), (body, response.text)
+        assert response.json()["error"].startswith(message), (body, response.json()["error"])
+    assert [r.status_code for r in responses[-3:]] == [405, 404, 200]
+    assert responses[-3].json()["error"] == "Method Not Allowed: GET /v1/embed"
+    assert responses[-2].json()["error"] == "Not Found: GET /v2/embed"
+    samples = metric_samples(metrics)
+    assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "400")))] == 21
+    assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "413")))] == 1
+    assert samples[("spacy_elmo_requests_total", (("endpoint", "similarity"), ("status", "400")))] == 6
+
+
+def test_create_app_rejects_bad_settings(parity_bilm):
+    with pytest.raises(ValueError, match="max_batch_tokens must be an integer >= 1, found 0"):
+        create_app(parity_bilm, max_batch_tokens=0)
+    with pytest.raises(ValueError, match="max_wait_ms must be >= 0, found -1"):
+        create_app(parity_bilm, max_wait_ms=-1)
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\), found 'fp16'"):
+        create_app(parity_bilm, precision="fp16")
+
+
+class Gate:
+    """Wraps ``bilm.embed_sentences``: calls block until ``released`` is set; records every call's sentences;
+    ``fail_next`` makes the next call raise."""
+
+    def __init__(self, bilm, monkeypatch):
+        self.original = bilm.embed_sentences
+        self.calls: list[list[list[str]]] = []
+        self.entered = threading.Event()
+        self.released = threading.Event()
+        self.fail_next = False
+        monkeypatch.setattr(bilm, "embed_sentences", self)
+
+    def __call__(self, sentences, *args, **kwargs):
+        self.calls.append([list(s) for s in sentences])
+        self.entered.set()
+        self.released.wait(30)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("out of memory")
+        return self.original(sentences, *args, **kwargs)
+
+
+def test_a_full_queue_rejects_at_once_while_admitted_requests_finish(parity_bilm, parity_sentences, monkeypatch):
+    app = create_app(parity_bilm, max_wait_ms=0, max_batch_tokens=1, max_queue=3)
+    requests = requests_of(parity_sentences, 12)
+
+    async def main():
+        async with serving(app) as client:
+            gate = Gate(parity_bilm, monkeypatch)
+            first = asyncio.ensure_future(client.post("/v1/embed", json={"sentences": requests[0]}))
+            while not gate.entered.is_set():
+                await asyncio.sleep(0.005)
+            queued = [asyncio.ensure_future(client.post("/v1/embed", json={"sentences": r})) for r in requests[1:4]]
+            while app.state.batcher.depth < 3:
+                await asyncio.sleep(0.005)
+            start = time.perf_counter()
+            rejected = await asyncio.gather(*[client.post("/v1/embed", json={"sentences": r}) for r in requests[4:]])
+            rejected_in = time.perf_counter() - start
+            gate.released.set()
+            admitted = await asyncio.gather(first, *queued)
+            return admitted, rejected, rejected_in, (await client.get("/metrics")).text
+
+    admitted, rejected, rejected_in, metrics = asyncio.run(main())
+    assert rejected_in < 2.0  # answered while the worker was still blocked
+    for response in rejected:
+        assert response.status_code == 503
+        assert response.headers["retry-after"] == "1"
+        assert response.json()["error"] == "the queue is full (3 requests waiting); retry after 1 s"
+    for request, response in zip(requests[:4], admitted):
+        expected = parity_bilm.embed_sentences(request)
+        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+    samples = metric_samples(metrics)
+    assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "503")))] == 8
+    assert samples[("spacy_elmo_queue_depth", ())] == 0
+
+
+def test_a_failed_batch_is_a_500_and_the_worker_goes_on(parity_bilm, monkeypatch):
+    app = create_app(parity_bilm)
+
+    async def main():
+        async with serving(app) as client:
+            gate = Gate(parity_bilm, monkeypatch)
+            gate.released.set()
+            gate.fail_next = True
+            failed = await client.post("/v1/embed", json={"texts": ["a b"]})
+            return failed, await client.post("/v1/embed", json={"texts": ["a b"]})
+
+    failed, fine = asyncio.run(main())
+    assert failed.status_code == 500
+    assert failed.json()["error"] == "the biLM failed: RuntimeError: out of memory"
+    assert np.abs(values(fine)[0] - parity_bilm.embed_sentences([["a", "b"]])[0]).max() <= 1e-5
+
+
+def test_the_work_of_a_cancelled_request_is_dropped():
+    calls: list[list[list[str]]] = []
+    entered, release = threading.Event(), threading.Event()
+
+    def embed(sentences):
+        calls.append(sentences)
+        entered.set()
+        release.wait(10)
+        return [np.zeros((1, len(s), 2), np.float32) for s in sentences]
+
+    batcher = Batcher(embed, max_batch_tokens=1, max_wait_ms=0, max_queue=10)
+
+    async def main():
+        running = asyncio.ensure_future(batcher.submit([["first"]]))
+        while not entered.is_set():
+            await asyncio.sleep(0.005)
+        dropped = asyncio.ensure_future(batcher.submit([["gone"]]))
+        kept = asyncio.ensure_future(batcher.submit([["kept", "too"]]))
+        await asyncio.sleep(0.05)
+        dropped.cancel()
+        await asyncio.sleep(0.01)
+        release.set()
+        return await running, await kept, dropped.cancelled()
+
+    first, kept, cancelled = asyncio.run(main())
+    batcher.close(5)
+    assert cancelled and [a.shape for a in first] == [(1, 1, 2)] and [a.shape for a in kept] == [(1, 2, 2)]
+    assert calls == [[["first"]], [["kept", "too"]]]
+
+
+def test_a_client_that_disconnects_has_its_work_dropped(parity_bilm, monkeypatch):
+    """A raw ASGI call whose client disconnects while its request waits behind a blocked batch."""
+    app = create_app(parity_bilm, max_wait_ms=0, max_batch_tokens=1)
+
+    async def call(body: bytes, disconnect: asyncio.Event) -> list[dict]:
+        sent: list[dict] = []
+        messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+        async def receive():
+            if messages:
+                return messages.pop(0)
+            await disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "path": "/v1/embed",
+            "raw_path": b"/v1/embed",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/json")],
+            "scheme": "http",
+            "server": ("service", 80),
+            "client": ("127.0.0.1", 1234),
+            "root_path": "",
+        }
+        await app(scope, receive, send)
+        return sent
+
+    async def main():
+        async with serving(app):
+            gate = Gate(parity_bilm, monkeypatch)
+            stays, leaves = asyncio.Event(), asyncio.Event()
+            first = asyncio.ensure_future(call(b'{"texts": ["first one"]}', stays))
+            while not gate.entered.is_set():
+                await asyncio.sleep(0.005)
+            second = asyncio.ensure_future(call(b'{"texts": ["gone away"]}', leaves))
+            while app.state.batcher.depth < 1:
+                await asyncio.sleep(0.005)
+            leaves.set()
+            gone = await second
+            gate.released.set()
+            stays_answer = await first
+            await asyncio.sleep(0.05)
+            return gate.calls, gone, stays_answer
+
+    calls, gone, answer = asyncio.run(main())
+    assert calls == [[["first", "one"]]]
+    assert gone[0]["status"] == 499 and answer[0]["status"] == 200
+
+
+def test_health_ready_info_and_metrics(parity_bilm):
+    app = create_app(parity_bilm, max_batch_tokens=512, model_name="parity")
+
+    async def main():
+        async with serving(app) as client:
+            out = {path: await client.get(path) for path in ("/health", "/ready", "/info", "/metrics")}
+            await asyncio.to_thread(app.state.batcher.close)
+            out["ready after close"] = await client.get("/ready")
+            out["embed after close"] = await client.post("/v1/embed", json={"texts": ["a"]})
+            return out
+
+    out = asyncio.run(main())
+    assert out["/health"].json() == {"status": "alive"}
+    assert out["/ready"].json() == {"status": "ready"}
+    info = out["/info"].json()
+    assert info["model"] == "parity" and info["n_layers"] == 3 and info["dim"] == 64
+    assert info["architecture"]["lstm"]["projection_dim"] == 32
+    assert info["serving"]["max_batch_tokens"] == 512 and info["version"] == "0.1.0"
+    assert {"cpu", "kernel_mode", "torch_threads"} <= set(info["kernels"])
+    assert out["/metrics"].headers["content-type"].startswith("text/plain; version=")
+    names = {family.name for family in text_string_to_metric_families(out["/metrics"].text)}
+    assert {
+        "spacy_elmo_requests",
+        "spacy_elmo_request_seconds",
+        "spacy_elmo_batch_requests",
+        "spacy_elmo_batch_tokens",
+        "spacy_elmo_queue_depth",
+        "spacy_elmo_tokens",
+        "spacy_elmo_tokens_per_second",
+    } <= names
+    assert out["ready after close"].status_code == 503
+    assert out["embed after close"].status_code == 503
+    assert out["embed after close"].json()["error"] == "the server is shutting down"
+
+
+def test_cli_serve_rejects_a_model_with_files_and_a_bad_tokenizer():
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
+    result = CliRunner().invoke(app, ["serve", "--model", "small", "--options", "o.json", "--weights", "w.hdf5"])
+    assert result.exit_code == 1
+    assert "give either model (a name or a directory) or options_file + weight_file, not both" in result.output
+    result = CliRunner().invoke(app, ["serve", "--tokenizer", "zz9", "--ray", "local"])
+    assert result.exit_code == 1
+    assert "error: tokenizer 'zz9' is neither 'whitespace', a spaCy language code nor a pipeline" in result.output
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} was not ready within {timeout} s")
+
+
+@pytest.mark.slow
+def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_sentences):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    options, weights = parity_files
+    command = [sys.executable, "-m", "spacy_elmo", "serve", "--options", str(options), "--weights", str(weights)]
+    command += ["--port", str(port), "--max-wait-ms", "5000"]  # the 8 requests below wait for it (< 2048 tokens)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(url, process)
+        requests = requests_of(parity_sentences, 8)
+
+        async def main():
+            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+                posts = [asyncio.ensure_future(client.post("/v1/embed", json={"sentences": r})) for r in requests]
+                for _ in range(400):  # until all 8 are admitted, waiting for the batch to fill
+                    depth = metric_samples((await client.get("/metrics")).text)[("spacy_elmo_queue_depth", ())]
+                    if depth == len(requests):
+                        break
+                    await asyncio.sleep(0.01)
+                process.send_signal(signal.SIGTERM)
+                return depth, await asyncio.gather(*posts)
+
+        depth, responses = asyncio.run(main())
+        assert depth == 8
+        assert process.wait(60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    for request, response in zip(requests, responses):
+        expected = parity_bilm.embed_sentences(request)
+        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url + "/health", timeout=2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_ray, reason='needs Ray Serve: pip install "spacy-elmo[ray-serve]"')
+def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentences):
+    pytest.importorskip("ray.serve", reason='needs Ray Serve: pip install "ray[serve]"')
+    import ray
+    from ray import serve
+
+    from spacy_elmo.hub import ModelSpec
+    from spacy_elmo.serve.ray_serve import deployment
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    options, weights = parity_files
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        spec = ModelSpec(options_file=str(options), weight_file=str(weights))
+        serve.run(deployment(spec, max_wait_ms=50, max_request_tokens=100), route_prefix="/")
+        requests = requests_of(parity_sentences, 6)
+
+        async def main():
+            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+                posts = [client.post("/v1/embed", json={"sentences": r}) for r in requests]
+                embedded = await asyncio.gather(*posts)
+                similar = await client.post("/v1/similarity", json={"texts": ["a b", "a c"]})
+                too_long = await client.post("/v1/embed", json={"texts": ["w " * 101]})
+                return embedded, similar, too_long, await client.get("/health"), await client.get("/info")
+
+        embedded, similar, too_long, health, info = asyncio.run(main())
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+    for request, response in zip(requests, embedded):
+        expected = parity_bilm.embed_sentences(request)
+        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+    assert similar.status_code == 200 and 0.0 < similar.json()["similarity"] <= 1.0
+    assert too_long.status_code == 413
+    assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
+    assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
