@@ -8,8 +8,11 @@ similarity scores of ``scripts/similarity.py`` and the word-sense scores of ``sc
 ``<output>/report.md``, ``scores.json`` (all test scores), ``layer_weights.json`` and the charts ``scores.png``,
 ``ner_per_type.png``, ``layer_weights.png``:
 
-    python scripts/report.py --runs runs --similarity results/similarity.json \
+    python scripts/collect_runs.py --runs runs --records results/runs   # the records of this machine's runs
+    python scripts/report.py --runs results/runs --similarity results/similarity.json \
         --word-sense results/word_sense.json --output results
+
+``--runs`` is usually ``results/runs`` (the records kept in git, every seed of every session), or ``runs``.
 """
 from __future__ import annotations
 
@@ -143,16 +146,22 @@ def word_sense_table(word_sense: dict) -> List[str]:
 
 
 def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
-    """``{task: [{"seed", "weights" (n_layers,), "gamma"}]}`` from the trained ELMo pipelines."""
+    """``{task: [{"seed", "weights" (n_layers,), "gamma"}]}``: the recorded ``mix.json`` of each ELMo run (see
+    ``scripts/collect_runs.py``), else read from its trained ``model-best`` pipeline."""
     found: Dict[str, List[dict]] = {}
     for task in TASKS:
         for features, name in (("elmo", task), ("elmo_adapted", f"{task} (adapted)")):
-            for path in sorted(runs_dir.glob(f"{task}_{features}/seed*/model-best")):
-                nlp = spacy.load(path, exclude=["elmo"])
-                mix = get_scalar_mix_weights(nlp.get_pipe(task).model)
-                if mix is not None:
-                    seed = int(path.parent.name.removeprefix("seed"))
-                    found.setdefault(name, []).append({"seed": seed, "weights": mix[0].tolist(), "gamma": mix[1]})
+            for run in sorted(runs_dir.glob(f"{task}_{features}/seed*")):
+                seed = int(run.name.removeprefix("seed"))
+                if (run / "mix.json").is_file():
+                    mix = json.loads((run / "mix.json").read_text())
+                    found.setdefault(name, []).append({"seed": seed, **mix})
+                elif (run / "model-best").is_dir():
+                    nlp = spacy.load(run / "model-best", exclude=["elmo"])
+                    weights = get_scalar_mix_weights(nlp.get_pipe(task).model)
+                    if weights is not None:
+                        entry = {"seed": seed, "weights": weights[0].tolist(), "gamma": weights[1]}
+                        found.setdefault(name, []).append(entry)
     return found
 
 
