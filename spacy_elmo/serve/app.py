@@ -128,4 +128,7 @@ def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: st
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)).run()
+    # keep-alive 75 s (nginx's default) instead of uvicorn's 5 s: a busy client's pooled connection that sat idle
+    # for a few seconds must not be closed under it (the client would see a read error, not an answer)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=75)
+    Server(config).run()
