@@ -16,6 +16,7 @@ project = "spacy-elmo"
 author = "spacy-elmo contributors"
 release = spacy_elmo.__version__
 version = release
+copyright = "spacy-elmo contributors, MIT licence"
 
 extensions = [
     "myst_parser",
@@ -28,6 +29,8 @@ source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build", "README.md"]
 myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
+# CLI flags in prose stay `--flag`, never an en dash
+smartquotes = False
 
 autodoc_default_options = {"members": True, "show-inheritance": False}
 autodoc_member_order = "bysource"
@@ -37,4 +40,5 @@ nitpicky = False
 
 html_theme = "furo"
 html_title = f"spacy-elmo {release}"
-html_static_path: list = []
+html_static_path = ["_static"]
+html_css_files = ["custom.css"]
