@@ -39,13 +39,14 @@ def elmo_listener_v1(
 ) -> Model[List[Doc], List[Floats2d]]:
     """Scalar-mixed ELMo layers (+ an optional ``tok2vec``), projected to ``width`` per token.
 
-    width: output width ``nO``; each doc gives a ``(len(doc), width)`` array.
-    tok2vec: a regular spaCy embedding + encoder whose output is concatenated with the ELMo mix.
-    n_layers / elmo_dim: the biLM's number of layers and layer width; None reads them from the
-        first annotated docs (at initialize, or at the first annotated batch).
-    dropout: dropout rate on the mixed ELMo vectors during training (independent of
+    :param width: output width ``nO``; each doc gives a ``(len(doc), width)`` array.
+    :param tok2vec: a regular spaCy embedding + encoder whose output is concatenated with the ELMo mix.
+    :param n_layers: the biLM's number of layers; None reads it from the first annotated docs (at initialize,
+        or at the first annotated batch).
+    :param elmo_dim: the biLM's layer width; None reads it from the first annotated docs.
+    :param dropout: dropout rate on the mixed ELMo vectors during training (independent of
         ``[training] dropout``, which applies to the other layers).
-    maxout_pieces: pieces of the output maxout; 1 gives a linear projection.
+    :param maxout_pieces: pieces of the output maxout; 1 gives a linear projection.
     """
     mix = elmo_scalar_mix(n_layers=n_layers, elmo_dim=elmo_dim, dropout=dropout)
     layers: List[Model] = [mix] if tok2vec is None else [mix, tok2vec]
