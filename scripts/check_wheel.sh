@@ -17,7 +17,10 @@ else
 fi
 SECONDS=0
 
-python -m build --outdir "$work/dist" . > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
+# from the tracked files only (as a fresh clone has them): a stale *.egg-info in the checkout would add files
+# that the package-data settings leave out
+mkdir -p "$work/src" && git ls-files -z | tar --null -T - -cf - | tar -xf - -C "$work/src"
+python -m build --outdir "$work/dist" "$work/src" > "$work/build.log" 2>&1 || { cat "$work/build.log"; exit 1; }
 twine check --strict "$work/dist"/*
 
 python -m venv "$work/venv"
