@@ -10,4 +10,5 @@ from .bilm import BiLM, BiLMOptions, ScalarMix
 from .hub import load_bilm
 
 __all__ = ["BiLM", "BiLMOptions", "Elmo", "ElmoEmbedder", "ScalarMix", "batch_to_ids", "load_bilm"]
+#: the package version: pyproject.toml reads it from here (``[tool.setuptools.dynamic]``), CHANGELOG.md names it
 __version__ = "0.1.0"

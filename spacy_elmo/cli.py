@@ -12,9 +12,17 @@ from typing import Any, Callable, Iterator, List, Optional
 
 import typer
 
+from . import __version__
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"spacy-elmo {__version__}")
+        raise typer.Exit()
+
 
 #: options shared by `embed` and `embed-dir`: (name, default, typer.Option arguments); EmbedSettings fields and
 #: the model spec's three parts
@@ -50,6 +58,9 @@ DEBUG_ENV = "SPACY_ELMO_DEBUG"
 @app.callback()
 def main(
     debug: bool = typer.Option(False, "--debug", help=f"show the full traceback of an error (also {DEBUG_ENV}=1)"),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+    ),
 ) -> None:
     """ELMo contextual word vectors for spaCy."""
     if debug:
