@@ -24,9 +24,15 @@ httpx = pytest.importorskip("httpx")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from spacy_elmo._compat import has_ray  # noqa: E402
+from spacy_elmo.bilm import kernels  # noqa: E402
 from spacy_elmo.serve import create_app  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
+
+# A request's vectors vs ``embed_sentences`` of the same sentences in other batches: products over other row counts
+# round differently, within 1e-5 through oneDNN's packed kernels and up to ~3e-5 with PyTorch's generic ones
+# (measured: 2.5e-5 with SPACY_ELMO_KERNELS=plain).
+BATCHING_ATOL = 5e-5 if kernels.mode() == "plain" else 1e-5
 
 ROOT = Path(__file__).resolve().parents[1]
 NPY = {"accept": "application/x-npy"}
@@ -92,7 +98,7 @@ def test_concurrent_requests_get_their_own_vectors_in_order(parity_bilm, parity_
         expected = parity_bilm.embed_sentences(request)
         assert [e["tokens"] for e in response.json()["embeddings"]] == request
         assert [g.shape for g in got] == [e.shape for e in expected]
-        assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected)) <= 1e-5
+        assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected)) <= BATCHING_ATOL
     samples = metric_samples(metrics)
     batches = samples[("spacy_elmo_batch_requests_count", ())]
     assert samples[("spacy_elmo_batch_requests_sum", ())] == 30
@@ -129,7 +135,7 @@ def test_output_layouts_json_and_npy(parity_bilm, parity_sentences):
         assert as_json.json()["output"] == name and as_npy.headers["x-output"] == name
         for got in (values(as_json), from_npy(as_npy)):
             assert [g.shape for g in got] == [e.shape for e in expected[name]]
-            assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected[name])) <= 1e-5
+            assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected[name])) <= BATCHING_ATOL
 
 
 def test_texts_are_split_on_whitespace_or_by_a_spacy_tokenizer(parity_bilm):
@@ -148,7 +154,7 @@ def test_texts_are_split_on_whitespace_or_by_a_spacy_tokenizer(parity_bilm):
     response = asyncio.run(main(spacy_app))
     assert [e["tokens"] for e in response.json()["embeddings"]] == [["Hello", ",", "world", "!"], ["two", "words"]]
     expected = parity_bilm.embed_sentences([["Hello", ",", "world", "!"], ["two", "words"]])
-    assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+    assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= BATCHING_ATOL
     with pytest.raises(ValueError, match="tokenizer 'zz9' is neither 'whitespace', a spaCy language code"):
         make_tokenizer("zz9")
 
@@ -174,7 +180,7 @@ def test_similarity_equals_doc_similarity_of_the_component(parity_bilm, parity_f
     response = asyncio.run(main())
     assert response.status_code == 200, response.text
     assert response.json()["tokens"] == [first.split(), second.split()]
-    assert abs(response.json()["similarity"] - expected) <= 1e-5
+    assert abs(response.json()["similarity"] - expected) <= BATCHING_ATOL
     assert 0.0 < expected < 0.999
 
 
@@ -307,7 +313,7 @@ def test_a_full_queue_rejects_at_once_while_admitted_requests_finish(parity_bilm
         assert response.json()["error"] == "the queue is full (3 requests waiting); retry after 1 s"
     for request, response in zip(requests[:4], admitted):
         expected = parity_bilm.embed_sentences(request)
-        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= BATCHING_ATOL
     samples = metric_samples(metrics)
     assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "503")))] == 8
     assert samples[("spacy_elmo_queue_depth", ())] == 0
@@ -327,7 +333,7 @@ def test_a_failed_batch_is_a_500_and_the_worker_goes_on(parity_bilm, monkeypatch
     failed, fine = asyncio.run(main())
     assert failed.status_code == 500
     assert failed.json()["error"] == "the biLM failed: RuntimeError: out of memory"
-    assert np.abs(values(fine)[0] - parity_bilm.embed_sentences([["a", "b"]])[0]).max() <= 1e-5
+    assert np.abs(values(fine)[0] - parity_bilm.embed_sentences([["a", "b"]])[0]).max() <= BATCHING_ATOL
 
 
 def test_the_work_of_a_cancelled_request_is_dropped():
@@ -516,7 +522,7 @@ def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_
             process.kill()
     for request, response in zip(requests, responses):
         expected = parity_bilm.embed_sentences(request)
-        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= BATCHING_ATOL
     with pytest.raises(httpx.ConnectError):
         httpx.get(url + "/health", timeout=2)
 
@@ -555,7 +561,7 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
         ray.shutdown()
     for request, response in zip(requests, embedded):
         expected = parity_bilm.embed_sentences(request)
-        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= 1e-5
+        assert max(float(np.abs(g - e).max()) for g, e in zip(values(response), expected)) <= BATCHING_ATOL
     assert similar.status_code == 200 and 0.0 < similar.json()["similarity"] <= 1.0
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
