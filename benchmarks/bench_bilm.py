@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
+from spacy_elmo.hub.registry import MODELS  # noqa: E402
 from spacy_elmo import load_bilm  # noqa: E402
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR  # noqa: E402
 from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE  # noqa: E402
@@ -58,17 +59,7 @@ except ImportError:  # an older checkout (to compare against): matmul bound with
 def onednn_on(device: torch.device) -> bool:
     return onednn is not None and onednn.available() and device.type == "cpu"
 
-ORIGINAL = BiLMOptions(
-    filters=((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)),
-    n_highway=2,
-    char_dim=16,
-    projection_dim=512,
-    lstm_dim=4096,
-    n_layers=2,
-    cell_clip=3.0,
-    proj_clip=3.0,
-    use_skip_connections=True,
-)
+ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
 PARITY = ROOT / "tests" / "data" / "elmo_parity"
 
 # (label, batch size, min tokens, max tokens, sentences in a full run, in a quick run)

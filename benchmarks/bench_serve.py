@@ -45,19 +45,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spacy_elmo import load_bilm  # noqa: E402
-from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
+from spacy_elmo.bilm import BiLM, kernels  # noqa: E402
+from spacy_elmo.hub.registry import MODELS  # noqa: E402
 
-ORIGINAL = BiLMOptions(  # as in bench_bilm.py
-    filters=((1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024)),
-    n_highway=2,
-    char_dim=16,
-    projection_dim=512,
-    lstm_dim=4096,
-    n_layers=2,
-    cell_clip=3.0,
-    proj_clip=3.0,
-    use_skip_connections=True,
-)
+ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
 NPY = {"accept": "application/x-npy"}
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[\"'A-Z])")
 TOKEN = re.compile(r"\w+(?:[-'.]\w+)*|[^\w\s]")
