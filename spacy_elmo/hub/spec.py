@@ -94,7 +94,7 @@ class ModelSpec:
             return None
         if self.many_langs:
             return fetch_many_langs(self.model)
-        if self.model.endswith(".zip"):
+        if _is_zip(self.model):
             return unpacked_model(fetch(self.model) if is_url(self.model) else self.model)
         if not os.path.isdir(self.model):
             raise ValueError(f"model directory not found: {self.model}")
