@@ -14,6 +14,7 @@ import typer
 
 from . import __version__
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
+from .training.adapt import ADAPT_LR
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
@@ -24,8 +25,6 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-#: options shared by `embed` and `embed-dir`: (name, default, typer.Option arguments); EmbedSettings fields and
-#: the model spec's three parts
 #: the model and how it runs (every command that loads one for inference): the model spec's three parts, precision,
 #: device, token cache
 _MODEL_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
@@ -213,7 +212,7 @@ def adapt(
     head_only: bool = typer.Option(
         False, "--head-only", help="train only the softmax: the biLM stays bitwise unchanged"
     ),
-    lr: float = typer.Option(1e-4, help="learning rate of the fine-tuning (all weights)"),
+    lr: float = typer.Option(ADAPT_LR, help="learning rate of the fine-tuning (all weights)"),
     head_lr: float = typer.Option(1e-3, help="learning rate of the head warm-up (and of --head-only)"),
     head_eval_every: int = typer.Option(100, help="head warm-up: held-out evaluation every N steps"),
     head_min_gain: float = typer.Option(

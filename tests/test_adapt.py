@@ -12,13 +12,14 @@ import h5py
 import numpy as np
 import pytest
 import torch
+import typer.main
 from typer.testing import CliRunner
 
 from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, read_vocab
 from spacy_elmo.cli import app
 from spacy_elmo.training import TrainConfig, train
-from spacy_elmo.training.adapt import adapt, model_files
+from spacy_elmo.training.adapt import ADAPT_LR, adapt, model_files
 from spacy_elmo.training.lm import BiLanguageModel
 
 from .helpers import TINY, tiny_sentence
@@ -310,6 +311,18 @@ def test_lower_layers_train_at_smaller_rates(data, tmp_path):
     # Adam's steps scale with the rate: the token layer moves about 100 times less, the top layer as before
     assert moved[0.1]["token"] < 0.05 * moved[1.0]["token"]
     assert moved[0.1]["top"] == pytest.approx(moved[1.0]["top"], rel=0.5)
+
+
+def test_python_and_cli_default_to_the_chosen_recipes_rate(data, tmp_path):
+    settings = dict(min_count=1, batch_tokens=400, dropout=0.0, max_steps=2, checkpoint_every=1, eval_every=2)
+    adapt(str(data["source"]), str(data["train"]), str(data["heldout"]), str(tmp_path / "out"), **settings)
+    groups = torch.load(tmp_path / "out" / "checkpoints" / "checkpoint.pt", weights_only=True)["optimizer"]
+    assert ADAPT_LR == 3e-4
+    assert [g["lr"] for g in groups["param_groups"]] == [ADAPT_LR] * len(groups["param_groups"])
+    options = {param.name: param for param in typer.main.get_command(app).commands["adapt"].params}
+    assert options["lr"].default == ADAPT_LR
+    assert options["max_epochs"].default == 1 and options["mix_ratio"].default == 0.0
+    assert options["freeze"].default == "none" and options["lower_lr_factor"].default == 1.0
 
 
 def _source_perplexity(data: dict[str, Path], output: Path) -> float:
