@@ -206,13 +206,14 @@ def adaptation_lines(adaptation: Dict[str, dict]) -> List[str]:
              "trains a softmax with the biLM frozen, and the unadapted perplexity is then the best of that "
              "warm-up). Perplexity (mean of the forward and backward LM, `</S>` included) on the task's **dev** "
              "text, never trained on.", "",
-             "| task | train tokens | held-out tokens | fine-tuning epochs | ppl unadapted (step) | "
-             "ppl adapted (step) | change | training minutes |", "|---|---|---|---|---|---|---|---|"]
+             "| task | train tokens | held-out tokens | fine-tuning epochs | mix ratio | ppl unadapted (step) | "
+             "ppl adapted (step) | change | training minutes |", "|---|---|---|---|---|---|---|---|---|"]
     for task, data in adaptation.items():
         before, after = data["before"], data["after"]
         change = 100 * (after["ppl"] / before["ppl"] - 1)
         epochs = f"{after['fine_tuned_epochs']:g}" if "fine_tuned_epochs" in after else "?"
-        lines.append(f"| {task} | {after['train_tokens']:,} | {after['heldout_tokens']:,} | {epochs} | "
+        mix = f"{after['mix_ratio']:g}" if "mix_ratio" in after else "?"
+        lines.append(f"| {task} | {after['train_tokens']:,} | {after['heldout_tokens']:,} | {epochs} | {mix} | "
                      f"{before['ppl']:.1f} ({before['step']}) | {after['ppl']:.1f} ({after['step']}) | "
                      f"{change:+.1f}% | {after['train_minutes']:.0f} |")
     return lines

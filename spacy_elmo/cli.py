@@ -14,7 +14,7 @@ import typer
 
 from . import __version__
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
-from .training.adapt import ADAPT_LR
+from .training.adapt import ADAPT_LR, EPOCHS_WITH_MIX, EPOCHS_WITHOUT_MIX, MIX_RATIO
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
@@ -112,6 +112,21 @@ _TRAINING_SETTINGS: tuple[tuple[str, Any, str], ...] = (
     ("device", "cpu", "cpu or cuda"),
 )
 _TRAINING_OPTIONS = tuple((name, default, {"help": text}) for name, default, text in _TRAINING_SETTINGS)
+#: ``adapt``'s: the same, but --max-epochs defaults to the chosen recipe's, which depends on --mix-corpus
+_ADAPT_OPTIONS = tuple(
+    (
+        name,
+        None,
+        {
+            "help": "passes over the corpus, not counting a head warm-up (default: "
+            f"{EPOCHS_WITH_MIX} with --mix-corpus, else {EPOCHS_WITHOUT_MIX})",
+            "type": Optional[int],
+        },
+    )
+    if name == "max_epochs"
+    else (name, default, option)
+    for name, default, option in _TRAINING_OPTIONS
+)
 
 
 def _with_options(
@@ -128,7 +143,7 @@ def _with_options(
                 name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=typer.Option(default, *option.get("param_decls", ()), help=option["help"]),
-                annotation=Optional[str] if default is None else type(default),
+                annotation=option.get("type", Optional[str] if default is None else type(default)),
             )
             for name, default, option in table
         ]
@@ -193,7 +208,7 @@ def pretrain(
 
 
 @app.command()
-@_with_options(_TRAINING_OPTIONS)
+@_with_options(_ADAPT_OPTIONS)
 def adapt(
     model: str = typer.Argument(
         ...,
@@ -222,7 +237,10 @@ def adapt(
     mix_corpus: Optional[Path] = typer.Option(
         None, "--mix-corpus", help="general tokenized text mixed into the batches (e.g. the pretraining corpus)"
     ),
-    mix_ratio: float = typer.Option(0.0, help="share of each epoch's sentences drawn from --mix-corpus, in [0, 1)"),
+    mix_ratio: Optional[float] = typer.Option(
+        None,
+        help=f"share of each epoch's sentences drawn from --mix-corpus, in [0, 1) (default: {MIX_RATIO:g} with it)",
+    ),
     freeze: str = typer.Option(
         "none", help="layers kept bitwise unchanged: none, token (char CNN + highway + projection), token+lstm1"
     ),

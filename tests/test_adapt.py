@@ -19,7 +19,7 @@ from spacy_elmo.bilm import BiLMOptions
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR, read_vocab
 from spacy_elmo.cli import app
 from spacy_elmo.training import TrainConfig, train
-from spacy_elmo.training.adapt import ADAPT_LR, adapt, model_files
+from spacy_elmo.training.adapt import ADAPT_LR, adapt, model_files, recipe_settings
 from spacy_elmo.training.lm import BiLanguageModel
 
 from .helpers import TINY, tiny_sentence
@@ -313,16 +313,54 @@ def test_lower_layers_train_at_smaller_rates(data, tmp_path):
     assert moved[0.1]["top"] == pytest.approx(moved[1.0]["top"], rel=0.5)
 
 
-def test_python_and_cli_default_to_the_chosen_recipes_rate(data, tmp_path):
+def test_python_and_cli_default_to_the_chosen_recipe(data, tmp_path):
     settings = dict(min_count=1, batch_tokens=400, dropout=0.0, max_steps=2, checkpoint_every=1, eval_every=2)
     adapt(str(data["source"]), str(data["train"]), str(data["heldout"]), str(tmp_path / "out"), **settings)
     groups = torch.load(tmp_path / "out" / "checkpoints" / "checkpoint.pt", weights_only=True)["optimizer"]
-    assert ADAPT_LR == 3e-4
-    assert [g["lr"] for g in groups["param_groups"]] == [ADAPT_LR] * len(groups["param_groups"])
+    assert [g["lr"] for g in groups["param_groups"]] == [3e-4] * len(groups["param_groups"])
+    # the sweep's best with general text: 3 epochs at a mix ratio of 0.5; without: 1 epoch, no mixing
+    assert recipe_settings({}) == {"lr": 3e-4, "mix_ratio": 0.0, "max_epochs": 1}
+    assert recipe_settings({"mix_file": "general.txt"}) == {
+        "mix_file": "general.txt",
+        "lr": 3e-4,
+        "mix_ratio": 0.5,
+        "max_epochs": 3,
+    }
+    given = {"mix_file": "general.txt", "lr": 1e-4, "mix_ratio": 0.2, "max_epochs": 2}
+    assert recipe_settings(given) == given
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())["final"]
+    assert metrics["mix_ratio"] == 0.0 and metrics["freeze"] == "none" and metrics["lower_lr_factor"] == 1.0
     options = {param.name: param for param in typer.main.get_command(app).commands["adapt"].params}
-    assert options["lr"].default == ADAPT_LR
-    assert options["max_epochs"].default == 1 and options["mix_ratio"].default == 0.0
+    assert options["lr"].default == ADAPT_LR == 3e-4
+    assert options["max_epochs"].default is None and options["mix_ratio"].default is None
     assert options["freeze"].default == "none" and options["lower_lr_factor"].default == 1.0
+
+
+def test_a_mix_corpus_alone_runs_the_recipe(data, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        [
+            "adapt",
+            str(data["source"]),
+            str(data["train"]),
+            str(tmp_path / "out"),
+            "--heldout",
+            str(data["heldout"]),
+            "--mix-corpus",
+            str(data["source_text"]),
+            "--min-count",
+            "1",
+            "--batch-tokens",
+            "400",
+            "--max-steps",
+            "3",
+        ],
+    )
+    assert result.exit_code == 0, result.output[-2000:]
+    final = json.loads((tmp_path / "out" / "metrics.json").read_text())["final"]
+    assert final["mix_ratio"] == 0.5 and final["fine_tuned_steps"] == 3
+    config = torch.load(tmp_path / "out" / "checkpoints" / "checkpoint.pt", weights_only=False)["config"]
+    assert config["max_epochs"] == 3 and config["lr"] == 3e-4
 
 
 def _source_perplexity(data: dict[str, Path], output: Path) -> float:

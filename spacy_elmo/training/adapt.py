@@ -19,9 +19,25 @@ from .loop import TrainConfig, train
 logger = logging.getLogger(__name__)
 
 VOCAB_CHOICES = ("model", "corpus")
-#: the fine-tuning rate of the recipe chosen on WNUT-16 dev F1 (one epoch, nothing frozen, no mixing; see the
-#: pretraining guide); ``pretrain``'s 1e-3 would be the rate of a biLM trained from scratch
+#: The recipe chosen on WNUT-16 dev F1 (``scripts/adapt_sweep.py``, the pretraining guide), nothing frozen: with
+#: general text to mix in, three epochs at a mix ratio of 0.5 (the best of the eight settings); without, one
+#: epoch (the best setting without mixing). ``pretrain``'s rate of 1e-3 is for a biLM trained from scratch.
 ADAPT_LR = 3e-4
+MIX_RATIO = 0.5
+EPOCHS_WITH_MIX = 3
+EPOCHS_WITHOUT_MIX = 1
+
+
+def recipe_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the recipe's ``lr``, ``mix_ratio`` and ``max_epochs`` where they are absent or None;
+    the last two depend on whether a mix corpus (``mix_file``) is given."""
+    mixing = bool(settings.get("mix_file"))
+    recipe = {
+        "lr": ADAPT_LR,
+        "mix_ratio": MIX_RATIO if mixing else 0.0,
+        "max_epochs": EPOCHS_WITH_MIX if mixing else EPOCHS_WITHOUT_MIX,
+    }
+    return {**settings, **{name: value for name, value in recipe.items() if settings.get(name) is None}}
 
 
 @dataclass(frozen=True)
@@ -70,10 +86,10 @@ def adapt(
     ``vocab``: ``"model"`` keeps the model's ``vocab.txt`` (built from ``train_file`` when the model has
     none), ``"corpus"`` builds one from ``train_file``. A trained softmax (``lm_head.pt`` beside the
     weights) is used only with the model's own vocabulary; otherwise the head warm-up comes first.
-    Other keyword arguments are :class:`~.loop.TrainConfig` settings (``lr``: the fine-tuning rate,
-    :data:`ADAPT_LR` unless given). Returns the final metrics.
+    Other keyword arguments are :class:`~.loop.TrainConfig` settings; ``lr``, ``mix_ratio`` and ``max_epochs``
+    default to the chosen recipe (:func:`recipe_settings`). Returns the final metrics.
     """
-    settings.setdefault("lr", ADAPT_LR)
+    settings = recipe_settings(settings)
     if vocab not in VOCAB_CHOICES:
         raise ValueError(f"vocab must be one of {VOCAB_CHOICES}, found {vocab!r}")
     files = model_files(model, weights)
