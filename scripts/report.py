@@ -233,8 +233,8 @@ def sweep_lines(sweep: dict) -> List[str]:
         lines.append(f"| {row['setting']} | {row['epochs']} | {row['mix_ratio']:g} | {row['freeze']} | "
                      f"{row['fine_tuned_steps']:,} | {row['dev_ppl']:.1f} | {100 * row['dev_score']:.1f} |")
     best = max(sweep["settings"], key=lambda row: row["dev_score"])
-    return lines + ["", f"Best by dev F1: `{best['setting']}` ({100 * best['dev_score']:.1f}), the recipe of the "
-                        "adapted rows above."]
+    return lines + ["", f"Best by dev F1: `{best['setting']}` ({100 * best['dev_score']:.1f}). The table before this "
+                        "one gives the epochs and mix ratio each adapted row was trained with."]
 
 
 def plot_scores(runs: Runs, path: Path) -> None:
