@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
 import spacy  # noqa: E402
 
+from adapt_sweep import table as sweep_table  # noqa: E402  (scripts/, beside this file)
 from spacy_elmo.util.atomic import write_text  # noqa: E402
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
 
@@ -219,24 +220,6 @@ def adaptation_lines(adaptation: Dict[str, dict]) -> List[str]:
     return lines
 
 
-def sweep_lines(sweep: dict) -> List[str]:
-    """Markdown rows of ``scripts/adapt_sweep.py``'s JSON: each adaptation setting's dev perplexity and dev score."""
-    lines = ["Choosing the recipe (`spacy project run adapt-sweep-ner`, `scripts/adapt_sweep.py`): each setting adapts "
-             "the bundled biLM to the WNUT-16 train tweets, then trains `ner_elmo` once (seed 0, patience protocol). "
-             "Judged on the **dev** split only.", "",
-             "| setting | epochs | mix ratio | frozen | fine-tuning steps | dev ppl | dev F1 |",
-             "|---|---|---|---|---|---|---|"]
-    if sweep.get("unadapted") is not None:
-        lines.append(f"| unadapted | | | | 0 | {sweep['settings'][0]['dev_ppl_before']:.1f} | "
-                     f"{100 * sweep['unadapted']:.1f} |")
-    for row in sweep["settings"]:
-        lines.append(f"| {row['setting']} | {row['epochs']} | {row['mix_ratio']:g} | {row['freeze']} | "
-                     f"{row['fine_tuned_steps']:,} | {row['dev_ppl']:.1f} | {100 * row['dev_score']:.1f} |")
-    best = max(sweep["settings"], key=lambda row: row["dev_score"])
-    return lines + ["", f"Best by dev F1: `{best['setting']}` ({100 * best['dev_score']:.1f}). The table before this "
-                        "one gives the epochs and mix ratio each adapted row was trained with."]
-
-
 def plot_scores(runs: Runs, path: Path) -> None:
     """Bar chart of the main score per task and feature set, error bars = std over seeds."""
     fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4))
@@ -333,7 +316,10 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
     if adaptation:
         lines += ["## Domain adaptation of the biLM", ""] + adaptation_lines(adaptation) + [""]
     if sweep:
-        lines += sweep_lines(sweep) + [""]
+        lines += ["Choosing the recipe: `spacy project run adapt-sweep-ner` (`scripts/adapt_sweep.py`) adapts the bundled "
+                  "biLM to the WNUT-16 train tweets under each setting, then trains `ner_elmo` once. The table above "
+                  "gives the epochs and mix ratio each adapted row was trained with.", ""]
+        lines += sweep_table(sweep["settings"], sweep.get("unadapted"), "ents_f", False) + [""]
     if records:
         lines += ["## Training runs", ""] + protocol_lines(records) + [""]
     if similarity:

@@ -76,7 +76,8 @@ TEXTCAT_EXAMPLES = [
 ]
 
 
-def _ner_docs(nlp) -> list[Doc]:
+def ner_docs(nlp) -> list[Doc]:
+    """``NER_EXAMPLES`` as Docs with their entities (WNUT-16 labels)."""
     docs = []
     for text, spans in NER_EXAMPLES:
         doc = nlp.make_doc(text)
@@ -106,7 +107,7 @@ def build_workspace(root: Path) -> Path:
     """Tiny ``{ner,textcat}/{train,dev}.spacy`` and a static vectors pipeline ``static_model`` under ``root``."""
     nlp = spacy.blank("en")
     words = set()
-    for task, make_docs in (("ner", _ner_docs), ("textcat", _textcat_docs)):
+    for task, make_docs in (("ner", ner_docs), ("textcat", _textcat_docs)):
         docs = make_docs(nlp)
         words.update(token.text for doc in docs for token in doc)
         (root / task).mkdir()

@@ -12,25 +12,16 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from .helpers import NER_EXAMPLES, ner_docs
+
 pytestmark = pytest.mark.slow  # spacy-elmo adapt and spacy train in subprocesses
 
 ROOT = Path(__file__).parent.parent
-SENTENCES = [
-    ("Barack Obama visited Paris yesterday", [(0, 12, "person"), (21, 26, "geo-loc")]),
-    ("Going to London with Sarah", [(9, 15, "geo-loc"), (21, 26, "person")]),
-    ("nothing to see here lol", []),
-]
 
 
 def _inputs(folder: Path) -> dict:
-    nlp = spacy.blank("en")
-    docs = []
-    for text, spans in SENTENCES:
-        doc = nlp.make_doc(text)
-        doc.ents = [doc.char_span(start, end, label=label) for start, end, label in spans]
-        docs.append(doc)
-    DocBin(docs=docs).to_disk(folder / "ner.spacy")
-    (folder / "train.txt").write_text("\n".join(text for text, _ in SENTENCES * 4) + "\n")
+    DocBin(docs=ner_docs(spacy.blank("en"))).to_disk(folder / "ner.spacy")
+    (folder / "train.txt").write_text("\n".join(text for text, _ in NER_EXAMPLES * 2) + "\n")
     (folder / "dev.txt").write_text("Sarah visited London\nnothing here\n")
     return {"train": folder / "train.txt", "dev": folder / "dev.txt", "spacy": folder / "ner.spacy"}
 

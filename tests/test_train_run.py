@@ -11,24 +11,15 @@ import pytest
 import spacy
 from spacy.tokens import DocBin
 
+from .helpers import ner_docs
+
 pytestmark = pytest.mark.slow  # runs spacy train
 
 ROOT = Path(__file__).parent.parent
-EXAMPLES = [
-    ("Barack Obama visited Paris yesterday", [(0, 12, "person"), (21, 26, "geo-loc")]),
-    ("Going to London with Sarah", [(9, 15, "geo-loc"), (21, 26, "person")]),
-    ("nothing to see here lol", []),
-]
 
 
 def _corpus(path: Path) -> Path:
-    nlp = spacy.blank("en")
-    docs = []
-    for text, spans in EXAMPLES:
-        doc = nlp.make_doc(text)
-        doc.ents = [doc.char_span(start, end, label=label) for start, end, label in spans]
-        docs.append(doc)
-    DocBin(docs=docs).to_disk(path)
+    DocBin(docs=ner_docs(spacy.blank("en"))).to_disk(path)
     return path
 
 
