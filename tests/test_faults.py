@@ -383,7 +383,7 @@ def test_embed_dir_refuses_an_output_dir_another_run_holds(tmp_path):
 def test_two_concurrent_embed_dir_processes(tmp_path, parity_bilm):
     """The second run exits at once naming the first; the first, killed, leaves the lock free for a resume."""
     (tmp_path / "in").mkdir()
-    for k in range(2):
+    for k in range(8):  # enough work that the first run outlasts the second one's start-up on idle cores
         write_lines(tmp_path / "in" / f"f{k}.txt", SENTENCES * 100)
     out, lock = tmp_path / "out", tmp_path / "out" / ".embed-dir" / "lock"
     args = ("embed-dir", str(tmp_path / "in"), str(out), *MODEL, "--shard-lines", "100")
