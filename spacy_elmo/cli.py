@@ -429,6 +429,17 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, help="how long the oldest waiting request waits for others to join"),
     max_queue: int = typer.Option(256, help="requests waiting at most (more: 503 with Retry-After)"),
     max_request_tokens: int = typer.Option(2048, help="tokens per request at most (more: 413)"),
+    max_body_bytes: Optional[int] = typer.Option(None, help="request body size at most (default 4 MiB; more: 413)"),
+    request_timeout_s: Optional[float] = typer.Option(
+        None, help="a request's headers and body must arrive within this (default 30; late: 408)"
+    ),
+    keep_alive_s: Optional[float] = typer.Option(
+        None, help="a connection with no request under way is closed after this (default 75)"
+    ),
+    max_connections: Optional[int] = typer.Option(None, help="open connections at most (default 1000)"),
+    drain_timeout_s: Optional[float] = typer.Option(
+        None, help="at SIGTERM, requests still open after this are cancelled (default 30)"
+    ),
     tokenizer: str = typer.Option("whitespace", help="splits 'texts': whitespace, or a spaCy language code"),
     ray_address: Optional[str] = typer.Option(
         None, "--ray", help="serve on Ray Serve: local (a new cluster here), auto (RAY_ADDRESS) or a cluster address"
@@ -446,14 +457,27 @@ def serve(
 
     if not has_serve or (ray_address is not None and not has_ray):
         _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+    from .serve.app import check_max_wait_ms
+    from .serve.limits import Limits
     from .serve.tokenizers import make_tokenizer
 
     with _one_line_errors():
+        given: dict[str, Any] = dict(
+            max_body_bytes=max_body_bytes,
+            request_timeout_s=request_timeout_s,
+            keep_alive_s=keep_alive_s,
+            max_connections=max_connections,
+            drain_timeout_s=drain_timeout_s,
+        )
+        limits = Limits(**{name: value for name, value in given.items() if value is not None})
+        check_max_wait_ms(max_wait_ms)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--port must be in 1..65535, found {port}")
         model = ModelSpec(options.pop("model"), options.pop("options_file"), options.pop("weight_file"))
         device, token_cache_size = options.pop("device"), options.pop("token_cache_size")
         name = model.model or ("default" if model.is_default else str(model.options_file))
         tokenize = make_tokenizer(tokenizer)  # a bad name fails here, also before Ray starts
-        limits: dict[str, Any] = dict(
+        settings: dict[str, Any] = dict(
             max_batch_tokens=max_batch_tokens,
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
@@ -471,13 +495,15 @@ def serve(
                 device=device,
                 token_cache_size=token_cache_size,
                 tokenizer=tokenizer,
-                **limits,
+                **settings,
             )
             run_on_ray(application, ray_address, host, port)
             return
         from .serve import create_app, run
+        from .serve.connections import check_port
 
+        check_port(host, port)  # before the model loads: a port in use is known in a moment
         bilm = model.load(device, token_cache_size=token_cache_size)
-        service = create_app(bilm, tokenizer=tokenize, model_name=name, **limits)
+        service = create_app(bilm, tokenizer=tokenize, model_name=name, limits=limits, **settings)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)
