@@ -400,6 +400,9 @@ def _yes(flag: object) -> str:
 @app.command()
 def download(
     models: List[str] = typer.Argument(..., help="released model names (see `spacy-elmo models`) or file URLs"),
+    force: bool = typer.Option(
+        False, "--force", help="download again even if cached (the cached copy stays if that fails)"
+    ),
 ) -> None:
     """Download released models (or files by URL) into the cache (SPACY_ELMO_CACHE) and verify them."""
     from .hub import download_model, fetch
@@ -407,7 +410,7 @@ def download(
 
     for model in models:
         with _one_line_errors():
-            paths = [fetch(model)] if is_url(model) else download_model(model)
+            paths = [fetch(model, force=force)] if is_url(model) else download_model(model, force=force)
         typer.echo(f"{model}: " + " ".join(str(p) for p in paths))
 
 

@@ -164,11 +164,15 @@ class ModelSpec:
         return f"{self.options_file} + {self.weight_file}"
 
 
-def download_model(name: str) -> tuple[Path, Path]:
-    """The cached ``options.json`` and weight file of the released model ``name`` (downloaded if needed)."""
+def download_model(name: str, force: bool = False) -> tuple[Path, Path]:
+    """The cached ``options.json`` and weight file of the released model ``name`` (downloaded if needed, or
+    again with ``force``)."""
     model = model_named(name)
     base = mirror_base()
-    return fetch(base + model.options_path, name=name), fetch(base + model.weights_path, name=name)
+    return (
+        fetch(base + model.options_path, name=name, force=force),
+        fetch(base + model.weights_path, name=name, force=force),
+    )
 
 
 def _is_model(value: Union[str, os.PathLike]) -> bool:
