@@ -130,3 +130,127 @@ server = ThreadingHTTPServer(("127.0.0.1", 0), partial(Slow, directory=sys.argv[
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
+
+
+def write_options(directory: Path, change) -> Path:
+    import json
+
+    options = json.loads((PARITY / "options.json").read_text(encoding="utf-8"))
+    change(options)
+    path = directory / "options.json"
+    path.write_text(json.dumps(options), encoding="utf-8")
+    return path
+
+
+def set_in(section: str, key: str, value):
+    return lambda options: options[section].__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            set_in("lstm", "projection_dim", 10**9),
+            "lstm.projection_dim must be an integer in [1, 16,384], found 1000000000",
+        ),
+        (set_in("lstm", "dim", 10**7), "lstm.dim must be an integer in [1, 65,536], found 10000000"),
+        (set_in("char_cnn", "filters", [[1, 10**6]]), "char_cnn.filters has [1, 1000000]: more than 65536 filters"),
+        (
+            set_in("char_cnn", "max_characters_per_token", 10**9),
+            "char_cnn.max_characters_per_token must be an integer in [1, 1,024], found 1000000000",
+        ),
+        (
+            lambda o: o["lstm"].update(dim=65536, projection_dim=16384),
+            "describes a biLM of 38,656,564,992 parameters, more than the 1,000,000,000 taken (the largest released "
+            "ELMo has 93.6M)",
+        ),
+        (
+            set_in("lstm", "cell_clip", float("nan")),
+            "lstm.cell_clip must be a finite non-negative number or null, found nan",
+        ),
+    ],
+)
+def test_options_that_would_fill_memory_or_compute_nan_are_one_line(tmp_path, change, message):
+    options = write_options(tmp_path, change)
+    code, line = cli("info", options, PARITY / "weights.hdf5")
+    assert (code, line) == (1, f"error: {options}: {message}"), line
+
+
+def test_a_weight_dataset_declaring_a_huge_shape_is_refused_before_it_is_read(tmp_path):
+    import tracemalloc
+
+    import h5py
+
+    weights = tmp_path / "weights.hdf5"
+    shutil.copyfile(PARITY / "weights.hdf5", weights)
+    with h5py.File(weights, "a") as f:  # 6 GB declared, a few KB stored (compressed fill)
+        del f["CNN_proj/W_proj"]
+        f.create_dataset("CNN_proj/W_proj", shape=(40000, 40000), dtype="f4", chunks=(1000, 1000), compression="gzip")
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError) as error:
+            load_bilm(PARITY / "options.json", weights)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(error.value) == (
+        f"{weights}: dataset 'CNN_proj/W_proj' has shape (40000, 40000), expected (48, 32) "
+        f"from {PARITY / 'options.json'}"
+    )
+    assert peak < 50 * 2**20
+
+
+def test_options_nested_too_deeply_are_one_line(tmp_path):
+    options = tmp_path / "options.json"
+    options.write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    assert cli("info", options, PARITY / "weights.hdf5") == (
+        1,
+        f"error: {options}: not an options file: its JSON is nested too deeply",
+    )
+
+
+def test_a_long_line_is_embedded_in_windows(parity_bilm, tmp_path):
+    import h5py
+    import numpy as np
+
+    from spacy_elmo.embed import embed_file
+
+    tokens = [f"w{i % 37}" for i in range(600)]
+    source = tmp_path / "long.txt"
+    source.write_text(" ".join(tokens) + "\nshort line\n", encoding="utf-8")
+    embed_file(parity_bilm, source, tmp_path / "out.hdf5")
+    with h5py.File(tmp_path / "out.hdf5", "r") as f:
+        long, short = f["0"][...], f["1"][...]
+    windows = parity_bilm.embed_sentences([tokens[:200], tokens[200:400], tokens[400:]])
+    assert long.shape == (3, 600, 64)
+    np.testing.assert_allclose(long, np.concatenate(windows, axis=1), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(short, parity_bilm.embed_sentences([["short", "line"]])[0], atol=1e-5, rtol=0)
+
+
+def test_a_damaged_saved_pipeline_fails_to_load_with_one_line(parity_files, tmp_path):
+    import spacy
+
+    from .helpers import make_nlp
+
+    make_nlp(parity_files).to_disk(tmp_path / "nlp")
+    weights = tmp_path / "nlp" / "elmo" / "weights.hdf5"
+    assert spacy.load(tmp_path / "nlp").get_pipe("elmo").bilm.dim == 64
+    data = bytearray(weights.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 4096] = bytes(b ^ 0xFF for b in data[middle : middle + 4096])
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ValueError) as error:
+        spacy.load(tmp_path / "nlp")
+    assert str(error.value).startswith(f"{weights}: sha256 ")
+    assert str(error.value).endswith(
+        "recorded when the pipeline was saved: the file is damaged; save the pipeline again from a good copy"
+    )
+
+
+def test_a_mix_that_overflows_float32_is_refused(parity_files):
+    from .helpers import make_nlp
+
+    with pytest.raises(
+        ValueError, match=r"elmo: mix must be finite weights whose magnitudes add up to less than 3\.4e38"
+    ):
+        make_nlp(parity_files, mix=[1e308, 1e308, 1e308])

@@ -25,6 +25,7 @@ from ..util.atomic import check_free_space, check_output, remove_stale_temps
 from ..util.checks import is_int
 from ..util.hdf5 import atomic_hdf5
 from ..util.text import BOM, read_lines
+from ..util.windows import MAX_LENGTH, split_windows
 
 DEFAULT_BATCH_SIZE = 64
 OUTPUT_FORMATS = ("all", "top", "average")
@@ -159,14 +160,29 @@ def _text_lines(path: str | os.PathLike) -> Iterator[str]:
 
 
 def embed_lines(
-    numbered: Iterable[tuple[int, str]], batch_size: int, embed: EmbedBatch
+    numbered: Iterable[tuple[int, str]], batch_size: int, embed: EmbedBatch, max_length: int = MAX_LENGTH
 ) -> Iterator[list[tuple[int, str, np.ndarray]]]:
     """Read ``batch_size`` ``(index, line)`` pairs at a time, embed their whitespace tokens, yield
-    ``(index, line, layers (n_layers, n_tokens, dim))`` per line of the batch."""
+    ``(index, line, layers (n_layers, n_tokens, dim))`` per line of the batch.
+
+    A line of more than ``max_length`` tokens is embedded in even windows of at most that many (each its own biLM
+    sequence, as the component's ``max_length`` does), its layers joined along the token axis: memory stays flat
+    whatever the line's length."""
     numbered = iter(numbered)
     while batch := list(itertools.islice(numbered, batch_size)):
-        embeddings = embed([line.split() for _, line in batch])
-        yield [(index, line, layers) for (index, line), layers in zip(batch, embeddings)]
+        pieces: list[list[str]] = []
+        owners: list[int] = []
+        for k, (_, line) in enumerate(batch):
+            tokens = line.split()
+            for start, end in split_windows(0, len(tokens), max_length) or [(0, 0)]:
+                pieces.append(tokens[start:end])
+                owners.append(k)
+        parts: list[list[np.ndarray]] = [[] for _ in batch]
+        for k, layers in zip(owners, embed(pieces)):
+            parts[k].append(layers)
+        yield [
+            (index, line, p[0] if len(p) == 1 else np.concatenate(p, axis=-2)) for (index, line), p in zip(batch, parts)
+        ]
 
 
 def select_layers(layers: np.ndarray, output_format: str) -> np.ndarray:
