@@ -254,3 +254,45 @@ def test_a_mix_that_overflows_float32_is_refused(parity_files):
         ValueError, match=r"elmo: mix must be finite weights whose magnitudes add up to less than 3\.4e38"
     ):
         make_nlp(parity_files, mix=[1e308, 1e308, 1e308])
+
+
+def test_embed_dir_with_no_threads_is_one_line_and_leaves_no_lock(tmp_path):
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("a b\n", encoding="utf-8")
+    for threads in ("0", "-1"):
+        code, line = cli("embed-dir", tmp_path / "in", tmp_path / "out", "--threads", threads)
+        assert (code, line) == (1, f"error: threads must be an int >= 1, found {threads}")
+        assert not (tmp_path / "out" / ".embed-dir" / "lock").exists()
+
+
+def test_a_zip_member_a_thousand_directories_deep_is_one_line(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "deep.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("d/" * 1100 + "options.json", "{}")
+    code, line = cli("info", archive)
+    assert code == 1
+    assert line.startswith(f"error: {archive}: member 'd/d/d/")
+    assert line.endswith("... lies 1100 directories deep, more than 32; refusing to unpack")
+
+
+def test_a_directory_in_the_current_directory_is_a_model_not_a_name(tmp_path, monkeypatch):
+    model = tmp_path / "run_ok"
+    model.mkdir()
+    for name in ("options.json", "weights.hdf5"):
+        shutil.copyfile(PARITY / name, model / name)
+    monkeypatch.chdir(tmp_path)
+    code, output = cli("info", "run_ok")
+    assert code == 0 and "model" in output and " x 64 dims" in output, output
+
+
+def test_embed_input_that_is_a_directory_or_a_device_is_named(tmp_path):
+    out = tmp_path / "out.hdf5"
+    assert cli("embed", tmp_path, out, "--options", PARITY / "options.json", "--weights", PARITY / "weights.hdf5") == (
+        1,
+        f"error: {tmp_path}: is a directory, not a text file (embed-dir embeds a directory)",
+    )
+    code, line = cli("embed", "/dev/zero", out)
+    assert (code, line) == (1, "error: /dev/zero: not a regular file (a device, pipe or socket): give a text file")
+    assert not out.exists()

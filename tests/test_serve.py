@@ -7,12 +7,10 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,8 @@ from spacy_elmo.serve import create_app  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
+from .serving import free_port, metric_samples, serving, wait_ready  # noqa: E402
+
 # A request's vectors vs ``embed_sentences`` of the same sentences in other batches: products over other row counts
 # round differently, within 1e-5 through oneDNN's packed kernels and up to ~3e-5 with PyTorch's generic ones
 # (measured: 2.5e-5 with SPACY_ELMO_KERNELS=plain).
@@ -36,19 +36,6 @@ BATCHING_ATOL = 5e-5 if kernels.mode() == "plain" else 1e-5
 
 ROOT = Path(__file__).resolve().parents[1]
 NPY = {"accept": "application/x-npy"}
-
-
-@asynccontextmanager
-async def serving(app):
-    """The app with its lifespan running, a client talking to it in process, and the model warmed up."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            for _ in range(500):
-                if (await client.get("/ready")).status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
-            yield client
 
 
 def values(response) -> list[np.ndarray]:
@@ -62,14 +49,6 @@ def from_npy(response) -> list[np.ndarray]:
     array = np.load(io.BytesIO(response.content), allow_pickle=False)
     lengths = [int(n) for n in response.headers["x-sentence-lengths"].split(",")]
     return np.split(array, np.cumsum(lengths)[:-1], axis=-2)
-
-
-def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def requests_of(sentences: list[list[str]], n: int) -> list[list[list[str]]]:
@@ -468,26 +447,6 @@ def test_cli_serve_rejects_a_model_with_files_and_a_bad_tokenizer():
     result = CliRunner().invoke(app, ["serve", "--tokenizer", "zz9", "--ray", "local"])
     assert result.exit_code == 1
     assert "error: tokenizer 'zz9' is neither 'whitespace', a spaCy language code nor a pipeline" in result.output
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} was not ready within {timeout} s")
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.limits import Limits  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
-from .test_serve import free_port, metric_samples, serving, wait_ready  # noqa: E402
+from .serving import free_port, metric_samples, serving, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

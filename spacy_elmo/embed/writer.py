@@ -72,7 +72,12 @@ def estimate_bytes(n_lines: int, n_tokens: int, n_layers: int, dim: int, output_
 def check_embed_paths(input_file: str | os.PathLike, output_file: str | os.PathLike) -> None:
     """Before any work: the input exists, the output is not the input (also through a link), not a directory,
     and its directory can be written. :raises ValueError: naming the path and the problem."""
-    if not Path(input_file).is_file():
+    path = Path(input_file)
+    if path.is_dir():
+        raise ValueError(f"{input_file}: is a directory, not a text file (embed-dir embeds a directory)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{input_file}: not a regular file (a device, pipe or socket): give a text file")
+    if not path.is_file():
         raise ValueError(f"input file not found: {input_file}")
     check_output(output_file, [input_file])
 

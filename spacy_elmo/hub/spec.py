@@ -77,7 +77,11 @@ class ModelSpec:
     def released(self) -> bool:
         """An AllenNLP released model's name (its two files are downloaded into the cache on first use)."""
         model = self.model
-        return model is not None and not self.is_default and not (self.many_langs or _is_path(model) or _is_zip(model))
+        return (
+            model is not None
+            and not self.is_default
+            and not (self.many_langs or _is_path(model) or _is_zip(model) or os.path.isdir(model))
+        )
 
     @property
     def many_langs(self) -> bool:
