@@ -1,7 +1,7 @@
 """Domain adaptation: continue any biLM we can load on the user's text (Peters et al. 2018, §3.4).
 
 The model's vocabulary is kept (or one is built from the corpus); when the model has no trained softmax
-for that vocabulary, the run starts with the head warm-up (see :class:`~.loop.TrainConfig`), then
+for that vocabulary, the run starts with the head warm-up (see :class:`~.config.TrainConfig`), then
 fine-tunes everything at a small learning rate, with the engine of ``pretrain``.
 """
 
@@ -14,7 +14,8 @@ from typing import Any
 
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
 from ..hub.spec import ModelSpec
-from .loop import TrainConfig, train
+from .config import TrainConfig
+from .loop import train
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def adapt(
     ``vocab``: ``"model"`` keeps the model's ``vocab.txt`` (built from ``train_file`` when the model has
     none), ``"corpus"`` builds one from ``train_file``. A trained softmax (``lm_head.pt`` beside the
     weights) is used only with the model's own vocabulary; otherwise the head warm-up comes first.
-    Other keyword arguments are :class:`~.loop.TrainConfig` settings; ``lr``, ``mix_ratio`` and ``max_epochs``
+    Other keyword arguments are :class:`~.config.TrainConfig` settings; ``lr``, ``mix_ratio`` and ``max_epochs``
     default to the chosen recipe (:func:`recipe_settings`). Returns the final metrics.
     """
     settings = recipe_settings(settings)
