@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
 from ..hub.spec import ModelSpec
+from ..util.checks import check_choice
 from .config import TrainConfig
 from .loop import train
 
 logger = logging.getLogger(__name__)
 
-VOCAB_CHOICES = ("model", "corpus")
+#: ``"model"``: the model's vocabulary; ``"corpus"``: one built from the training text
+VocabSource = Literal["model", "corpus"]
+VOCAB_CHOICES: tuple[str, ...] = get_args(VocabSource)
 #: The recipe chosen on WNUT-16 dev F1 (``scripts/adapt_sweep.py``, the pretraining guide), nothing frozen: with
 #: general text to mix in, three epochs at a mix ratio of 0.5 (the best of the eight settings); without, one
 #: epoch (the best setting without mixing). ``pretrain``'s rate of 1e-3 is for a biLM trained from scratch.
@@ -77,7 +80,7 @@ def adapt(
     heldout_file: str,
     output_dir: str,
     weights: str | None = None,
-    vocab: str = "model",
+    vocab: VocabSource = "model",
     resume: bool = False,
     **settings: Any,
 ) -> dict[str, Any]:
@@ -91,8 +94,7 @@ def adapt(
     default to the chosen recipe (:func:`recipe_settings`). Returns the final metrics.
     """
     settings = recipe_settings(settings)
-    if vocab not in VOCAB_CHOICES:
-        raise ValueError(f"vocab must be one of {VOCAB_CHOICES}, found {vocab!r}")
+    check_choice("vocab", vocab, VOCAB_CHOICES)
     files = model_files(model, weights)
     vocab_file = files.vocab if vocab == "model" else None
     if vocab_file:

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Literal, Optional, get_args
 
 from ..bilm.kernels import PRECISIONS
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
 from ..util.atomic import check_output
+from ..util.checks import check_choice
 
-OPTIMIZERS = ("adam", "adagrad")
-SCHEDULES = ("constant", "linear")
-#: ``freeze`` settings: the biLM's parts that never train (the token layer: char CNN + highway + projection)
-FREEZE_CHOICES = ("none", "token", "token+lstm1")
-#: a run that continues a trained biLM and fine-tunes it fewer steps than this ends with a warning
+Optimizer = Literal["adam", "adagrad"]
+Schedule = Literal["constant", "linear"]
+#: the biLM's parts that never train: nothing, the token layer (char CNN + highway + projection), or it and the
+#: first biLSTM layer
+Freeze = Literal["none", "token", "token+lstm1"]
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULES: tuple[str, ...] = get_args(Schedule)
+FREEZE_CHOICES: tuple[str, ...] = get_args(Freeze)
 #: the files of an exported biLM, and the run's metrics beside them
 MODEL_NAMES = (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME)
 METRICS_NAME = "metrics.json"
+
+
+def setting(default: Any, help: str) -> Any:
+    """A :class:`TrainConfig` field with its default and its help text (the CLI builds its options from both)."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -55,39 +64,46 @@ class TrainConfig:
     vocab_file: Optional[str] = None
     head_file: Optional[str] = None
     head_warmup: bool = False
-    head_only: bool = False
-    head_lr: float = 1e-3
-    head_eval_every: int = 100
-    head_min_gain: float = 0.02
-    head_max_steps: int = 2000
-    vocab_size: int = 50000
-    min_count: int = 3
-    max_length: int = 64
-    batch_tokens: int = 4096
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    clip: float = 1.0
-    warmup_steps: int = 0
-    lr_schedule: str = "constant"
-    dropout: float = 0.1
-    max_steps: int = 0
-    max_minutes: float = 0.0
-    max_epochs: int = 1
-    eval_every: int = 500
-    checkpoint_every: int = 200
-    seed: int = 0
-    precision: str = "fp32"
-    device: str = "cpu"
+    head_only: bool = setting(False, "train only the softmax: the biLM stays bitwise unchanged")
+    head_lr: float = setting(1e-3, "learning rate of the head warm-up (and of --head-only)")
+    head_eval_every: int = setting(100, "head warm-up: held-out evaluation every N steps")
+    head_min_gain: float = setting(
+        0.02, "head warm-up ends when an evaluation is less than this fraction below the one before"
+    )
+    head_max_steps: int = setting(2000, "head warm-up ends at this step at the latest")
+    vocab_size: int = setting(50000, "softmax vocabulary size, specials included (when one is built from the corpus)")
+    min_count: int = setting(3, "least count for a word to enter a vocabulary built from the corpus")
+    max_length: int = setting(64, "longer sentences are cut to this many tokens")
+    batch_tokens: int = setting(4096, "tokens per batch (per process)")
+    optimizer: Optimizer = setting("adam", "adam or adagrad")
+    lr: float = setting(1e-3, "learning rate")
+    clip: float = setting(1.0, "gradient norm clipping")
+    warmup_steps: int = setting(0, "linear learning-rate warm-up over this many steps")
+    lr_schedule: Schedule = setting("constant", "constant, or linear: decay to zero at --max-steps")
+    dropout: float = setting(0.1, "dropout on LSTM inputs and before the softmax")
+    max_steps: int = setting(
+        0, "stop after this many steps (0: no limit), not counting a head warm-up (it has its own budget)"
+    )
+    max_minutes: float = setting(0.0, "stop after this much training time (0: no limit), head warm-up included")
+    max_epochs: int = setting(1, "passes over the corpus, not counting a head warm-up (1: one pass of fine-tuning)")
+    eval_every: int = setting(500, "held-out evaluation every N steps")
+    checkpoint_every: int = setting(200, "checkpoint every N steps")
+    seed: int = setting(0, "random seed")
+    precision: str = setting("fp32", "fp32 or bf16 (autocast)")
+    device: str = setting("cpu", "cpu or cuda")
     mix_file: Optional[str] = None
-    mix_ratio: float = 0.0
-    freeze: str = "none"
-    lower_lr_factor: float = 1.0
+    mix_ratio: float = setting(0.0, "share of each epoch's sentences drawn from the mix corpus, in [0, 1)")
+    freeze: Freeze = setting(
+        "none", "layers kept bitwise unchanged: none, token (char CNN + highway + projection), token+lstm1"
+    )
+    lower_lr_factor: float = setting(
+        1.0, "each layer below the top biLSTM layer trains at this factor of the rate of the layer above"
+    )
 
     def validate(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {OPTIMIZERS}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {SCHEDULES}")
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("lr_schedule", self.lr_schedule, SCHEDULES)
+        check_choice("freeze", self.freeze, FREEZE_CHOICES)
         if self.lr_schedule == "linear" and self.max_steps < 1:
             raise ValueError("lr_schedule 'linear' decays to zero at max_steps: give max_steps >= 1")
         if self.precision not in PRECISIONS:
@@ -112,8 +128,6 @@ class TrainConfig:
             raise ValueError(f"mix_ratio must be in [0, 1), found {self.mix_ratio}")
         if bool(self.mix_file) != (self.mix_ratio > 0):
             raise ValueError("mixing general text needs both a mix corpus (mix_file) and a mix_ratio above 0")
-        if self.freeze not in FREEZE_CHOICES:
-            raise ValueError(f"freeze must be one of {FREEZE_CHOICES}, found {self.freeze!r}")
         if not 0 < self.lower_lr_factor <= 1:
             raise ValueError(f"lower_lr_factor must be in (0, 1], found {self.lower_lr_factor}")
         if bool(self.options_file) == bool(self.init_from):
