@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
+from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from .batcher import Batcher, Sentences
 from .handlers import Service
 from .limits import DEFAULT_LIMITS, Limits
@@ -23,9 +24,8 @@ from .metrics import Metrics
 from .schema import Tokenizer
 
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
-#: sentences per biLM forward within a batch (embed_sentences' default; it sorts a batch by length first,
-#: so each forward pads only to the longest of similar lengths)
-FORWARD_SENTENCES = 64
+#: sentences per biLM forward within a batch (embed_sentences' default)
+FORWARD_SENTENCES = DEFAULT_BATCH_SIZE
 DEFAULTS: Dict[str, Any] = {"max_batch_tokens": 2048, "max_wait_ms": 5.0, "max_queue": 256, "max_request_tokens": 2048}
 #: the longest --max-wait-ms taken (a minute): the batcher's wait must be a finite, sane time
 MAX_WAIT_MS = 60_000.0

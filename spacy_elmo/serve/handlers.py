@@ -21,7 +21,7 @@ from .. import __version__
 from ..bilm import kernels
 from ..bilm.mix import cosine, mean_mixed_vector
 from ..bilm.model import BiLM
-from ..embed.writer import select_layers
+from ..bilm.outputs import select_layers
 from .batcher import QueueFull, Sentences, ShuttingDown
 from .limits import DEFAULT_LIMITS, ClientGone, Limits, read_body
 from .metrics import Metrics

@@ -13,12 +13,12 @@ from typing import Any, Callable, List, Union
 import numpy as np
 
 from ..bilm.mix import mix_weights
-from ..bilm.options import is_int, is_number
+from ..bilm.outputs import OUTPUT_FORMATS
+from ..util.checks import is_int, is_number
 
 Tokenizer = Callable[[str], List[str]]
 #: ``"all"``, ``"top"``, ``"average"``, or per-layer weights ``(n_layers,)``
 Output = Union[str, np.ndarray]
-OUTPUT_NAMES = ("all", "top", "average")
 #: characters a text may hold per token of --max-request-tokens (ELMo reads 50 characters of a token at most; the
 #: rest is room for spaces): a longer text is refused before it is tokenized
 CHARACTERS_PER_TOKEN = 64
@@ -164,14 +164,14 @@ def _check_unicode(text: str, field: str) -> None:
 
 def _output(value: object, n_layers: int) -> Output:
     if isinstance(value, str):
-        if value not in OUTPUT_NAMES:
+        if value not in OUTPUT_FORMATS:
             raise RequestError(
-                400, f"output must be one of {OUTPUT_NAMES} or a list of per-layer weights, found {value!r}"
+                400, f"output must be one of {OUTPUT_FORMATS} or a list of per-layer weights, found {value!r}"
             )
         return value
     if not isinstance(value, list):
         raise RequestError(
-            400, f"output must be one of {OUTPUT_NAMES} or a list of per-layer weights, found {_kind(value)}"
+            400, f"output must be one of {OUTPUT_FORMATS} or a list of per-layer weights, found {_kind(value)}"
         )
     _check_weights(value, "output")
     try:
