@@ -490,6 +490,37 @@ def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float
     raise AssertionError(f"{url} was not ready within {timeout} s")
 
 
+@pytest.mark.slow  # a subprocess, so that Ray Serve's modules are not yet imported
+def test_serve_ray_without_ray_serve_names_the_extra_that_brings_it():
+    """Ray with only its data extra (``spacy-elmo[ray]``) has no grpcio: one line naming ``[ray-serve]``."""
+    code = (
+        "import sys; sys.modules['grpc'] = None; from spacy_elmo.cli import app; "
+        "app(['serve', '--ray', 'local'], prog_name='spacy-elmo')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.startswith('error: serve --ray needs Ray Serve: pip install "spacy-elmo[ray-serve]" (')
+    assert "grpc" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_ray_serve_extra_brings_grpcio_and_fastapi():
+    """``spacy-elmo[ray-serve]`` asks for ``ray[serve]``, whose own requirements hold what Ray Serve imports."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from .pip_check import _project_requirements
+
+    problems: list[str] = []
+    extra = _project_requirements({"ray-serve"}, problems)
+    ray = [r for r in extra if r.name == "ray"]
+    assert problems == [] and [sorted(r.extras) for r in ray] == [["serve"]]
+    wanted = {Requirement(text) for text in metadata.requires("ray") or []}
+    serve = {r.name for r in wanted if r.marker is not None and r.marker.evaluate({"extra": "serve"})}
+    assert {"grpcio", "fastapi", "starlette", "uvicorn"} <= serve
+
+
 @pytest.mark.slow
 def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_sentences):
     port = free_port()
