@@ -597,3 +597,27 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
     assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_ray, reason='needs Ray Serve: pip install "spacy-elmo[ray-serve]"')
+def test_serve_on_ray_exits_0_on_sigterm(parity_files):
+    """`serve --ray local` stops on SIGTERM as the local server does: Serve and Ray shut down, exit code 0 (Ray's
+    own SIGTERM handler, installed by ray.init, would abort the process with 134)."""
+    pytest.importorskip("ray.serve", reason='needs Ray Serve: pip install "ray[serve]"')
+    port = free_port()
+    options, weights = parity_files
+    command = [sys.executable, "-m", "spacy_elmo", "serve", "--ray", "local", "--port", str(port)]
+    command += ["--options", str(options), "--weights", str(weights)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, timeout=400)
+        process.send_signal(signal.SIGTERM)
+        _, output = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output[-3000:]
+    assert "SIGTERM received" not in output
