@@ -69,8 +69,8 @@ def test_model_card_bank_figures_are_what_the_script_prints():
     card = (Path(__file__).resolve().parents[1] / "spacy_elmo" / "data" / "default" / "MODEL_CARD.md").read_text()
     text = " ".join(card.split())
     found = re.search(
-        r"is (\S+) to \"The bank approved the loan\" and (\S+) to \"They fished by the bank of the river\" \(per layer, "
-        r"biLSTM 1: (\S+) vs (\S+), biLSTM 2: (\S+) vs (\S+); `python scripts/word_sense.py --bank-only`",
+        r"is (\S+) to \"The bank approved the loan\" and (\S+) to \"They fished by the bank of the river\" "
+        r"\(per layer, biLSTM 1: (\S+) vs (\S+), biLSTM 2: (\S+) vs (\S+); `python scripts/word_sense.py --bank-only`",
         text,
     )
     assert found is not None, "the model card's bank sentence changed its form"
