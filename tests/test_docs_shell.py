@@ -24,7 +24,8 @@ Comment lines right before a block's fence steer it (several may stand there, on
   page's next blocks run once ``GET PATH`` answers 200; then it gets SIGTERM and must exit 0. The page's port
   8000 is replaced by a free one.
 
-Slow: the blocks train, pretrain, adapt and serve (about 4 minutes on 2 shared cores).
+Slow: the blocks train, pretrain, adapt and serve: about 110 s of CPU time, run one after the other with one
+thread each (11 minutes wall on 2 cores shared with other jobs at load average 10).
 """
 
 from __future__ import annotations
@@ -44,8 +45,6 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 import pytest
-
-pytestmark = pytest.mark.slow  # trains, pretrains, adapts and starts a server in subprocesses
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -293,6 +292,7 @@ def _runnable(page: Path) -> List[Block]:
     return [block for block in BLOCKS if block.page == page and block.skip is None]
 
 
+@pytest.mark.slow  # the blocks run in subprocesses: they train, pretrain, adapt and serve
 @pytest.mark.parametrize("block", BLOCKS, ids=[block.name for block in BLOCKS])
 def test_shell_block_runs(block: Block, workspaces) -> None:
     if block.skip:
@@ -333,7 +333,19 @@ def _training_metrics(block: Block, workspace: Workspace) -> None:
     assert "held-out perplexity" in output
 
 
+def _embed_dir_resumes(block: Block, workspace: Workspace) -> None:
+    """The second embed-dir run finds the file finished (the page: "again: nothing left to do")."""
+    if "embed-dir" in block.code:
+        summaries = re.findall(r"^\d+ files embedded, .*$", workspace.outputs[block.index], flags=re.M)
+        assert [s.split(";")[0] for s in summaries] == [
+            "1 files embedded, 0 skipped (finished before), 0 failed",
+            "0 files embedded, 1 skipped (finished before), 0 failed",
+        ], summaries
+        assert (workspace.directory / "vectors" / "sentences.hdf5").is_file()
+
+
 CHECKS: Dict[str, Callable[[Block, Workspace], None]] = {
+    "docs/guides/embedding.md": _embed_dir_resumes,
     "docs/guides/training.md": _training_output,
     "docs/guides/pretraining.md": _training_metrics,
 }
