@@ -28,10 +28,11 @@ from torch import nn
 
 from .bilm import BiLM, ScalarMix, batch_char_ids
 from .bilm.model import with_boundaries
+from .bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, check_batch_size
 from .bilm.state import CarriedState
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .bilm.token_ids import ByteTokenIds
-from .embed.writer import DEFAULT_BATCH_SIZE, PathOrFile, check_batch_size, embed_file
+from .embed.writer import PathOrFile, embed_file
 from .hub import load_bilm
 from .util.checks import is_int
 
@@ -294,7 +295,7 @@ class ElmoEmbedder(_CarriesState):
         self,
         input_file: PathOrFile,
         output_file_path: str | os.PathLike,
-        output_format: str = "all",
+        output_format: OutputFormat = "all",
         batch_size: int = DEFAULT_BATCH_SIZE,
         forget_sentences: bool = False,
         use_sentence_keys: bool = False,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -13,8 +14,10 @@ from typing import Any, Callable, Iterator, List, Optional
 import typer
 
 from . import __version__
+from .bilm.outputs import DEFAULT_BATCH_SIZE
 from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from .training.adapt import ADAPT_LR, EPOCHS_WITH_MIX, EPOCHS_WITHOUT_MIX, MIX_RATIO
+from .training.config import TrainConfig
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
@@ -45,7 +48,7 @@ _MODEL_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
 #: `embed` and `embed-dir`: the model options and the output layout (EmbedSettings fields)
 _EMBEDDING_OPTIONS = _MODEL_OPTIONS + (
     ("output_format", "all", {"help": "all (every layer), top, or average"}),
-    ("batch_size", 64, {"help": "sentences per biLM batch"}),
+    ("batch_size", DEFAULT_BATCH_SIZE, {"help": "sentences per biLM batch"}),
     ("forget_sentences", False, {"param_decls": ["--forget-sentences"], "help": "no sentence_to_index map"}),
 )
 
@@ -91,28 +94,35 @@ def _one_line_errors() -> Iterator[None]:
         _fail(_describe(err))
 
 
-#: settings shared by ``pretrain`` and ``adapt``: (name, default, help), all TrainConfig fields
-_TRAINING_SETTINGS: tuple[tuple[str, Any, str], ...] = (
-    ("vocab_size", 50000, "softmax vocabulary size, specials included (when one is built from the corpus)"),
-    ("min_count", 3, "least count for a word to enter a vocabulary built from the corpus"),
-    ("max_length", 64, "longer sentences are cut to this many tokens"),
-    ("batch_tokens", 4096, "tokens per batch (per process)"),
-    ("optimizer", "adam", "adam or adagrad"),
-    ("clip", 1.0, "gradient norm clipping"),
-    ("warmup_steps", 0, "linear learning-rate warm-up over this many steps"),
-    ("lr_schedule", "constant", "constant, or linear: decay to zero at --max-steps"),
-    ("dropout", 0.1, "dropout on LSTM inputs and before the softmax"),
-    ("max_steps", 0, "stop after this many steps (0: no limit), not counting a head warm-up (it has its own budget)"),
-    ("max_minutes", 0.0, "stop after this much training time (0: no limit), head warm-up included"),
-    ("max_epochs", 1, "passes over the corpus, not counting a head warm-up (1: one pass of fine-tuning)"),
-    ("eval_every", 500, "held-out evaluation every N steps"),
-    ("checkpoint_every", 200, "checkpoint every N steps"),
-    ("seed", 0, "random seed"),
-    ("precision", "fp32", "fp32 or bf16 (autocast)"),
-    ("device", "cpu", "cpu or cuda"),
+def _fields(*names: str, **option: Any) -> tuple[tuple[str, Any, dict[str, Any]], ...]:
+    """Options from :class:`TrainConfig` fields: the default and help text are the field's (``option``: more
+    ``typer.Option`` arguments, e.g. ``param_decls``)."""
+    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    return tuple((name, fields[name].default, {"help": fields[name].metadata["help"], **option}) for name in names)
+
+
+#: settings shared by ``pretrain`` and ``adapt``
+_TRAINING_OPTIONS = _fields(
+    "vocab_size",
+    "min_count",
+    "max_length",
+    "batch_tokens",
+    "optimizer",
+    "clip",
+    "warmup_steps",
+    "lr_schedule",
+    "dropout",
+    "max_steps",
+    "max_minutes",
+    "max_epochs",
+    "eval_every",
+    "checkpoint_every",
+    "seed",
+    "precision",
+    "device",
 )
-_TRAINING_OPTIONS = tuple((name, default, {"help": text}) for name, default, text in _TRAINING_SETTINGS)
-#: ``adapt``'s: the same, but --max-epochs defaults to the chosen recipe's, which depends on --mix-corpus
+#: ``adapt``'s: the same, but --max-epochs defaults to the chosen recipe's, which depends on --mix-corpus; and the
+#: head warm-up and the ways to keep what the trained biLM knows
 _ADAPT_OPTIONS = tuple(
     (
         name,
@@ -127,6 +137,8 @@ _ADAPT_OPTIONS = tuple(
     else (name, default, option)
     for name, default, option in _TRAINING_OPTIONS
 )
+_ADAPT_OPTIONS += _fields("head_only", param_decls=["--head-only"])
+_ADAPT_OPTIONS += _fields("head_lr", "head_eval_every", "head_min_gain", "head_max_steps", "freeze", "lower_lr_factor")
 
 
 def _with_options(
@@ -174,7 +186,7 @@ def _train(run: Callable[[], dict[str, Any]]) -> None:
 
 
 @app.command()
-@_with_options(_TRAINING_OPTIONS)
+@_with_options(_TRAINING_OPTIONS + _fields("lr"))
 def pretrain(
     train_file: Path = typer.Argument(..., help="tokenized training text: one sentence per line"),
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
@@ -187,7 +199,6 @@ def pretrain(
         "--init-from",
         help="continue training an exported biLM: its options, weights, vocab and lm_head.pt (or --options)",
     ),
-    lr: float = typer.Option(1e-3, help="learning rate"),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
     **settings: Any,
 ) -> None:
@@ -203,7 +214,6 @@ def pretrain(
         output_dir=str(output_dir),
         options_file=str(options) if options else None,
         init_from=str(init_from) if init_from else None,
-        lr=lr,
         **settings,
     )
     _train(lambda: train(config, resume=resume))
@@ -226,28 +236,13 @@ def adapt(
     vocab: str = typer.Option(
         "model", help="model: the model's vocab.txt (built from CORPUS when it has none); corpus: build one from CORPUS"
     ),
-    head_only: bool = typer.Option(
-        False, "--head-only", help="train only the softmax: the biLM stays bitwise unchanged"
-    ),
     lr: float = typer.Option(ADAPT_LR, help="learning rate of the fine-tuning (all weights)"),
-    head_lr: float = typer.Option(1e-3, help="learning rate of the head warm-up (and of --head-only)"),
-    head_eval_every: int = typer.Option(100, help="head warm-up: held-out evaluation every N steps"),
-    head_min_gain: float = typer.Option(
-        0.02, help="head warm-up ends when an evaluation is less than this fraction below the one before"
-    ),
-    head_max_steps: int = typer.Option(2000, help="head warm-up ends at this step at the latest"),
     mix_corpus: Optional[Path] = typer.Option(
         None, "--mix-corpus", help="general tokenized text mixed into the batches (e.g. the pretraining corpus)"
     ),
     mix_ratio: Optional[float] = typer.Option(
         None,
         help=f"share of each epoch's sentences drawn from --mix-corpus, in [0, 1) (default: {MIX_RATIO:g} with it)",
-    ),
-    freeze: str = typer.Option(
-        "none", help="layers kept bitwise unchanged: none, token (char CNN + highway + projection), token+lstm1"
-    ),
-    lower_lr_factor: float = typer.Option(
-        1.0, help="each layer below the top biLSTM layer trains at this factor of the rate of the layer above"
     ),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
     **settings: Any,
@@ -266,18 +261,11 @@ def adapt(
             str(heldout),
             str(output_dir),
             weights=weights,
-            vocab=vocab,
+            vocab=vocab,  # type: ignore[arg-type]  # checked by adapt
             resume=resume,
-            head_only=head_only,
             lr=lr,
-            head_lr=head_lr,
-            head_eval_every=head_eval_every,
-            head_min_gain=head_min_gain,
-            head_max_steps=head_max_steps,
             mix_file=str(mix_corpus) if mix_corpus else None,
             mix_ratio=mix_ratio,
-            freeze=freeze,
-            lower_lr_factor=lower_lr_factor,
             **settings,
         )
     )

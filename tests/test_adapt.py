@@ -408,7 +408,7 @@ def test_bad_protection_settings_give_one_clear_line(data, tmp_path):
 
 
 def test_layer_parameters_hold_every_parameter_once(data):
-    from spacy_elmo.training.loop import layer_parameters
+    from spacy_elmo.training.build import layer_parameters
 
     model = BiLanguageModel(TINY, ["<S>", "</S>", "<UNK>", "a", "b"])
     layers = layer_parameters(model)

@@ -222,7 +222,7 @@ def test_bad_input_messages(corpus, tmp_path):
         train(_config(corpus, tmp_path / "out", train_file=str(empty)))
     with pytest.raises(ValueError, match=r"train file not found: .*missing\.txt"):
         train(_config(corpus, tmp_path / "out", train_file=str(tmp_path / "missing.txt")))
-    with pytest.raises(ValueError, match="unknown optimizer 'sgd'"):
+    with pytest.raises(ValueError, match=r"optimizer must be one of \('adam', 'adagrad'\), found 'sgd'"):
         train(_config(corpus, tmp_path / "out", optimizer="sgd"))
     with pytest.raises(ValueError, match="lr_schedule 'linear' decays to zero at max_steps"):
         train(_config(corpus, tmp_path / "out", lr_schedule="linear", max_steps=0, max_minutes=1.0))

@@ -19,6 +19,7 @@ from .chars import check_sentences
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack
 from .options import BiLMOptions
+from .outputs import DEFAULT_BATCH_SIZE
 from .state import CarriedState
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache_size
 from .token_ids import ByteTokenIds, TokenIds
@@ -167,7 +168,7 @@ class BiLM(nn.Module):
         return stripped * mask.unsqueeze(-1).to(stripped.dtype), mask
 
     def embed_sentences(
-        self, sentences: Sequence[Sequence[str]], batch_size: int = 64, precision: str = "fp32"
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
     ) -> list[np.ndarray]:
         """One float32 array ``(n_layers, n_tokens, dim)`` per tokenized sentence.
 

@@ -7,8 +7,9 @@
   ``pip install "spacy-elmo[ray]"``).
 """
 
+from ..bilm.outputs import OUTPUT_FORMATS, select_layers
 from .directory import Summary, embed_dir
 from .shards import EmbedSettings
-from .writer import OUTPUT_FORMATS, embed_file, select_layers
+from .writer import embed_file
 
 __all__ = ["OUTPUT_FORMATS", "EmbedSettings", "Summary", "embed_dir", "embed_file", "select_layers"]

@@ -21,10 +21,10 @@ try:
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise ImportError(RAY_MISSING) from err
 
+from ..bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, select_layers
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from .shards import EmbedSettings, RunnerFactory, Shard, ShardEmbedder, ShardRunner
-from .writer import select_layers
 
 MAX_RETRIES = 3  # restarts of a dead actor, and retries of the task it was running
 
@@ -133,8 +133,8 @@ def embed_dataset(
     model: str | None = None,
     options_file: str | None = None,
     weight_file: str | None = None,
-    output_format: str = "all",
-    batch_size: int = 64,
+    output_format: OutputFormat = "all",
+    batch_size: int = DEFAULT_BATCH_SIZE,
     precision: str = "fp32",
     device: str = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,

@@ -20,11 +20,12 @@ import torch
 
 from ..bilm import BiLM
 from ..bilm.kernels import PRECISIONS
+from ..bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, check_batch_size, check_output_format, select_layers
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from ..util.hdf5 import atomic_hdf5
 from ..util.text import decode_line
-from .writer import check_batch_size, check_output_format, embed_lines, select_layers, write_sentence_to_index
+from .writer import embed_lines, write_sentence_to_index
 
 #: yields ``(shard, None)`` or ``(shard, error)`` for each shard given, as they finish
 ShardRunner = Callable[[list["Shard"]], Iterator[tuple["Shard", Optional[BaseException]]]]
@@ -38,8 +39,8 @@ class EmbedSettings:
     ``spacy-elmo embed``. Build it by keyword: ``EmbedSettings(model=ModelSpec("small"), output_format="top")``."""
 
     model: ModelSpec = field(default_factory=ModelSpec)
-    output_format: str = "all"
-    batch_size: int = 64
+    output_format: OutputFormat = "all"
+    batch_size: int = DEFAULT_BATCH_SIZE
     precision: str = "fp32"
     device: str = "cpu"
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE

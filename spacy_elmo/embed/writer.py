@@ -21,28 +21,14 @@ import numpy as np
 from tqdm import tqdm
 
 from ..bilm import BiLM
+from ..bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, check_batch_size, check_output_format, select_layers
 from ..util.atomic import check_free_space, check_output, remove_stale_temps
-from ..util.checks import is_int
 from ..util.hdf5 import atomic_hdf5
 from ..util.text import BOM, read_lines
 
-DEFAULT_BATCH_SIZE = 64
-OUTPUT_FORMATS = ("all", "top", "average")
 logger = logging.getLogger(__name__)
 PathOrFile = Union[str, os.PathLike, TextIO, Iterable[str]]
 EmbedBatch = Callable[[list[list[str]]], list[np.ndarray]]
-
-
-def check_batch_size(batch_size: int) -> None:
-    """:raises ValueError: unless ``batch_size`` is an int >= 1."""
-    if not is_int(batch_size) or batch_size < 1:
-        raise ValueError(f"batch_size must be an int >= 1, found {batch_size!r}")
-
-
-def check_output_format(output_format: str) -> None:
-    """:raises ValueError: unless ``output_format`` is one of :data:`OUTPUT_FORMATS`."""
-    if output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"output_format must be one of {OUTPUT_FORMATS}, found {output_format!r}")
 
 
 def _numbered_lines(lines: Iterable[str], source: str) -> Iterator[tuple[int, str]]:
@@ -80,7 +66,7 @@ def embed_file(
     bilm: BiLM,
     input_file: PathOrFile,
     output_file_path: str | os.PathLike,
-    output_format: str = "all",
+    output_format: OutputFormat = "all",
     batch_size: int = DEFAULT_BATCH_SIZE,
     forget_sentences: bool = False,
     use_sentence_keys: bool = False,
@@ -167,15 +153,6 @@ def embed_lines(
     while batch := list(itertools.islice(numbered, batch_size)):
         embeddings = embed([line.split() for _, line in batch])
         yield [(index, line, layers) for (index, line), layers in zip(batch, embeddings)]
-
-
-def select_layers(layers: np.ndarray, output_format: str) -> np.ndarray:
-    """float32 ``(n_layers, n_tokens, dim)`` for ``"all"``; ``(n_tokens, dim)``: top layer or layer mean."""
-    if output_format == "top":
-        layers = layers[-1]
-    elif output_format == "average":
-        layers = layers.mean(axis=0)
-    return layers.astype(np.float32, copy=False)
 
 
 def write_sentence_to_index(out: h5py.File, sentence_to_index: dict[str, str]) -> None:

@@ -19,6 +19,7 @@ from thinc.api import get_current_ops
 
 from ..bilm.directory import DIRECTORY_FILES, load_directory, save_directory
 from ..bilm.model import BiLM
+from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from ..util.atomic import check_output
@@ -45,7 +46,7 @@ DEFAULT_CONFIG = {
     "weight_file": None,
     "mix": "average",
     "max_length": 256,
-    "batch_size": 64,
+    "batch_size": DEFAULT_BATCH_SIZE,
     "store_layers": True,
     "set_vector_hooks": True,
     "precision": "fp32",
@@ -116,7 +117,7 @@ class ElmoComponent(Pipe):
         weight_file: Optional[str] = None,
         mix: Mix = "average",
         max_length: int = 256,
-        batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         store_layers: bool = True,
         set_vector_hooks: bool = True,
         precision: str = "fp32",

@@ -16,15 +16,15 @@ from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
+from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from .batcher import Batcher, Sentences
 from .handlers import Service
 from .metrics import Metrics
 from .schema import Tokenizer
 
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
-#: sentences per biLM forward within a batch (embed_sentences' default; it sorts a batch by length first,
-#: so each forward pads only to the longest of similar lengths)
-FORWARD_SENTENCES = 64
+#: sentences per biLM forward within a batch (embed_sentences' default)
+FORWARD_SENTENCES = DEFAULT_BATCH_SIZE
 DEFAULTS: Dict[str, Any] = {"max_batch_tokens": 2048, "max_wait_ms": 5.0, "max_queue": 256, "max_request_tokens": 2048}
 
 

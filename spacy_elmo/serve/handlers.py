@@ -20,7 +20,7 @@ from .. import __version__
 from ..bilm import kernels
 from ..bilm.mix import cosine, mean_mixed_vector
 from ..bilm.model import BiLM
-from ..embed.writer import select_layers
+from ..bilm.outputs import select_layers
 from .batcher import QueueFull, Sentences, ShuttingDown
 from .metrics import Metrics
 from .schema import Output, RequestError, Tokenizer, parse_embed, parse_similarity, whitespace_tokenizer

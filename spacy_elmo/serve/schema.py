@@ -13,12 +13,12 @@ from typing import Any, Callable, List, Union
 import numpy as np
 
 from ..bilm.mix import mix_weights
-from ..bilm.options import is_int, is_number
+from ..bilm.outputs import OUTPUT_FORMATS
+from ..util.checks import is_int, is_number
 
 Tokenizer = Callable[[str], List[str]]
 #: ``"all"``, ``"top"``, ``"average"``, or per-layer weights ``(n_layers,)``
 Output = Union[str, np.ndarray]
-OUTPUT_NAMES = ("all", "top", "average")
 
 
 class RequestError(ValueError):
@@ -137,14 +137,14 @@ def _tokens(field: str, i: int, item: object, tokenizer: Tokenizer) -> List[str]
 
 def _output(value: object, n_layers: int) -> Output:
     if isinstance(value, str):
-        if value not in OUTPUT_NAMES:
+        if value not in OUTPUT_FORMATS:
             raise RequestError(
-                400, f"output must be one of {OUTPUT_NAMES} or a list of per-layer weights, found {value!r}"
+                400, f"output must be one of {OUTPUT_FORMATS} or a list of per-layer weights, found {value!r}"
             )
         return value
     if not isinstance(value, list):
         raise RequestError(
-            400, f"output must be one of {OUTPUT_NAMES} or a list of per-layer weights, found {_kind(value)}"
+            400, f"output must be one of {OUTPUT_FORMATS} or a list of per-layer weights, found {_kind(value)}"
         )
     _check_weights(value, "output")
     try:

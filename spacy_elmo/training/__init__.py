@@ -1,5 +1,6 @@
 """biLM pretraining on raw tokenized text: vocabulary, corpus batches, LM loss, loop, checkpoints."""
 
-from .loop import TrainConfig, train
+from .config import TrainConfig
+from .loop import train
 
 __all__ = ["TrainConfig", "train"]

@@ -1,7 +1,7 @@
 """Domain adaptation: continue any biLM we can load on the user's text (Peters et al. 2018, §3.4).
 
 The model's vocabulary is kept (or one is built from the corpus); when the model has no trained softmax
-for that vocabulary, the run starts with the head warm-up (see :class:`~.loop.TrainConfig`), then
+for that vocabulary, the run starts with the head warm-up (see :class:`~.config.TrainConfig`), then
 fine-tunes everything at a small learning rate, with the engine of ``pretrain``.
 """
 
@@ -10,15 +10,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
 from ..hub.spec import ModelSpec
-from .loop import TrainConfig, train
+from ..util.checks import check_choice
+from .config import TrainConfig
+from .loop import train
 
 logger = logging.getLogger(__name__)
 
-VOCAB_CHOICES = ("model", "corpus")
+#: ``"model"``: the model's vocabulary; ``"corpus"``: one built from the training text
+VocabSource = Literal["model", "corpus"]
+VOCAB_CHOICES: tuple[str, ...] = get_args(VocabSource)
 #: The recipe chosen on WNUT-16 dev F1 (``scripts/adapt_sweep.py``, the pretraining guide), nothing frozen: with
 #: general text to mix in, three epochs at a mix ratio of 0.5 (the best of the eight settings); without, one
 #: epoch (the best setting without mixing). ``pretrain``'s rate of 1e-3 is for a biLM trained from scratch.
@@ -76,7 +80,7 @@ def adapt(
     heldout_file: str,
     output_dir: str,
     weights: str | None = None,
-    vocab: str = "model",
+    vocab: VocabSource = "model",
     resume: bool = False,
     **settings: Any,
 ) -> dict[str, Any]:
@@ -86,12 +90,11 @@ def adapt(
     ``vocab``: ``"model"`` keeps the model's ``vocab.txt`` (built from ``train_file`` when the model has
     none), ``"corpus"`` builds one from ``train_file``. A trained softmax (``lm_head.pt`` beside the
     weights) is used only with the model's own vocabulary; otherwise the head warm-up comes first.
-    Other keyword arguments are :class:`~.loop.TrainConfig` settings; ``lr``, ``mix_ratio`` and ``max_epochs``
+    Other keyword arguments are :class:`~.config.TrainConfig` settings; ``lr``, ``mix_ratio`` and ``max_epochs``
     default to the chosen recipe (:func:`recipe_settings`). Returns the final metrics.
     """
     settings = recipe_settings(settings)
-    if vocab not in VOCAB_CHOICES:
-        raise ValueError(f"vocab must be one of {VOCAB_CHOICES}, found {vocab!r}")
+    check_choice("vocab", vocab, VOCAB_CHOICES)
     files = model_files(model, weights)
     vocab_file = files.vocab if vocab == "model" else None
     if vocab_file:
