@@ -192,10 +192,12 @@ def pretrain(
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
     heldout: Path = typer.Option(..., "--heldout", help="tokenized held-out text for perplexity"),
     options: Optional[Path] = typer.Option(
-        None, "--options", help="options.json giving the architecture of a new biLM"
+        None, "--options", help="options.json giving the architecture of a new biLM (this or --init-from is required)"
     ),
     init_from: Optional[Path] = typer.Option(
-        None, "--init-from", help="continue training an exported biLM (its options, weights, vocab and lm_head.pt)"
+        None,
+        "--init-from",
+        help="continue training an exported biLM: its options, weights, vocab and lm_head.pt (or --options)",
     ),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
     **settings: Any,
@@ -438,11 +440,11 @@ def serve(
 
     Concurrent requests are batched; SIGTERM stops accepting, finishes the admitted requests and exits 0.
     """
-    from ._compat import RAY_MISSING, SERVE_MISSING, has_ray, has_serve
+    from ._compat import RAY_SERVE_MISSING, SERVE_MISSING, has_ray, has_serve
     from .hub import ModelSpec
 
     if not has_serve or (ray_address is not None and not has_ray):
-        _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+        _fail(SERVE_MISSING if not has_serve else RAY_SERVE_MISSING)
     from .serve.app import check_max_wait_ms
     from .serve.limits import Limits
     from .serve.tokenizers import make_tokenizer
@@ -471,7 +473,10 @@ def serve(
             precision=options.pop("precision"),
         )
         if ray_address is not None:
-            from .serve.ray_serve import deployment, run_on_ray
+            try:
+                from .serve.ray_serve import deployment, run_on_ray
+            except ImportError as err:  # Ray without its serve extra: grpcio, fastapi, ... missing
+                _fail(f"{RAY_SERVE_MISSING} ({err})")
 
             application = deployment(
                 model,

@@ -449,6 +449,37 @@ def test_cli_serve_rejects_a_model_with_files_and_a_bad_tokenizer():
     assert "error: tokenizer 'zz9' is neither 'whitespace', a spaCy language code nor a pipeline" in result.output
 
 
+@pytest.mark.slow  # a subprocess, so that Ray Serve's modules are not yet imported
+def test_serve_ray_without_ray_serve_names_the_extra_that_brings_it():
+    """Ray with only its data extra (``spacy-elmo[ray]``) has no grpcio: one line naming ``[ray-serve]``."""
+    code = (
+        "import sys; sys.modules['grpc'] = None; from spacy_elmo.cli import app; "
+        "app(['serve', '--ray', 'local'], prog_name='spacy-elmo')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.startswith('error: serve --ray needs Ray Serve: pip install "spacy-elmo[ray-serve]" (')
+    assert "grpc" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_ray_serve_extra_brings_grpcio_and_fastapi():
+    """``spacy-elmo[ray-serve]`` asks for ``ray[serve]``, whose own requirements hold what Ray Serve imports."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from .pip_check import _project_requirements
+
+    problems: list[str] = []
+    extra = _project_requirements({"ray-serve"}, problems)
+    ray = [r for r in extra if r.name == "ray"]
+    assert problems == [] and [sorted(r.extras) for r in ray] == [["serve"]]
+    wanted = {Requirement(text) for text in metadata.requires("ray") or []}
+    serve = {r.name for r in wanted if r.marker is not None and r.marker.evaluate({"extra": "serve"})}
+    assert {"grpcio", "fastapi", "starlette", "uvicorn"} <= serve
+
+
 @pytest.mark.slow
 def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_sentences):
     port = free_port()
@@ -525,3 +556,27 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
     assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_ray, reason='needs Ray Serve: pip install "spacy-elmo[ray-serve]"')
+def test_serve_on_ray_exits_0_on_sigterm(parity_files):
+    """`serve --ray local` stops on SIGTERM as the local server does: Serve and Ray shut down, exit code 0 (Ray's
+    own SIGTERM handler, installed by ray.init, would abort the process with 134)."""
+    pytest.importorskip("ray.serve", reason='needs Ray Serve: pip install "ray[serve]"')
+    port = free_port()
+    options, weights = parity_files
+    command = [sys.executable, "-m", "spacy_elmo", "serve", "--ray", "local", "--port", str(port)]
+    command += ["--options", str(options), "--weights", str(weights)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, timeout=400)
+        process.send_signal(signal.SIGTERM)
+        _, output = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output[-3000:]
+    assert "SIGTERM received" not in output

@@ -18,9 +18,11 @@ from .content import content_problem
 
 logger = logging.getLogger(__name__)
 
-#: extra attempts after a failed download (network errors only: a complete file that fails its pin is not
-#: downloaded again)
+#: extra attempts after a failed download (network errors and server errors only: a complete file that fails its
+#: pin, and an HTTP client error such as 404, are not tried again)
 RETRIES = 2
+#: HTTP 4xx statuses that may pass on a later attempt (all other 4xx answers are final)
+RETRIED_CLIENT_ERRORS = (408, 425, 429)
 #: seconds to wait for the connection and for each read
 TIMEOUT = 30.0
 SCHEMES = ("http", "https", "ftp")
@@ -34,6 +36,14 @@ class _Mismatch(Exception):
     """Carries an ``IntegrityError`` through pooch, which retries ``ValueError``s as network failures."""
 
     def __init__(self, error: IntegrityError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Final(Exception):
+    """Carries an HTTP client error (404, 403, ...) through pooch, which retries every ``RequestException``."""
+
+    def __init__(self, error: BaseException) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -129,7 +139,15 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
 
     def download_and_check(url: str, output_file: str, store: Any) -> None:
         """Runs on pooch's temporary file, before pooch moves it into place."""
-        downloader(url, output_file, store)
+        import requests.exceptions as http
+
+        try:
+            downloader(url, output_file, store)
+        except http.HTTPError as err:
+            status = err.response.status_code if err.response is not None else 0
+            if 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS:
+                raise _Final(err) from None
+            raise
         label = f"{url} (for {path}) arrived complete but does not match its pin"
         try:
             found.append(check_pin(Path(output_file), remote.pin, label))
@@ -153,6 +171,10 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
         store.fetch(path.name, downloader=download_and_check)
     except _Mismatch as mismatch:
         raise mismatch.error from None
+    except _Final as final:
+        raise DownloadError(
+            f"could not download {remote.url}: {_reason(final.error, remote.url)} (not retried: a client error)"
+        ) from None
     except (OSError, EOFError, ValueError) as err:  # requests' errors are OSErrors, ftplib's too
         raise DownloadError(
             f"could not download {remote.url}: {_reason(err, remote.url)} "
