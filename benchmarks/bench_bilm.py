@@ -20,6 +20,7 @@ The synthetic cases run without the token cache. The running-text rows (``--text
 with the token cache (empty at the start of each run), and, when a venv with AllenNLP 2.10.1 is found
 (``benchmarks/allennlp_setup.sh``), AllenNLP on the same weights and sentences in its own process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,7 +46,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
-from spacy_elmo.hub.registry import MODELS  # noqa: E402
+from spacy_elmo.hub.releases import MODELS  # noqa: E402
 from spacy_elmo import load_bilm  # noqa: E402
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR  # noqa: E402
 from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE  # noqa: E402
@@ -58,6 +59,7 @@ except ImportError:  # an older checkout (to compare against): matmul bound with
 
 def onednn_on(device: torch.device) -> bool:
     return onednn is not None and onednn.available() and device.type == "cpu"
+
 
 ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
 PARITY = ROOT / "tests" / "data" / "elmo_parity"
@@ -269,7 +271,9 @@ class Row:
     )
 
     @staticmethod
-    def print(model, path, prec, case, sentences=None, best=None, median=None, gflop=None, bound=None, rss=None, note=""):
+    def print(
+        model, path, prec, case, sentences=None, best=None, median=None, gflop=None, bound=None, rss=None, note=""
+    ):
         if best is None:
             print(f"{model:9} {path:5} {prec:5} {case:17} skipped: {note}")
             return
@@ -294,7 +298,19 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
             note = "" if exact else "RSS = process peak"
             if device.type == "cuda":
                 note += f"GPU peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
-            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(), note)
+            Row.print(
+                name,
+                "bare",
+                prec,
+                label,
+                sentences,
+                best,
+                median,
+                gflop,
+                bound.get(kernels.runs_as(prec, device)),
+                rss_mb(),
+                note,
+            )
 
 
 def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=32, allennlp=None):
@@ -319,7 +335,19 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
             results[prec, size] = best
             note = f"token cache {size}" + (f" ({len(bilm.token_cache)} types after the pass)" if size else "")
             note += "" if exact else "; RSS = process peak"
-            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(), note)
+            Row.print(
+                name,
+                "bare",
+                prec,
+                label,
+                sentences,
+                best,
+                median,
+                gflop,
+                bound.get(kernels.runs_as(prec, device)),
+                rss_mb(),
+                note,
+            )
         ratio = results[prec, 0] / results[prec, DEFAULT_TOKEN_CACHE_SIZE]
         print(f"{'':9} {'':5} {prec:5} {label:17} token cache speed-up: {ratio:.2f}x")
     bilm.set_token_cache_size(0)
@@ -336,9 +364,22 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
             return
         best, median = out["best_s"], out["median_s"]
         gflop = sentences_flops(bilm.options, sentences) / best / 1e9
-        Row.print(name, "alnlp", "fp32", label, sentences, best, median, gflop, bound.get("fp32"), float("nan"),
-                  f"AllenNLP {out['allennlp']} (own process); ours fp32 uncached is "
-                  f"{best / results['fp32', 0]:.2f}x its speed" if ("fp32", 0) in results else "")
+        Row.print(
+            name,
+            "alnlp",
+            "fp32",
+            label,
+            sentences,
+            best,
+            median,
+            gflop,
+            bound.get("fp32"),
+            float("nan"),
+            f"AllenNLP {out['allennlp']} (own process); ours fp32 uncached is "
+            f"{best / results['fp32', 0]:.2f}x its speed"
+            if ("fp32", 0) in results
+            else "",
+        )
 
 
 def load_spacy():
@@ -389,8 +430,19 @@ def bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, devi
             exact = reset_peak_rss()
             best, median = time_runs(lambda: list(nlp.pipe(docs(sentences), batch_size=batch)), repeats)
             gflop = sentences_flops(options, sentences) / best / 1e9
-            Row.print(name, "pipe", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(),
-                      "" if exact else "RSS = process peak")
+            Row.print(
+                name,
+                "pipe",
+                prec,
+                label,
+                sentences,
+                best,
+                median,
+                gflop,
+                bound.get(kernels.runs_as(prec, device)),
+                rss_mb(),
+                "" if exact else "RSS = process peak",
+            )
             del nlp
             release_memory()
 
@@ -477,13 +529,23 @@ def main() -> None:
     parser.add_argument("--no-bound", action="store_true", help="skip the matrix-product measurement")
     parser.add_argument("--memory-check", action="store_true", help="only the 10,000-Doc nlp.pipe RSS check")
     parser.add_argument("--memory-precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--text", default=str(ROOT / "corpus" / "pretrain" / "heldout.txt"),
-                        help="tokenized running text for the token-cache rows (one sentence per line)")
+    parser.add_argument(
+        "--text",
+        default=str(ROOT / "corpus" / "pretrain" / "heldout.txt"),
+        help="tokenized running text for the token-cache rows (one sentence per line)",
+    )
     parser.add_argument("--text-tokens", type=int, default=20_000, help="tokens of --text to embed per pass")
-    parser.add_argument("--allennlp", default="auto",
-                        help="python of a venv with AllenNLP 2.10.1 (benchmarks/allennlp_setup.sh), auto, or none")
-    parser.add_argument("--kernels", choices=("auto", "plain", "onednn"), default=None,
-                        help="force a kernel path (sets SPACY_ELMO_KERNELS)")
+    parser.add_argument(
+        "--allennlp",
+        default="auto",
+        help="python of a venv with AllenNLP 2.10.1 (benchmarks/allennlp_setup.sh), auto, or none",
+    )
+    parser.add_argument(
+        "--kernels",
+        choices=("auto", "plain", "onednn"),
+        default=None,
+        help="force a kernel path (sets SPACY_ELMO_KERNELS)",
+    )
     args = parser.parse_args()
     if args.kernels:
         os.environ["SPACY_ELMO_KERNELS"] = args.kernels
@@ -536,6 +598,7 @@ def main() -> None:
             print(f"\n{name} model: skipped ({weight_file} not found; --options/--weights point elsewhere)")
 
     if "original" in wanted_models:
+
         def original():
             torch.manual_seed(0)
             return BiLM(ORIGINAL).to(device).eval()
@@ -572,8 +635,16 @@ def main() -> None:
                     if allennlp and files is None:
                         bilm.save(tmp)
                     on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
-                    bench_text(name, bilm, text, precisions, repeats, bound, device,
-                               allennlp=(allennlp, *on_disk) if allennlp else None)
+                    bench_text(
+                        name,
+                        bilm,
+                        text,
+                        precisions,
+                        repeats,
+                        bound,
+                        device,
+                        allennlp=(allennlp, *on_disk) if allennlp else None,
+                    )
             target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
             notes.append(f"{name}: {deviation(bilm, target[:64])}")
             del bilm

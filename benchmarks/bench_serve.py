@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from spacy_elmo import load_bilm  # noqa: E402
 from spacy_elmo.bilm import BiLM, kernels  # noqa: E402
-from spacy_elmo.hub.registry import MODELS  # noqa: E402
+from spacy_elmo.hub.releases import MODELS  # noqa: E402
 
 ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
 NPY = {"accept": "application/x-npy"}

@@ -8,7 +8,7 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from spacy_elmo.hub.registry import MODELS
+from spacy_elmo.hub.releases import MODELS
 
 from .helpers import DATA, PARITY
 
