@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput of the ELMo biLM (issue #6): tokens/s, achieved GFLOP/s against the machine's
+"""Throughput of the ELMo biLM: tokens/s, achieved GFLOP/s against the machine's
 measured matrix-product throughput, peak RSS, bf16-vs-fp32 deviation; optionally RSS growth
 while streaming 10,000 Docs through ``nlp.pipe``.
 
@@ -12,9 +12,9 @@ while streaming 10,000 Docs through ``nlp.pipe``.
 Models: "original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway) with random
 weights; "default" is the bundled model (or ``--options/--weights``), skipped when absent.
 Paths: "bare" is ``BiLM.embed_sentences``; "pipe" is ``nlp.pipe`` over pre-tokenized Docs with the
-``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is the best of ``--repeats`` runs
-over the same sentences after one warm-up batch (the median is printed too); the load average
-is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
+``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is
+the best of ``--repeats`` runs over the same sentences after one warm-up batch (the median is printed too); the load
+average is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
 The synthetic cases run without the token cache. The running-text rows (``--text``, default
 ``corpus/pretrain/heldout.txt``) embed its first ``--text-tokens`` tokens once per timed run, without and
 with the token cache (empty at the start of each run), and, when a venv with AllenNLP 2.10.1 is found
@@ -33,7 +33,9 @@ import sys
 import tempfile
 import time
 import types
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -45,20 +47,22 @@ except ImportError:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
-from spacy_elmo.hub.releases import MODELS  # noqa: E402
+from machine import (  # noqa: E402
+    cpu_flags,
+    load_average,  # noqa: E402
+    release_memory,
+    reset_peak_rss,
+    rss_mb,
+)
 from spacy_elmo import load_bilm  # noqa: E402
+from spacy_elmo.bilm import BiLM, BiLMOptions, kernels, onednn  # noqa: E402
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR  # noqa: E402
 from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE  # noqa: E402
-
-try:
-    from spacy_elmo.bilm import onednn  # noqa: E402
-except ImportError:  # an older checkout (to compare against): matmul bound with torch.matmul only
-    onednn = None
+from spacy_elmo.hub.releases import MODELS  # noqa: E402
 
 
 def onednn_on(device: torch.device) -> bool:
-    return onednn is not None and onednn.available() and device.type == "cpu"
+    return onednn.available() and device.type == "cpu"
 
 
 ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
@@ -129,57 +133,6 @@ def sentences_flops(options: BiLMOptions, sentences: list[list[str]]) -> float:
     return sum((len(s) + 2) * per_position + (len(s) + 1) * parts["recurrent"] for s in sentences)
 
 
-# --------------------------------------------------------------------------- machine
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "n/a"
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's per-process RSS high-water mark (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_mb(field: str = "VmHWM") -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS (glibc), so the next row's peak RSS is its own."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return ""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return " ".join(f for f in wanted if f in flags)
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -229,7 +182,7 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
         methods.append("oneDNN packed")
     budget = 0.3 if quick else 1.0
     bound = {}
-    print(f"\nMatrix-product throughput, GFLOP/s (best of 5; load {loadavg()} at start)")
+    print(f"\nMatrix-product throughput, GFLOP/s (best of 5; load {load_average()[0]} at start)")
     print(f"{'shape (m x k x n)':44} " + " ".join(f"{p + ' ' + m:>22}" for p in ("fp32", "bf16") for m in methods))
     for label, m, k, n in shapes:
         cells = []
@@ -247,7 +200,7 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
         print(f"{label + f' ({m}x{k}x{n})':44} " + " ".join(cells))
     print(
         f"bound (best measured): fp32 {bound.get('fp32', float('nan')):.1f} GFLOP/s, "
-        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s; load {loadavg()} at end"
+        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s; load {load_average()[0]} at end"
     )
     return bound
 
@@ -281,8 +234,20 @@ class Row:
         frac = f"{100 * gflop / bound:7.1f}%" if bound else f"{'n/a':>8}"
         print(
             f"{model:9} {path:5} {prec:5} {case:17} {len(sentences):5d} {tokens:6d} {tokens / best:8.1f} "
-            f"{tokens / median:8.1f} {gflop:8.1f} {frac} {rss:11.0f} {loadavg():>5}" + (f"  {note}" if note else "")
+            f"{tokens / median:8.1f} {gflop:8.1f} {frac} {rss:11.0f} {load_average()[0]:>5}"
+            + (f"  {note}" if note else "")
         )
+
+
+def pretokenized(nlp, sentences: list) -> Iterator:
+    """Docs of the pre-tokenized ``sentences`` (no tokenizer time in the figures)."""
+    from spacy.tokens import Doc
+
+    return (Doc(nlp.vocab, words=sentence) for sentence in sentences)
+
+
+def pipe_all(nlp, sentences: list, batch: int) -> None:
+    list(nlp.pipe(pretokenized(nlp, sentences), batch_size=batch))
 
 
 def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
@@ -293,7 +258,9 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
             exact = reset_peak_rss()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            best, median = time_runs(lambda: bilm.embed_sentences(sentences, batch_size=batch, precision=prec), repeats)
+            best, median = time_runs(
+                partial(bilm.embed_sentences, sentences, batch_size=batch, precision=prec), repeats
+            )
             gflop = sentences_flops(bilm.options, sentences) / best / 1e9
             note = "" if exact else "RSS = process peak"
             if device.type == "cuda":
@@ -308,7 +275,7 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
                 median,
                 gflop,
                 bound.get(kernels.runs_as(prec, device)),
-                rss_mb(),
+                rss_mb(field="VmHWM"),
                 note,
             )
 
@@ -326,7 +293,7 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
             release_memory()
             exact = reset_peak_rss()
 
-            def run():
+            def run(size: int = size, sentences: list = sentences, batch: int = batch, prec: str = prec) -> None:
                 bilm.set_token_cache_size(size)  # empty at the start of every pass
                 bilm.embed_sentences(sentences, batch_size=batch, precision=prec)
 
@@ -345,7 +312,7 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
                 median,
                 gflop,
                 bound.get(kernels.runs_as(prec, device)),
-                rss_mb(),
+                rss_mb(field="VmHWM"),
                 note,
             )
         ratio = results[prec, 0] / results[prec, DEFAULT_TOKEN_CACHE_SIZE]
@@ -418,17 +385,14 @@ def bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, devi
                 Row.print(name, "pipe", prec, label, note=reason)
                 continue
             try:
-                from spacy.tokens import Doc
-
                 nlp = make_nlp(spacy, model_dir, batch, prec)
-                docs = lambda part: (Doc(nlp.vocab, words=s) for s in part)  # noqa: E731 - pre-tokenized
-                list(nlp.pipe(docs(sentences[:batch]), batch_size=batch))  # warm-up: loads the biLM, packs weights
+                list(nlp.pipe(pretokenized(nlp, sentences[:batch]), batch_size=batch))  # warm-up: loads, packs weights
             except Exception as err:  # noqa: BLE001
                 Row.print(name, "pipe", prec, label, note=f"{type(err).__name__}: {err}")
                 continue
             release_memory()
             exact = reset_peak_rss()
-            best, median = time_runs(lambda: list(nlp.pipe(docs(sentences), batch_size=batch)), repeats)
+            best, median = time_runs(partial(pipe_all, nlp, sentences, batch), repeats)
             gflop = sentences_flops(options, sentences) / best / 1e9
             Row.print(
                 name,
@@ -440,7 +404,7 @@ def bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, devi
                 median,
                 gflop,
                 bound.get(kernels.runs_as(prec, device)),
-                rss_mb(),
+                rss_mb(field="VmHWM"),
                 "" if exact else "RSS = process peak",
             )
             del nlp
@@ -504,9 +468,9 @@ def memory_check(args, device) -> None:
             assert doc._.elmo_layers is not None
             if i % 1000 == 0:
                 gc.collect()
-                marks.append(rss_mb("VmRSS"))
+                marks.append(rss_mb())
         elapsed = time.perf_counter() - start
-    print(f"model: {which}; precision {args.memory_precision}; {elapsed:.0f} s; load {loadavg()}")
+    print(f"model: {which}; precision {args.memory_precision}; {elapsed:.0f} s; load {load_average()[0]}")
     print("RSS after each 1,000 Docs (MB): " + " ".join(f"{m:.0f}" for m in marks))
     print(f"RSS growth between the first and the last thousand: {marks[-1] - marks[0]:+.1f} MB")
 
@@ -561,7 +525,7 @@ def main() -> None:
     print(f"CPU: {kernels.cpu_name()} ({os.cpu_count()} logical CPUs; {cpu_flags()})")
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
-    print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {loadavg()}")
+    print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {load_average()[0]}")
     described = kernels.describe()
     print(
         f"kernels: mode {described['kernel_mode']}, capability {described['cpu_capability']}, features "
@@ -670,7 +634,7 @@ def main() -> None:
     print("\nbf16 deviation:")
     for note in notes:
         print("  " + note)
-    print(f"\nload {loadavg()} at end")
+    print(f"\nload {load_average()[0]} at end")
 
 
 if __name__ == "__main__":

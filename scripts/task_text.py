@@ -7,15 +7,15 @@ Only the token texts are written (no labels). ``--plots`` adds the Rotten Tomato
 (unlabelled; read as scripts/prepare_corpus.py reads them). Give it train splits only for adaptation:
 dev text is for held-out perplexity, test text never enters.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import spacy
-from spacy.tokens import DocBin
-
 from prepare_corpus import rotten_tomatoes_plots, tokenized_chunks, write_atomic
+from spacy.tokens import DocBin
 
 
 def split_lines(path: Path) -> list[str]:

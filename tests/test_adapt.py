@@ -415,9 +415,9 @@ def test_layer_parameters_hold_every_parameter_once(data):
     assert len(layers) == 4 and sorted(map(id, sum(layers, []))) == sorted(map(id, model.parameters()))
 
 
-def test_the_issue_probe_no_longer_leaves_the_bilm_silently_unchanged(data, tmp_path, parity_files, caplog):
-    # issue 26: a model without softmax, --max-steps 30 and the default --max-epochs 1 used to stop inside the
-    # head warm-up and export the input biLM bitwise. (--head-max-steps only keeps the warm-up short here.)
+def test_a_step_budget_counts_fine_tuning_steps_not_the_head_warm_up(data, tmp_path, parity_files, caplog):
+    # a model without softmax, --max-steps 30 and the default --max-epochs 1: the head warm-up has its own budget,
+    # so the biLM is still fine-tuned for a whole epoch and changes. (--head-max-steps keeps the warm-up short.)
     caplog.set_level(logging.INFO)
     output = tmp_path / "out"
     options, weights = parity_files

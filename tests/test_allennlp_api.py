@@ -1,9 +1,8 @@
 """The AllenNLP-compatible API: ``Elmo``, ``batch_to_ids``, ``ElmoEmbedder``.
 
-The four recipes below are AllenNLP ELMo code (shared/seed_recipes/seed_003_code.txt) with only
-the imports changed; the model files are the tiny parity fixture (64-wide layers instead of 1024), given as
-local paths and, as AllenNLP users write them, as the seed's URLs (the host replaced by a local mirror on
-127.0.0.1).
+The four recipes below are AllenNLP's documented ELMo usage with only the imports changed; the model files
+are the tiny parity fixture (64-wide layers instead of 1024), given as local paths and, as AllenNLP users write
+them, as the released models' URLs (the host replaced by a local mirror on 127.0.0.1).
 """
 
 import io
@@ -453,7 +452,7 @@ def test_elmo_argument_errors(bilm, monkeypatch):
 
 def test_elmo_input_errors():
     elmo = Elmo(options_file, weight_file, dropout=0.0)
-    input_ids = torch.randn(2, 10, 50)  # the seed recipe's "pretend these are character ids"
+    input_ids = torch.randn(2, 10, 50)  # AllenNLP's documented "pretend these are character ids"
     with pytest.raises(ValueError, match=r"integer tensor of shape \(batch, tokens, 50\), found float32 \(2, 10, 50\)"):
         elmo(input_ids)
     with pytest.raises(ValueError, match=r"found int64 \(2, 10, 49\)"):

@@ -168,3 +168,17 @@ def test_module_names_cannot_be_confused():
     assert sorted({n for n in names if names.count(n) > 1}) == []
     squashed = {name.replace("_", "") for name in set(names)}
     assert len(squashed) == len(set(names)), sorted(names)
+
+
+def test_code_tells_what_it_does_not_its_history():
+    """No issue numbers, no "seed recipe" and no "session(s)" (but pytest's ``scope="session"``) in the code."""
+    history = re.compile(r"issue ?#?\d|\(#\d+\)|seed.recipe|\bsessions?\b", re.I)
+    roots = [PACKAGE, TESTS, TESTS.parent / "scripts", TESTS.parent / "benchmarks"]
+    found = [
+        f"{path.relative_to(TESTS.parent)}:{number}: {line.strip()}"
+        for root in roots
+        for path in root.rglob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if history.search(line.replace('scope="session"', "")) and path != Path(__file__)
+    ]
+    assert found == []
