@@ -478,7 +478,8 @@ def memory_check(args, device) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, torch.device]:
+    """The command line, checked; ``--kernels`` and ``--threads`` take effect here."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer sentences, one timed run per row")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -520,7 +521,10 @@ def main() -> None:
         parser.error("--device cuda: CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args, device
 
+
+def print_machine(device: torch.device) -> None:
     print(f"torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} threads")
     print(f"CPU: {kernels.cpu_name()} ({os.cpu_count()} logical CPUs; {cpu_flags()})")
     if device.type == "cuda":
@@ -532,23 +536,13 @@ def main() -> None:
         f"{described['cpu_features']}, oneDNN fp32 {described['onednn_fp32']}, bf16 {described['onednn_bf16']}; "
         f"precision bf16 runs as {kernels.runs_as('bf16', device)}"
     )
-    if args.memory_check:
-        memory_check(args, device)
-        return
 
-    repeats = args.repeats or (1 if args.quick else 3)
-    wanted_models = args.models.split(",")
-    precisions = args.precisions.split(",")
-    paths = args.paths.split(",")
-    words = vocabulary()
-    picked = [CASES[int(i) - 1] for i in args.cases.split(",")] if args.cases else CASES
-    cases = [
-        (label, batch, make_sentences(n_quick if args.quick else n_full, lo, hi, seed=k, words=words))
-        for k, (label, batch, lo, hi, n_full, n_quick) in enumerate(picked)
-    ]
 
-    models: dict[str, tuple] = {}  # name -> (options, loader, files or None); the small model first (RSS)
-    if "default" in wanted_models:
+def models_to_run(args: argparse.Namespace, device: torch.device) -> dict[str, tuple]:
+    """name -> (options, loader, files or None) of the models asked for; the small model first (RSS)."""
+    wanted = args.models.split(",")
+    models: dict[str, tuple] = {}
+    if "default" in wanted:
         options_file = Path(args.options) if args.options else DEFAULT_MODEL_DIR / "options.json"
         weight_file = Path(args.weights) if args.weights else DEFAULT_MODEL_DIR / "weights.hdf5"
         name = "custom" if args.options else "default"
@@ -561,13 +555,87 @@ def main() -> None:
         else:
             print(f"\n{name} model: skipped ({weight_file} not found; --options/--weights point elsewhere)")
 
-    if "original" in wanted_models:
+    if "original" in wanted:
 
         def original():
             torch.manual_seed(0)
             return BiLM(ORIGINAL).to(device).eval()
 
         models["original"] = (ORIGINAL, original, None)
+    return models
+
+
+def allennlp_python(args: argparse.Namespace, device: torch.device) -> str | None:
+    """The python of a venv with AllenNLP for the comparison rows (CPU only), or None."""
+    if args.allennlp == "none" or device.type != "cpu":
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from allennlp_harness import find_allennlp_python
+
+    allennlp = find_allennlp_python() if args.allennlp == "auto" else args.allennlp
+    print(f"AllenNLP: {allennlp or 'not found (benchmarks/allennlp_setup.sh makes a venv for it)'}")
+    return allennlp
+
+
+def bench_model(name, model, paths, cases, precisions, repeats, bound, device, text, allennlp, words, notes) -> None:
+    """The rows of one model: bare (and running text) and pipe; its bf16 deviation goes to ``notes``."""
+    options, loader, files = model
+    if "bare" in paths:
+        bilm = loader()
+        bench_bare(name, bilm, cases, precisions, repeats, bound, device)
+        if text is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                if allennlp and files is None:
+                    bilm.save(tmp)
+                on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
+                bench_text(
+                    name,
+                    bilm,
+                    text,
+                    precisions,
+                    repeats,
+                    bound,
+                    device,
+                    allennlp=(allennlp, *on_disk) if allennlp else None,
+                )
+        target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
+        notes.append(f"{name}: {deviation(bilm, target[:64])}")
+        del bilm
+        release_memory()
+    if "pipe" in paths:
+        with tempfile.TemporaryDirectory() as tmp:
+            if files is None:
+                spacy_ok = device.type == "cpu" and load_spacy()[0] is not None
+                model_dir = Path(tmp)
+                if spacy_ok:
+                    bilm = loader()
+                    bilm.save(model_dir)
+                    del bilm
+                    release_memory()
+            else:
+                model_dir = Path(tmp)
+                os.symlink(files[0].resolve(), model_dir / "options.json")
+                os.symlink(files[1].resolve(), model_dir / "weights.hdf5")
+            bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, device)
+
+
+def main() -> None:
+    args, device = parse_args()
+    print_machine(device)
+    if args.memory_check:
+        memory_check(args, device)
+        return
+    repeats = args.repeats or (1 if args.quick else 3)
+    precisions = args.precisions.split(",")
+    paths = args.paths.split(",")
+    words = vocabulary()
+    picked = [CASES[int(i) - 1] for i in args.cases.split(",")] if args.cases else CASES
+    cases = [
+        (label, batch, make_sentences(n_quick if args.quick else n_full, lo, hi, seed=k, words=words))
+        for k, (label, batch, lo, hi, n_full, n_quick) in enumerate(picked)
+    ]
+
+    models = models_to_run(args, device)
     bound = {} if args.no_bound else matmul_bound(device, {n: m[0] for n, m in models.items()}, args.quick)
     for name, (options, _, _) in models.items():
         parts = model_flops(options)
@@ -580,54 +648,12 @@ def main() -> None:
     text = running_text(Path(args.text), args.text_tokens) if Path(args.text).is_file() else None
     if text is None:
         print(f"\nrunning-text rows: skipped ({args.text} not found; `spacy project run corpus` makes it)")
-    allennlp = None
-    if args.allennlp != "none" and device.type == "cpu":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from allennlp_harness import find_allennlp_python
-
-        allennlp = find_allennlp_python() if args.allennlp == "auto" else args.allennlp
-        print(f"AllenNLP: {allennlp or 'not found (benchmarks/allennlp_setup.sh makes a venv for it)'}")
+    allennlp = allennlp_python(args, device)
 
     print("\n" + Row.header)
-    notes = []
-    for name, (options, loader, files) in models.items():
-        if "bare" in paths:
-            bilm = loader()
-            bench_bare(name, bilm, cases, precisions, repeats, bound, device)
-            if text is not None:
-                with tempfile.TemporaryDirectory() as tmp:
-                    if allennlp and files is None:
-                        bilm.save(tmp)
-                    on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
-                    bench_text(
-                        name,
-                        bilm,
-                        text,
-                        precisions,
-                        repeats,
-                        bound,
-                        device,
-                        allennlp=(allennlp, *on_disk) if allennlp else None,
-                    )
-            target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
-            notes.append(f"{name}: {deviation(bilm, target[:64])}")
-            del bilm
-            release_memory()
-        if "pipe" in paths:
-            with tempfile.TemporaryDirectory() as tmp:
-                if files is None:
-                    spacy_ok = device.type == "cpu" and load_spacy()[0] is not None
-                    model_dir = Path(tmp)
-                    if spacy_ok:
-                        bilm = loader()
-                        bilm.save(model_dir)
-                        del bilm
-                        release_memory()
-                else:
-                    model_dir = Path(tmp)
-                    os.symlink(files[0].resolve(), model_dir / "options.json")
-                    os.symlink(files[1].resolve(), model_dir / "weights.hdf5")
-                bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, device)
+    notes: list[str] = []
+    for name, model in models.items():
+        bench_model(name, model, paths, cases, precisions, repeats, bound, device, text, allennlp, words, notes)
     parity = parity_deviation(device)
     if parity:
         notes.append(parity)
