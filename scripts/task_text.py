@@ -14,8 +14,10 @@ import argparse
 from pathlib import Path
 
 import spacy
-from prepare_corpus import rotten_tomatoes_plots, tokenized_chunks, write_atomic
+from prepare_corpus import rotten_tomatoes_plots, tokenized_chunks
 from spacy.tokens import DocBin
+
+from assets import write_text
 
 
 def split_lines(path: Path) -> list[str]:
@@ -42,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = split_lines(args.split) + (plot_lines(args.assets) if args.plots else [])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.output, "\n".join(lines) + "\n")
+    write_text(args.output, "\n".join(lines) + "\n")
     print(f"{args.output}: {len(lines)} lines, {sum(line.count(' ') + 1 for line in lines)} tokens")
 
 

@@ -27,10 +27,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import numpy
 import spacy
 from evaluation import cosine, elmo_pipeline, optional_path
-from prepare_corpus import SourceUnavailable, debian_package
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from assets import SourceUnavailable, debian_package
 from spacy_elmo.util.atomic import write_text
 
 Example = Tuple[Tuple[str, ...], int]  # (tokens, position of the word)
