@@ -6,6 +6,7 @@ venv made by ``allennlp_setup.sh`` (AllenNLP is never imported here).
         result = measure_allennlp(python, options, weights, sentences, batch_size=32, repeats=3, threads=1)
         print(result["tokens_per_s"])
 """
+
 from __future__ import annotations
 
 import json

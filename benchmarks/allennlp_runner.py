@@ -15,6 +15,7 @@ outputs are stateless and comparable with spacy_elmo. One warm-up batch, then ``
 passes over all sentences; prints one line of JSON. ``--dump`` saves the last pass's arrays as
 ``s0, s1, ...`` (float32).
 """
+
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput of the ELMo biLM (issue #6): tokens/s, achieved GFLOP/s against the machine's
+"""Throughput of the ELMo biLM: tokens/s, achieved GFLOP/s against the machine's
 measured matrix-product throughput, peak RSS, bf16-vs-fp32 deviation; optionally RSS growth
 while streaming 10,000 Docs through ``nlp.pipe``.
 
@@ -12,14 +12,15 @@ while streaming 10,000 Docs through ``nlp.pipe``.
 Models: "original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway) with random
 weights; "default" is the bundled model (or ``--options/--weights``), skipped when absent.
 Paths: "bare" is ``BiLM.embed_sentences``; "pipe" is ``nlp.pipe`` over pre-tokenized Docs with the
-``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is the best of ``--repeats`` runs
-over the same sentences after one warm-up batch (the median is printed too); the load average
-is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
+``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is
+the best of ``--repeats`` runs over the same sentences after one warm-up batch (the median is printed too); the load
+average is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
 The synthetic cases run without the token cache. The running-text rows (``--text``, default
 ``corpus/pretrain/heldout.txt``) embed its first ``--text-tokens`` tokens once per timed run, without and
 with the token cache (empty at the start of each run), and, when a venv with AllenNLP 2.10.1 is found
 (``benchmarks/allennlp_setup.sh``), AllenNLP on the same weights and sentences in its own process.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,7 +33,9 @@ import sys
 import tempfile
 import time
 import types
+from functools import partial
 from pathlib import Path
+from typing import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -44,20 +47,23 @@ except ImportError:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from spacy_elmo.bilm import BiLM, BiLMOptions, kernels  # noqa: E402
-from spacy_elmo.hub.registry import MODELS  # noqa: E402
+from machine import (  # noqa: E402
+    cpu_flags,
+    load_average,  # noqa: E402
+    release_memory,
+    reset_peak_rss,
+    rss_mb,
+)
 from spacy_elmo import load_bilm  # noqa: E402
+from spacy_elmo.bilm import BiLM, BiLMOptions, kernels, onednn  # noqa: E402
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR  # noqa: E402
 from spacy_elmo.bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE  # noqa: E402
-
-try:
-    from spacy_elmo.bilm import onednn  # noqa: E402
-except ImportError:  # an older checkout (to compare against): matmul bound with torch.matmul only
-    onednn = None
+from spacy_elmo.hub.releases import MODELS  # noqa: E402
 
 
 def onednn_on(device: torch.device) -> bool:
-    return onednn is not None and onednn.available() and device.type == "cpu"
+    return onednn.available() and device.type == "cpu"
+
 
 ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
 PARITY = ROOT / "tests" / "data" / "elmo_parity"
@@ -127,57 +133,6 @@ def sentences_flops(options: BiLMOptions, sentences: list[list[str]]) -> float:
     return sum((len(s) + 2) * per_position + (len(s) + 1) * parts["recurrent"] for s in sentences)
 
 
-# --------------------------------------------------------------------------- machine
-
-
-def loadavg() -> str:
-    try:
-        return Path("/proc/loadavg").read_text().split()[0]
-    except OSError:
-        return "n/a"
-
-
-def reset_peak_rss() -> bool:
-    """Reset the kernel's per-process RSS high-water mark (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_mb(field: str = "VmHWM") -> float:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def release_memory() -> None:
-    """Collect garbage and hand freed heap back to the OS (glibc), so the next row's peak RSS is its own."""
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def cpu_flags() -> str:
-    try:
-        flags = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split()
-    except (OSError, StopIteration):
-        return ""
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return " ".join(f for f in wanted if f in flags)
-
-
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -227,7 +182,7 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
         methods.append("oneDNN packed")
     budget = 0.3 if quick else 1.0
     bound = {}
-    print(f"\nMatrix-product throughput, GFLOP/s (best of 5; load {loadavg()} at start)")
+    print(f"\nMatrix-product throughput, GFLOP/s (best of 5; load {load_average()[0]} at start)")
     print(f"{'shape (m x k x n)':44} " + " ".join(f"{p + ' ' + m:>22}" for p in ("fp32", "bf16") for m in methods))
     for label, m, k, n in shapes:
         cells = []
@@ -245,7 +200,7 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
         print(f"{label + f' ({m}x{k}x{n})':44} " + " ".join(cells))
     print(
         f"bound (best measured): fp32 {bound.get('fp32', float('nan')):.1f} GFLOP/s, "
-        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s; load {loadavg()} at end"
+        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s; load {load_average()[0]} at end"
     )
     return bound
 
@@ -269,7 +224,9 @@ class Row:
     )
 
     @staticmethod
-    def print(model, path, prec, case, sentences=None, best=None, median=None, gflop=None, bound=None, rss=None, note=""):
+    def print(
+        model, path, prec, case, sentences=None, best=None, median=None, gflop=None, bound=None, rss=None, note=""
+    ):
         if best is None:
             print(f"{model:9} {path:5} {prec:5} {case:17} skipped: {note}")
             return
@@ -277,8 +234,20 @@ class Row:
         frac = f"{100 * gflop / bound:7.1f}%" if bound else f"{'n/a':>8}"
         print(
             f"{model:9} {path:5} {prec:5} {case:17} {len(sentences):5d} {tokens:6d} {tokens / best:8.1f} "
-            f"{tokens / median:8.1f} {gflop:8.1f} {frac} {rss:11.0f} {loadavg():>5}" + (f"  {note}" if note else "")
+            f"{tokens / median:8.1f} {gflop:8.1f} {frac} {rss:11.0f} {load_average()[0]:>5}"
+            + (f"  {note}" if note else "")
         )
+
+
+def pretokenized(nlp, sentences: list) -> Iterator:
+    """Docs of the pre-tokenized ``sentences`` (no tokenizer time in the figures)."""
+    from spacy.tokens import Doc
+
+    return (Doc(nlp.vocab, words=sentence) for sentence in sentences)
+
+
+def pipe_all(nlp, sentences: list, batch: int) -> None:
+    list(nlp.pipe(pretokenized(nlp, sentences), batch_size=batch))
 
 
 def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
@@ -289,12 +258,26 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
             exact = reset_peak_rss()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            best, median = time_runs(lambda: bilm.embed_sentences(sentences, batch_size=batch, precision=prec), repeats)
+            best, median = time_runs(
+                partial(bilm.embed_sentences, sentences, batch_size=batch, precision=prec), repeats
+            )
             gflop = sentences_flops(bilm.options, sentences) / best / 1e9
             note = "" if exact else "RSS = process peak"
             if device.type == "cuda":
                 note += f"GPU peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
-            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(), note)
+            Row.print(
+                name,
+                "bare",
+                prec,
+                label,
+                sentences,
+                best,
+                median,
+                gflop,
+                bound.get(kernels.runs_as(prec, device)),
+                rss_mb(field="VmHWM"),
+                note,
+            )
 
 
 def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=32, allennlp=None):
@@ -310,7 +293,7 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
             release_memory()
             exact = reset_peak_rss()
 
-            def run():
+            def run(size: int = size, sentences: list = sentences, batch: int = batch, prec: str = prec) -> None:
                 bilm.set_token_cache_size(size)  # empty at the start of every pass
                 bilm.embed_sentences(sentences, batch_size=batch, precision=prec)
 
@@ -319,7 +302,19 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
             results[prec, size] = best
             note = f"token cache {size}" + (f" ({len(bilm.token_cache)} types after the pass)" if size else "")
             note += "" if exact else "; RSS = process peak"
-            Row.print(name, "bare", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(), note)
+            Row.print(
+                name,
+                "bare",
+                prec,
+                label,
+                sentences,
+                best,
+                median,
+                gflop,
+                bound.get(kernels.runs_as(prec, device)),
+                rss_mb(field="VmHWM"),
+                note,
+            )
         ratio = results[prec, 0] / results[prec, DEFAULT_TOKEN_CACHE_SIZE]
         print(f"{'':9} {'':5} {prec:5} {label:17} token cache speed-up: {ratio:.2f}x")
     bilm.set_token_cache_size(0)
@@ -336,9 +331,22 @@ def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=
             return
         best, median = out["best_s"], out["median_s"]
         gflop = sentences_flops(bilm.options, sentences) / best / 1e9
-        Row.print(name, "alnlp", "fp32", label, sentences, best, median, gflop, bound.get("fp32"), float("nan"),
-                  f"AllenNLP {out['allennlp']} (own process); ours fp32 uncached is "
-                  f"{best / results['fp32', 0]:.2f}x its speed" if ("fp32", 0) in results else "")
+        Row.print(
+            name,
+            "alnlp",
+            "fp32",
+            label,
+            sentences,
+            best,
+            median,
+            gflop,
+            bound.get("fp32"),
+            float("nan"),
+            f"AllenNLP {out['allennlp']} (own process); ours fp32 uncached is "
+            f"{best / results['fp32', 0]:.2f}x its speed"
+            if ("fp32", 0) in results
+            else "",
+        )
 
 
 def load_spacy():
@@ -377,20 +385,28 @@ def bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, devi
                 Row.print(name, "pipe", prec, label, note=reason)
                 continue
             try:
-                from spacy.tokens import Doc
-
                 nlp = make_nlp(spacy, model_dir, batch, prec)
-                docs = lambda part: (Doc(nlp.vocab, words=s) for s in part)  # noqa: E731 - pre-tokenized
-                list(nlp.pipe(docs(sentences[:batch]), batch_size=batch))  # warm-up: loads the biLM, packs weights
+                list(nlp.pipe(pretokenized(nlp, sentences[:batch]), batch_size=batch))  # warm-up: loads, packs weights
             except Exception as err:  # noqa: BLE001
                 Row.print(name, "pipe", prec, label, note=f"{type(err).__name__}: {err}")
                 continue
             release_memory()
             exact = reset_peak_rss()
-            best, median = time_runs(lambda: list(nlp.pipe(docs(sentences), batch_size=batch)), repeats)
+            best, median = time_runs(partial(pipe_all, nlp, sentences, batch), repeats)
             gflop = sentences_flops(options, sentences) / best / 1e9
-            Row.print(name, "pipe", prec, label, sentences, best, median, gflop, bound.get(kernels.runs_as(prec, device)), rss_mb(),
-                      "" if exact else "RSS = process peak")
+            Row.print(
+                name,
+                "pipe",
+                prec,
+                label,
+                sentences,
+                best,
+                median,
+                gflop,
+                bound.get(kernels.runs_as(prec, device)),
+                rss_mb(field="VmHWM"),
+                "" if exact else "RSS = process peak",
+            )
             del nlp
             release_memory()
 
@@ -452,9 +468,9 @@ def memory_check(args, device) -> None:
             assert doc._.elmo_layers is not None
             if i % 1000 == 0:
                 gc.collect()
-                marks.append(rss_mb("VmRSS"))
+                marks.append(rss_mb())
         elapsed = time.perf_counter() - start
-    print(f"model: {which}; precision {args.memory_precision}; {elapsed:.0f} s; load {loadavg()}")
+    print(f"model: {which}; precision {args.memory_precision}; {elapsed:.0f} s; load {load_average()[0]}")
     print("RSS after each 1,000 Docs (MB): " + " ".join(f"{m:.0f}" for m in marks))
     print(f"RSS growth between the first and the last thousand: {marks[-1] - marks[0]:+.1f} MB")
 
@@ -462,7 +478,8 @@ def memory_check(args, device) -> None:
 # --------------------------------------------------------------------------- main
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.Namespace, torch.device]:
+    """The command line, checked; ``--kernels`` and ``--threads`` take effect here."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer sentences, one timed run per row")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -477,13 +494,23 @@ def main() -> None:
     parser.add_argument("--no-bound", action="store_true", help="skip the matrix-product measurement")
     parser.add_argument("--memory-check", action="store_true", help="only the 10,000-Doc nlp.pipe RSS check")
     parser.add_argument("--memory-precision", default="fp32", choices=("fp32", "bf16"))
-    parser.add_argument("--text", default=str(ROOT / "corpus" / "pretrain" / "heldout.txt"),
-                        help="tokenized running text for the token-cache rows (one sentence per line)")
+    parser.add_argument(
+        "--text",
+        default=str(ROOT / "corpus" / "pretrain" / "heldout.txt"),
+        help="tokenized running text for the token-cache rows (one sentence per line)",
+    )
     parser.add_argument("--text-tokens", type=int, default=20_000, help="tokens of --text to embed per pass")
-    parser.add_argument("--allennlp", default="auto",
-                        help="python of a venv with AllenNLP 2.10.1 (benchmarks/allennlp_setup.sh), auto, or none")
-    parser.add_argument("--kernels", choices=("auto", "plain", "onednn"), default=None,
-                        help="force a kernel path (sets SPACY_ELMO_KERNELS)")
+    parser.add_argument(
+        "--allennlp",
+        default="auto",
+        help="python of a venv with AllenNLP 2.10.1 (benchmarks/allennlp_setup.sh), auto, or none",
+    )
+    parser.add_argument(
+        "--kernels",
+        choices=("auto", "plain", "onednn"),
+        default=None,
+        help="force a kernel path (sets SPACY_ELMO_KERNELS)",
+    )
     args = parser.parse_args()
     if args.kernels:
         os.environ["SPACY_ELMO_KERNELS"] = args.kernels
@@ -494,35 +521,28 @@ def main() -> None:
         parser.error("--device cuda: CUDA is not available")
     if args.threads:
         torch.set_num_threads(args.threads)
+    return args, device
 
+
+def print_machine(device: torch.device) -> None:
     print(f"torch {torch.__version__}, python {platform.python_version()}, {torch.get_num_threads()} threads")
     print(f"CPU: {kernels.cpu_name()} ({os.cpu_count()} logical CPUs; {cpu_flags()})")
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
-    print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {loadavg()}")
+    print(f"oneDNN fast path: {'on' if onednn_on(device) else 'off'}; load {load_average()[0]}")
     described = kernels.describe()
     print(
         f"kernels: mode {described['kernel_mode']}, capability {described['cpu_capability']}, features "
         f"{described['cpu_features']}, oneDNN fp32 {described['onednn_fp32']}, bf16 {described['onednn_bf16']}; "
         f"precision bf16 runs as {kernels.runs_as('bf16', device)}"
     )
-    if args.memory_check:
-        memory_check(args, device)
-        return
 
-    repeats = args.repeats or (1 if args.quick else 3)
-    wanted_models = args.models.split(",")
-    precisions = args.precisions.split(",")
-    paths = args.paths.split(",")
-    words = vocabulary()
-    picked = [CASES[int(i) - 1] for i in args.cases.split(",")] if args.cases else CASES
-    cases = [
-        (label, batch, make_sentences(n_quick if args.quick else n_full, lo, hi, seed=k, words=words))
-        for k, (label, batch, lo, hi, n_full, n_quick) in enumerate(picked)
-    ]
 
-    models: dict[str, tuple] = {}  # name -> (options, loader, files or None); the small model first (RSS)
-    if "default" in wanted_models:
+def models_to_run(args: argparse.Namespace, device: torch.device) -> dict[str, tuple]:
+    """name -> (options, loader, files or None) of the models asked for; the small model first (RSS)."""
+    wanted = args.models.split(",")
+    models: dict[str, tuple] = {}
+    if "default" in wanted:
         options_file = Path(args.options) if args.options else DEFAULT_MODEL_DIR / "options.json"
         weight_file = Path(args.weights) if args.weights else DEFAULT_MODEL_DIR / "weights.hdf5"
         name = "custom" if args.options else "default"
@@ -535,12 +555,87 @@ def main() -> None:
         else:
             print(f"\n{name} model: skipped ({weight_file} not found; --options/--weights point elsewhere)")
 
-    if "original" in wanted_models:
+    if "original" in wanted:
+
         def original():
             torch.manual_seed(0)
             return BiLM(ORIGINAL).to(device).eval()
 
         models["original"] = (ORIGINAL, original, None)
+    return models
+
+
+def allennlp_python(args: argparse.Namespace, device: torch.device) -> str | None:
+    """The python of a venv with AllenNLP for the comparison rows (CPU only), or None."""
+    if args.allennlp == "none" or device.type != "cpu":
+        return None
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from allennlp_harness import find_allennlp_python
+
+    allennlp = find_allennlp_python() if args.allennlp == "auto" else args.allennlp
+    print(f"AllenNLP: {allennlp or 'not found (benchmarks/allennlp_setup.sh makes a venv for it)'}")
+    return allennlp
+
+
+def bench_model(name, model, paths, cases, precisions, repeats, bound, device, text, allennlp, words, notes) -> None:
+    """The rows of one model: bare (and running text) and pipe; its bf16 deviation goes to ``notes``."""
+    options, loader, files = model
+    if "bare" in paths:
+        bilm = loader()
+        bench_bare(name, bilm, cases, precisions, repeats, bound, device)
+        if text is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                if allennlp and files is None:
+                    bilm.save(tmp)
+                on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
+                bench_text(
+                    name,
+                    bilm,
+                    text,
+                    precisions,
+                    repeats,
+                    bound,
+                    device,
+                    allennlp=(allennlp, *on_disk) if allennlp else None,
+                )
+        target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
+        notes.append(f"{name}: {deviation(bilm, target[:64])}")
+        del bilm
+        release_memory()
+    if "pipe" in paths:
+        with tempfile.TemporaryDirectory() as tmp:
+            if files is None:
+                spacy_ok = device.type == "cpu" and load_spacy()[0] is not None
+                model_dir = Path(tmp)
+                if spacy_ok:
+                    bilm = loader()
+                    bilm.save(model_dir)
+                    del bilm
+                    release_memory()
+            else:
+                model_dir = Path(tmp)
+                os.symlink(files[0].resolve(), model_dir / "options.json")
+                os.symlink(files[1].resolve(), model_dir / "weights.hdf5")
+            bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, device)
+
+
+def main() -> None:
+    args, device = parse_args()
+    print_machine(device)
+    if args.memory_check:
+        memory_check(args, device)
+        return
+    repeats = args.repeats or (1 if args.quick else 3)
+    precisions = args.precisions.split(",")
+    paths = args.paths.split(",")
+    words = vocabulary()
+    picked = [CASES[int(i) - 1] for i in args.cases.split(",")] if args.cases else CASES
+    cases = [
+        (label, batch, make_sentences(n_quick if args.quick else n_full, lo, hi, seed=k, words=words))
+        for k, (label, batch, lo, hi, n_full, n_quick) in enumerate(picked)
+    ]
+
+    models = models_to_run(args, device)
     bound = {} if args.no_bound else matmul_bound(device, {n: m[0] for n, m in models.items()}, args.quick)
     for name, (options, _, _) in models.items():
         parts = model_flops(options)
@@ -553,53 +648,19 @@ def main() -> None:
     text = running_text(Path(args.text), args.text_tokens) if Path(args.text).is_file() else None
     if text is None:
         print(f"\nrunning-text rows: skipped ({args.text} not found; `spacy project run corpus` makes it)")
-    allennlp = None
-    if args.allennlp != "none" and device.type == "cpu":
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from allennlp_harness import find_allennlp_python
-
-        allennlp = find_allennlp_python() if args.allennlp == "auto" else args.allennlp
-        print(f"AllenNLP: {allennlp or 'not found (benchmarks/allennlp_setup.sh makes a venv for it)'}")
+    allennlp = allennlp_python(args, device)
 
     print("\n" + Row.header)
-    notes = []
-    for name, (options, loader, files) in models.items():
-        if "bare" in paths:
-            bilm = loader()
-            bench_bare(name, bilm, cases, precisions, repeats, bound, device)
-            if text is not None:
-                with tempfile.TemporaryDirectory() as tmp:
-                    if allennlp and files is None:
-                        bilm.save(tmp)
-                    on_disk = files or (Path(tmp) / "options.json", Path(tmp) / "weights.hdf5")
-                    bench_text(name, bilm, text, precisions, repeats, bound, device,
-                               allennlp=(allennlp, *on_disk) if allennlp else None)
-            target = cases[-1][2] if cases else make_sentences(32, 20, 30, 3, words)
-            notes.append(f"{name}: {deviation(bilm, target[:64])}")
-            del bilm
-            release_memory()
-        if "pipe" in paths:
-            with tempfile.TemporaryDirectory() as tmp:
-                if files is None:
-                    spacy_ok = device.type == "cpu" and load_spacy()[0] is not None
-                    model_dir = Path(tmp)
-                    if spacy_ok:
-                        bilm = loader()
-                        bilm.save(model_dir)
-                        del bilm
-                        release_memory()
-                else:
-                    model_dir = Path(tmp)
-                    os.symlink(files[0].resolve(), model_dir / "options.json")
-                    os.symlink(files[1].resolve(), model_dir / "weights.hdf5")
-                bench_pipe(name, model_dir, options, cases, precisions, repeats, bound, device)
+    notes: list[str] = []
+    for name, model in models.items():
+        bench_model(name, model, paths, cases, precisions, repeats, bound, device, text, allennlp, words, notes)
     parity = parity_deviation(device)
     if parity:
         notes.append(parity)
     print("\nbf16 deviation:")
     for note in notes:
         print("  " + note)
-    print(f"\nload {loadavg()} at end")
+    print(f"\nload {load_average()[0]} at end")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Throughput of ``spacy-elmo embed-dir`` (issue #14) against ``spacy-elmo embed`` on real sentences.
+"""Throughput of ``spacy-elmo embed-dir`` against ``spacy-elmo embed`` on real sentences.
 
     python benchmarks/bench_embed_dir.py                      # 3,000 sentences, bundled model
     python benchmarks/bench_embed_dir.py --sentences 1000 --no-ray
@@ -19,6 +19,7 @@ writing of the outputs (all layers, fp32):
 twice that of the matching 1-worker, 1-thread row. The CPU model and the 1-minute load average after each row
 are printed: the machine may be shared.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
+from machine import cpu_flags, load_average  # noqa: E402
 from spacy_elmo._compat import has_ray  # noqa: E402
-from spacy_elmo.embed import EmbedSettings, embed_dir, embed_file  # noqa: E402
 from spacy_elmo.bilm.kernels import cpu_name  # noqa: E402
+from spacy_elmo.embed import EmbedSettings, embed_dir, embed_file  # noqa: E402
 from spacy_elmo.hub import load_bilm  # noqa: E402
 
 
@@ -70,20 +72,25 @@ def main() -> None:
     if not args.text.is_file():
         sys.exit(f"{args.text} not found (spacy project run corpus makes it; or pass --text FILE)")
 
-    print(f"cpu: {cpu_name()}, {os.cpu_count()} logical cores; load average at start: {os.getloadavg()[0]:.2f}")
+    print(f"cpu: {cpu_name()} ({cpu_flags()}), {os.cpu_count()} logical cores")
+    print(f"load average at start: {load_average()[0]:.2f}")
     rows: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp_dir = Path(tmp)
         input_dir, tokens = write_inputs(args.text, args.sentences, args.files, tmp_dir)
-        print(f"input: {args.sentences:,} sentences, {tokens:,} tokens from {args.text} in {args.files} files; "
-              f"bundled model, output format all, fp32, shards of {args.shard_lines} lines\n")
+        print(
+            f"input: {args.sentences:,} sentences, {tokens:,} tokens from {args.text} in {args.files} files; "
+            f"bundled model, output format all, fp32, shards of {args.shard_lines} lines\n"
+        )
         print(f"{'run':<50} {'seconds':>8} {'tokens/s':>9} {'vs embed':>9} {'load':>5}")
 
         def report(name: str, seconds: float) -> None:
             rows.append((name, tokens / seconds))
             speedup = rows[-1][1] / rows[0][1]
-            print(f"{name:<50} {seconds:8.1f} {tokens / seconds:9,.0f} {speedup:8.2f}x {os.getloadavg()[0]:5.2f}",
-                  flush=True)
+            print(
+                f"{name:<50} {seconds:8.1f} {tokens / seconds:9,.0f} {speedup:8.2f}x {load_average()[0]:5.2f}",
+                flush=True,
+            )
 
         start = time.perf_counter()
         embed_file(load_bilm(), tmp_dir / "all.txt", tmp_dir / "embed.hdf5", progress=False)
@@ -99,9 +106,16 @@ def main() -> None:
             output = tmp_dir / name.replace(" ", "_").replace("=", "")
             if ray_address:
                 from spacy_elmo.embed.ray_actors import ray_runner
-            summary = embed_dir(input_dir, output, EmbedSettings(), workers=workers, threads=threads,
-                                shard_lines=args.shard_lines, runner=ray_runner(ray_address) if ray_address else None,
-                                progress=False)
+            summary = embed_dir(
+                input_dir,
+                output,
+                EmbedSettings(),
+                workers=workers,
+                threads=threads,
+                shard_lines=args.shard_lines,
+                runner=ray_runner(ray_address) if ray_address else None,
+                progress=False,
+            )
             assert summary.tokens == tokens and not summary.failed, summary
             report(name, summary.seconds)
 
@@ -124,7 +138,7 @@ def main() -> None:
         two = by_name.get(f"embed-dir {backend} --workers 2 (1 thread each)")
         if one and two:
             print(f"per-core efficiency, {backend}: {two / (2 * one):.0%} (2 workers vs 2 x 1 worker, 1 thread)")
-    print(f"load average at end: {os.getloadavg()[0]:.2f}")
+    print(f"load average at end: {load_average()[0]:.2f}")
 
 
 if __name__ == "__main__":

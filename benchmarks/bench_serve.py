@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Load test of ``spacy-elmo serve`` (issue #23): an asyncio load generator (httpx) against a real server on
+"""Load test of ``spacy-elmo serve``: an asyncio load generator (httpx) against a real server on
 127.0.0.1, real sentences (1-3 per request) at 1, 8, 32 and 128 concurrent clients.
 
     python benchmarks/bench_serve.py --text PATH/lee_background.cor            # bundled model, full run
@@ -44,9 +44,10 @@ from prometheus_client.parser import text_string_to_metric_families
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from machine import cpu_flags, load_text, rss_mb  # noqa: E402
 from spacy_elmo import load_bilm  # noqa: E402
 from spacy_elmo.bilm import BiLM, kernels  # noqa: E402
-from spacy_elmo.hub.registry import MODELS  # noqa: E402
+from spacy_elmo.hub.releases import MODELS  # noqa: E402
 
 ORIGINAL = MODELS["original"].options  # 2x4096_512_2048cnn_2xhighway, built with random weights here
 NPY = {"accept": "application/x-npy"}
@@ -71,19 +72,12 @@ def make_requests(sentences: list[list[str]], n: int, seed: int) -> list[list[li
 
 
 def cpu_header() -> list[str]:
-    flags = ""
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                wanted = ("avx2", "avx512f", "avx512bw", "avx512_bf16", "amx_tile", "amx_bf16", "fma")
-                flags = " ".join(f for f in line.split(":")[1].split() if f in wanted)
-                break
     top = subprocess.run(["ps", "-eo", "pcpu,rss,comm", "--sort=-pcpu"], capture_output=True, text=True).stdout
     return [
-        f"CPU: {kernels.cpu_name()} | {os.cpu_count()} logical CPUs | flags: {flags} | "
+        f"CPU: {kernels.cpu_name()} | {os.cpu_count()} logical CPUs | flags: {cpu_flags()} | "
         f"capability {torch.backends.cpu.get_cpu_capability()} | torch {torch.__version__} "
         f"({torch.get_num_threads()} threads) | Python {platform.python_version()}",
-        f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; busiest processes:",
+        f"load average at start: {load_text()}; busiest processes:",
         *("    " + line for line in top.splitlines()[1:6]),
     ]
 
@@ -92,13 +86,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 class Server:
@@ -350,7 +337,7 @@ def main() -> None:
             )
             print(f"server exit status after SIGTERM: {server.stop()}")
 
-    print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"\nload average at end: {load_text()}")
     if 32 in rows:
         r32 = rows[32]
         ratios = f"{r32['tokens_per_s'] / off['warm']:.2f} (warm cache), {r32['tokens_per_s'] / off['cold']:.2f} (cold)"

@@ -1,9 +1,10 @@
-"""Wall time of ``spacy train`` for the ELMo NER config before and after the sequence cache, next to the baseline.
+"""Wall time of ``spacy train`` for the ELMo NER config of two checkouts (e.g. without and with the sequence cache),
+next to the baseline.
 
 Runs, one after another, each with ``OMP_NUM_THREADS=1`` and the same seed, steps and data:
 
-1. ``before``: ``configs/ner_elmo.cfg`` of an older checkout (``--before``, e.g. a
-   ``git worktree add --detach /tmp/before 221664a``), run from that checkout so it imports its own code;
+1. ``before``: ``configs/ner_elmo.cfg`` of the checkout ``--before`` (a ``git worktree`` of the commit to compare
+   against), run from that checkout so it imports its own code;
 2. ``after``: ``configs/ner_elmo.cfg`` of this checkout (sequence cache + warm-up);
 3. ``baseline``: ``configs/ner_baseline.cfg`` of this checkout.
 
@@ -12,9 +13,10 @@ whether the ``before`` and ``after`` pipelines are identical (scores and the byt
 ``ner`` model), plus the CPU model and the load averages around each run; all of it also goes to
 ``OUTPUT/bench_train.json``.
 
-    git worktree add --detach /tmp/before 221664a
+    git worktree add --detach /tmp/before COMMIT
     python benchmarks/bench_train.py --before /tmp/before --output runs/bench_train
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,31 +27,34 @@ import sys
 import time
 from pathlib import Path
 
+from machine import cpu_model, load_average
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_model() -> str:
-    for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-        if line.startswith("Model name:"):
-            return line.split(":", 1)[1].strip()
-    return "unknown"
-
-
-def load_average() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
 
 
 def train(checkout: Path, config: str, output: Path, args: argparse.Namespace) -> dict:
     """One ``spacy train`` run from ``checkout``: wall seconds, load averages, final scores."""
     command = [
-        sys.executable, "-m", "spacy", "train", config, "--output", str(output),
-        "--system.seed", str(args.seed),
-        "--training.max_steps", str(args.max_steps),
-        "--training.eval_frequency", str(args.eval_frequency),
-        "--paths.train", str(args.train), "--paths.dev", str(args.dev),
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        config,
+        "--output",
+        str(output),
+        "--system.seed",
+        str(args.seed),
+        "--training.max_steps",
+        str(args.max_steps),
+        "--training.eval_frequency",
+        str(args.eval_frequency),
+        "--paths.train",
+        str(args.train),
+        "--paths.dev",
+        str(args.dev),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(checkout)}
-    load_before = load_average()
+    load_before = list(load_average())
     start = time.perf_counter()
     subprocess.run(command, cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
@@ -57,8 +62,14 @@ def train(checkout: Path, config: str, output: Path, args: argparse.Namespace) -
         name: json.loads((output / name / "meta.json").read_text())["performance"]
         for name in ("model-best", "model-last")
     }
-    return {"command": " ".join(command), "cwd": str(checkout), "seconds": round(seconds, 1),
-            "load_before": load_before, "load_after": load_average(), "scores": scores}
+    return {
+        "command": " ".join(command),
+        "cwd": str(checkout),
+        "seconds": round(seconds, 1),
+        "load_before": load_before,
+        "load_after": list(load_average()),
+        "scores": scores,
+    }
 
 
 def same_model(a: Path, b: Path) -> bool:
@@ -112,8 +123,10 @@ def main() -> None:
         load = f"{run['load_before']} -> {run['load_after']}"
         best, last = (run["scores"][m]["ents_f"] for m in ("model-best", "model-last"))
         print(f"| {name} | {run['seconds']} | {ratio:.2f} | {load} | {best} | {last} |")
-    print(f"after is {result['speedup_after_vs_before']}x faster than before; "
-          f"scores and ner weights identical: {identical}")
+    print(
+        f"after is {result['speedup_after_vs_before']}x faster than before; "
+        f"scores and ner weights identical: {identical}"
+    )
 
 
 if __name__ == "__main__":

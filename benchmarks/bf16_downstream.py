@@ -6,6 +6,7 @@
 Each (pipeline, test set) pair is evaluated twice, with the ``elmo`` component's ``precision`` set to
 ``"fp32"`` and ``"bf16"``; prints the main scores and their difference.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -37,29 +37,72 @@ def setting_name(epochs: int, mix: float, freeze: str) -> str:
 
 def adapt_command(args: argparse.Namespace, epochs: int, mix: float, freeze: str, output: Path) -> List[str]:
     """``spacy-elmo adapt`` for one setting (resumes from its checkpoint when interrupted)."""
-    command = [sys.executable, "-m", "spacy_elmo", "adapt", args.model, str(args.train_text), str(output),
-               "--heldout", str(args.heldout_text), "--max-epochs", str(epochs), "--lr", str(args.lr),
-               "--freeze", freeze, "--seed", "0", "--device", args.device, "--resume"]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy_elmo",
+        "adapt",
+        args.model,
+        str(args.train_text),
+        str(output),
+        "--heldout",
+        str(args.heldout_text),
+        "--max-epochs",
+        str(epochs),
+        "--lr",
+        str(args.lr),
+        "--freeze",
+        freeze,
+        "--seed",
+        "0",
+        "--device",
+        args.device,
+        "--resume",
+    ]
     if mix > 0:
         command += ["--mix-corpus", str(args.mix_corpus), "--mix-ratio", str(mix)]
     if args.smoke:
         command += ["--max-steps", "2", "--batch-tokens", "256", "--eval-every", "1", "--checkpoint-every", "1"]
     else:
-        command += ["--max-minutes", str(args.max_minutes), "--eval-every", "10", "--head-eval-every", "25",
-                    "--checkpoint-every", "20"]
+        command += [
+            "--max-minutes",
+            str(args.max_minutes),
+            "--eval-every",
+            "10",
+            "--head-eval-every",
+            "25",
+            "--checkpoint-every",
+            "20",
+        ]
     return command
 
 
 def train_command(args: argparse.Namespace, bilm: Path, output: Path) -> List[str]:
     """``scripts/train_run.py`` for the task, seed 0, over the adapted biLM."""
-    command = [sys.executable, str(Path(__file__).parent / "train_run.py"), str(args.config), str(output),
-               "--system.seed", "0", "--paths.train", str(args.train_spacy), "--paths.dev", str(args.dev_spacy),
-               "--components.elmo.options_file", str(bilm / "options.json"),
-               "--components.elmo.weight_file", str(bilm / "weights.hdf5")]
+    command = [
+        sys.executable,
+        str(Path(__file__).parent / "train_run.py"),
+        str(args.config),
+        str(output),
+        "--system.seed",
+        "0",
+        "--paths.train",
+        str(args.train_spacy),
+        "--paths.dev",
+        str(args.dev_spacy),
+        "--components.elmo.options_file",
+        str(bilm / "options.json"),
+        "--components.elmo.weight_file",
+        str(bilm / "weights.hdf5"),
+    ]
     if args.smoke:
         return command + ["--training.max_steps", "4", "--training.eval_frequency", "2", "--training.patience", "2"]
-    return command + ["--training.max_steps", str(args.max_steps), "--training.eval_frequency",
-                      str(args.eval_frequency)]
+    return command + [
+        "--training.max_steps",
+        str(args.max_steps),
+        "--training.eval_frequency",
+        str(args.eval_frequency),
+    ]
 
 
 def dev_score(run: Path, key: str) -> Optional[float]:
@@ -97,26 +140,38 @@ def run_setting(args: argparse.Namespace, epochs: int, mix: float, freeze: str) 
 
 
 def table(rows: List[dict], baseline: Optional[float], score: str, smoke: bool) -> List[str]:
-    lines = [f"Adaptation settings for `{score}` on the **dev** split (seed 0, one training run each; "
-             "perplexity on the task's dev text, never trained on).", ""]
+    lines = [
+        f"Adaptation settings for `{score}` on the **dev** split (seed 0, one training run each; "
+        "perplexity on the task's dev text, never trained on).",
+        "",
+    ]
     if smoke:
         lines += ["**Smoke run** (a few steps per stage): the numbers only show that the sweep runs.", ""]
-    lines += ["| setting | epochs | mix ratio | frozen | fine-tuning steps | dev ppl before -> after | "
-              f"dev {score} | task steps (best) | minutes (adapt + task) |", "|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "| setting | epochs | mix ratio | frozen | fine-tuning steps | dev ppl before -> after | "
+        f"dev {score} | task steps (best) | minutes (adapt + task) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     if baseline is not None:
         lines.append(f"| unadapted | | | | 0 | | {100 * baseline:.1f} | | |")
     for row in rows:
         before = f"{row['dev_ppl_before']:.1f}" if row["dev_ppl_before"] is not None else "?"
         value = f"{100 * row['dev_score']:.1f}" if row["dev_score"] is not None else "n/a"
-        lines.append(f"| {row['setting']} | {row['epochs']} | {row['mix_ratio']:g} | {row['freeze']} | "
-                     f"{row['fine_tuned_steps']:,} | {before} -> {row['dev_ppl']:.1f} | {value} | "
-                     f"{row['task_steps']:,} ({row['task_best_step']:,}) | "
-                     f"{row['adapt_minutes']} + {row['task_minutes']} |")
+        lines.append(
+            f"| {row['setting']} | {row['epochs']} | {row['mix_ratio']:g} | {row['freeze']} | "
+            f"{row['fine_tuned_steps']:,} | {before} -> {row['dev_ppl']:.1f} | {value} | "
+            f"{row['task_steps']:,} ({row['task_best_step']:,}) | "
+            f"{row['adapt_minutes']} + {row['task_minutes']} |"
+        )
     scored = [row for row in rows if row["dev_score"] is not None]
     if scored:
         best = max(scored, key=lambda row: row["dev_score"])
-        verdict = "" if baseline is None else (
-            f" ({'above' if best['dev_score'] > baseline else 'not above'} the unadapted biLM's {100 * baseline:.1f})")
+        verdict = (
+            ""
+            if baseline is None
+            else f" ({'above' if best['dev_score'] > baseline else 'not above'} the unadapted biLM's "
+            f"{100 * baseline:.1f})"
+        )
         lines += ["", f"Best by dev {score}: `{best['setting']}`, {100 * best['dev_score']:.1f}{verdict}."]
     return lines
 

@@ -4,7 +4,7 @@ what the report reads, so the report can be regenerated (and seeds added) withou
 For ``<runs>/<task>_<features>/seed<n>/``: ``test_metrics.json`` (``spacy evaluate`` on the test split),
 ``run.json`` (``train_run.py``'s record) and, for ELMo pipelines, ``mix.json`` (the listener's learned scalar-mix
 weights and gamma, read from ``model-best``); for ``<runs>/adapt_<task>/``: ``metrics.json``. Existing records
-of runs that are not in ``<runs>`` are kept (earlier sessions' seeds).
+of runs that are not in ``<runs>`` are kept (seeds trained earlier or on other machines).
 
     python scripts/collect_runs.py --runs runs --records results/runs
 """

@@ -1,4 +1,5 @@
 """Helpers shared by the evaluation scripts (similarity.py, word_sense.py)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -22,7 +23,13 @@ def cosine(a: numpy.ndarray, b: numpy.ndarray) -> float:
 def elmo_pipeline(options_file: Optional[str], weight_file: Optional[str]) -> Language:
     """A blank English pipeline with an ``elmo`` component storing all layers, vector hooks on."""
     nlp = spacy.blank("en")
-    config = {"options_file": options_file, "weight_file": weight_file, "mix": "average", "store_layers": True, "set_vector_hooks": True}
+    config = {
+        "options_file": options_file,
+        "weight_file": weight_file,
+        "mix": "average",
+        "store_layers": True,
+        "set_vector_hooks": True,
+    }
     nlp.add_pipe("elmo", config=config)
     nlp.initialize()
     return nlp

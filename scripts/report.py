@@ -12,8 +12,9 @@ similarity scores of ``scripts/similarity.py`` and the word-sense scores of ``sc
     python scripts/report.py --runs results/runs --similarity results/similarity.json \
         --word-sense results/word_sense.json --adapt-sweep results/adapt_sweep_ner.json --output results
 
-``--runs`` is usually ``results/runs`` (the records kept in git, every seed of every session), or ``runs``.
+``--runs`` is usually ``results/runs`` (the records kept in git, every seed of every run), or ``runs``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,10 +30,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
 import spacy  # noqa: E402
-
 from adapt_sweep import table as sweep_table  # noqa: E402  (scripts/, beside this file)
-from spacy_elmo.util.atomic import write_text  # noqa: E402
+
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
+from spacy_elmo.util.atomic import write_text  # noqa: E402
 
 TASKS = {"ner": "WNUT-16 NER (test)", "textcat": "Rotten Tomatoes fresh/rotten (test)"}
 FEATURES = {
@@ -95,8 +96,14 @@ def scores_table(runs: Runs, task: str) -> List[str]:
 
 def ner_per_type(runs: Runs) -> Tuple[List[str], Dict[str, Dict[str, Tuple[float, float]]]]:
     """Markdown rows of F1 per entity type (mean ± std), and ``{features: {label: (mean, std)}}``."""
-    labels = sorted({label for seeds in (runs.get(("ner", f), {}) for f in FEATURES) for s in seeds.values()
-                     for label in (s.get("ents_per_type") or {})})
+    labels = sorted(
+        {
+            label
+            for seeds in (runs.get(("ner", f), {}) for f in FEATURES)
+            for s in seeds.values()
+            for label in (s.get("ents_per_type") or {})
+        }
+    )
     present = [f for f in FEATURES if runs.get(("ner", f))]
     lines = ["| type | " + " | ".join(FEATURES[f] for f in present) + " |", "|---" * (len(present) + 1) + "|"]
     values: Dict[str, Dict[str, Tuple[float, float]]] = {f: {} for f in present}
@@ -113,18 +120,32 @@ def ner_per_type(runs: Runs) -> Tuple[List[str], Dict[str, Dict[str, Tuple[float
 def similarity_tables(similarity: dict) -> List[str]:
     """Markdown tables of the Lee (Pearson) and word-similarity (Spearman) scores."""
     lee = similarity["lee"]
-    lines = [f"Lee et al. (2005), {lee['documents']} news documents, {lee['pairs']} off-diagonal pairs: Pearson r "
-             "between the mean human rating and the cosine of mean vectors.", "", "| method | Pearson r |", "|---|---|"]
+    lines = [
+        f"Lee et al. (2005), {lee['documents']} news documents, {lee['pairs']} off-diagonal pairs: Pearson r "
+        "between the mean human rating and the cosine of mean vectors.",
+        "",
+        "| method | Pearson r |",
+        "|---|---|",
+    ]
     lines += [f"| {name} | {r:.3f} |" for name, r in lee["pearson"].items()]
-    lines += ["", "Word similarity: Spearman rho between the human score and the cosine of the two words' vectors "
-              "(ELMo: layer 0, the context-free character-CNN layer, of the word embedded alone; static: the "
-              "word2vec vector, so only pairs with both words in its vocabulary).", "",
-              "| method | " + " | ".join(f"{name} ({data['covered_pairs']}/{data['pairs']} pairs covered)"
-                                      for name, data in _word_sets(similarity)) + " |",
-              "|---" * (1 + len(_word_sets(similarity))) + "|"]
+    lines += [
+        "",
+        "Word similarity: Spearman rho between the human score and the cosine of the two words' vectors "
+        "(ELMo: layer 0, the context-free character-CNN layer, of the word embedded alone; static: the "
+        "word2vec vector, so only pairs with both words in its vocabulary).",
+        "",
+        "| method | "
+        + " | ".join(
+            f"{name} ({data['covered_pairs']}/{data['pairs']} pairs covered)" for name, data in _word_sets(similarity)
+        )
+        + " |",
+        "|---" * (1 + len(_word_sets(similarity))) + "|",
+    ]
     methods = list(_word_sets(similarity)[0][1]["spearman"])
     for method in methods:
-        lines.append(f"| {method} | " + " | ".join(f"{d['spearman'][method]:.3f}" for _, d in _word_sets(similarity)) + " |")
+        lines.append(
+            f"| {method} | " + " | ".join(f"{d['spearman'][method]:.3f}" for _, d in _word_sets(similarity)) + " |"
+        )
     return lines
 
 
@@ -133,16 +154,23 @@ def _word_sets(similarity: dict) -> List[Tuple[str, dict]]:
 
 
 def word_sense_table(word_sense: dict) -> List[str]:
-    """Markdown lines: WordNet triplet separation per layer and the seed recipe's "bank" cosines."""
+    """Markdown lines: WordNet triplet separation per layer and the "bank" check's cosines."""
     wordnet, bank = word_sense["wordnet"], word_sense["bank"]
-    lines = [f"WordNet examples: {wordnet['triplets']:,} triplets (anchor, same-sense example, other-sense example) "
-             f"over {wordnet['words']:,} words; share where the word's vector is closer to the same-sense example "
-             "(chance 0.5; a static vector never separates).", "",
-             "| vector | micro | macro (mean over words) |", "|---|---|---|"]
+    lines = [
+        f"WordNet examples: {wordnet['triplets']:,} triplets (anchor, same-sense example, other-sense example) "
+        f"over {wordnet['words']:,} words; share where the word's vector is closer to the same-sense example "
+        "(chance 0.5; a static vector never separates).",
+        "",
+        "| vector | micro | macro (mean over words) |",
+        "|---|---|---|",
+    ]
     for name in [k for k in wordnet if k.startswith("layer")] + ["average"]:
         lines.append(f"| {name} | {wordnet[name]['micro']:.3f} | {wordnet[name]['macro']:.3f} |")
-    lines += ["", f"Seed recipe: cosine of money-\"bank\" to loan-\"bank\" {bank['loan']:.3f}, to river-\"bank\" "
-              f"{bank['river']:.3f} (average mix): the check {'passes' if bank['passes'] else 'fails'}."]
+    lines += [
+        "",
+        f'The "bank" check: cosine of money-"bank" to loan-"bank" {bank["loan"]:.3f}, to river-"bank" '
+        f"{bank['river']:.3f} (average mix): the check {'passes' if bank['passes'] else 'fails'}.",
+    ]
     return lines
 
 
@@ -169,17 +197,22 @@ def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
 def protocol_lines(records: Runs) -> List[str]:
     """The training protocol and one markdown row per run: steps reached, why it stopped, best step, wall time."""
     first = next(record for seeds in records.values() for record in seeds.values())
-    lines = [f"Every run trains until the dev score has not improved for `patience` = {first['patience']} steps "
-             f"or `max_steps` = {first['max_steps']} (spaCy's stopping rule); the pipeline kept is model-best. "
-             f"One thread per run (`OMP_NUM_THREADS=1`, {first['cpu']}); two runs at a time on the 2-core machine, "
-             "so wall times include that sharing.", "",
-             "| run | seed | steps reached | stopped by | best step | best dev score | wall time |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"Every run trains until the dev score has not improved for `patience` = {first['patience']} steps "
+        f"or `max_steps` = {first['max_steps']} (spaCy's stopping rule); the pipeline kept is model-best. "
+        f"One thread per run (`OMP_NUM_THREADS=1`, {first['cpu']}); two runs at a time on the 2-core machine, "
+        "so wall times include that sharing.",
+        "",
+        "| run | seed | steps reached | stopped by | best step | best dev score | wall time |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for (task, features), seeds in sorted(records.items()):
         for seed, record in sorted(seeds.items()):
-            lines.append(f"| {task}_{features} | {seed} | {record['steps']:,} | {record['stopped_by']} | "
-                         f"{record['best_step']:,} | {record['best_dev_score']:.3f} | "
-                         f"{record['wall_seconds'] / 60:.1f} min |")
+            lines.append(
+                f"| {task}_{features} | {seed} | {record['steps']:,} | {record['stopped_by']} | "
+                f"{record['best_step']:,} | {record['best_dev_score']:.3f} | "
+                f"{record['wall_seconds'] / 60:.1f} min |"
+            )
     return lines
 
 
@@ -202,21 +235,27 @@ def read_adaptation(runs_dir: Path) -> Dict[str, dict]:
 
 def adaptation_lines(adaptation: Dict[str, dict]) -> List[str]:
     """Markdown rows: held-out (task dev text) perplexity before and after ``spacy-elmo adapt``."""
-    lines = ["`spacy-elmo adapt default <task train text>` (`spacy project run adapt-ner` / `adapt-textcat`): "
-             "everything is fine-tuned, starting from the bundled softmax (`lm_head.pt`; a model without one first "
-             "trains a softmax with the biLM frozen, and the unadapted perplexity is then the best of that "
-             "warm-up). Perplexity (mean of the forward and backward LM, `</S>` included) on the task's **dev** "
-             "text, never trained on.", "",
-             "| task | train tokens | held-out tokens | fine-tuning epochs | mix ratio | ppl unadapted (step) | "
-             "ppl adapted (step) | change | training minutes |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "`spacy-elmo adapt default <task train text>` (`spacy project run adapt-ner` / `adapt-textcat`): "
+        "everything is fine-tuned, starting from the bundled softmax (`lm_head.pt`; a model without one first "
+        "trains a softmax with the biLM frozen, and the unadapted perplexity is then the best of that "
+        "warm-up). Perplexity (mean of the forward and backward LM, `</S>` included) on the task's **dev** "
+        "text, never trained on.",
+        "",
+        "| task | train tokens | held-out tokens | fine-tuning epochs | mix ratio | ppl unadapted (step) | "
+        "ppl adapted (step) | change | training minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for task, data in adaptation.items():
         before, after = data["before"], data["after"]
         change = 100 * (after["ppl"] / before["ppl"] - 1)
         epochs = f"{after['fine_tuned_epochs']:g}" if "fine_tuned_epochs" in after else "?"
         mix = f"{after['mix_ratio']:g}" if "mix_ratio" in after else "?"
-        lines.append(f"| {task} | {after['train_tokens']:,} | {after['heldout_tokens']:,} | {epochs} | {mix} | "
-                     f"{before['ppl']:.1f} ({before['step']}) | {after['ppl']:.1f} ({after['step']}) | "
-                     f"{change:+.1f}% | {after['train_minutes']:.0f} |")
+        lines.append(
+            f"| {task} | {after['train_tokens']:,} | {after['heldout_tokens']:,} | {epochs} | {mix} | "
+            f"{before['ppl']:.1f} ({before['step']}) | {after['ppl']:.1f} ({after['step']}) | "
+            f"{change:+.1f}% | {after['train_minutes']:.0f} |"
+        )
     return lines
 
 
@@ -232,7 +271,9 @@ def plot_scores(runs: Runs, path: Path) -> None:
                 names.append(label)
                 means.append(mean)
                 stds.append(std)
-        bars = ax.bar(names, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#dd8452", "#55a868"][: len(names)])
+        bars = ax.bar(
+            names, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#dd8452", "#55a868"][: len(names)]
+        )
         ax.bar_label(bars, [f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds)], label_type="center", color="white")
         ax.set_title(f"{TASKS[task]}: {title}")
         ax.set_ylabel(f"{title} (%)")
@@ -248,8 +289,14 @@ def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: P
     width = 0.8 / max(len(values), 1)
     x = numpy.arange(len(labels))
     for i, (features, per_type) in enumerate(values.items()):
-        ax.bar(x + i * width, [per_type[l][0] for l in labels], width, yerr=[per_type[l][1] for l in labels],
-               capsize=2, label=FEATURES[features])
+        ax.bar(
+            x + i * width,
+            [per_type[label][0] for label in labels],
+            width,
+            yerr=[per_type[label][1] for label in labels],
+            capsize=2,
+            label=FEATURES[features],
+        )
     ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=30, ha="right")
     ax.set_ylabel("F1 (%)")
     ax.set_title("WNUT-16 NER test F1 per entity type (mean ± std over seeds)")
@@ -267,12 +314,20 @@ def plot_layer_weights(weights: Dict[str, List[dict]], path: Path) -> None:
         array = numpy.asarray([run["weights"] for run in runs])
         x = numpy.arange(array.shape[1])
         gamma = numpy.mean([run["gamma"] for run in runs])
-        ax.bar(x + i * width, array.mean(axis=0), width, yerr=sample_std(array), capsize=3,
-               label=f"{task} (gamma {gamma:.2f})")
+        ax.bar(
+            x + i * width,
+            array.mean(axis=0),
+            width,
+            yerr=sample_std(array),
+            capsize=3,
+            label=f"{task} (gamma {gamma:.2f})",
+        )
     n_layers = max(len(runs[0]["weights"]) for runs in weights.values())
     ax.axhline(1 / n_layers, color="grey", linestyle=":", label="uniform (initial)")
-    ax.set_xticks(numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
-                  ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)])
+    ax.set_xticks(
+        numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
+        ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)],
+    )
     ax.set_ylabel("softmax(s)")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
     ax.set_title("Learned ELMo scalar-mix weights (mean ± std over seeds)")
@@ -293,12 +348,24 @@ def layer_weight_table(weights: Dict[str, List[dict]]) -> List[str]:
     return lines
 
 
-def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[dict], weights: Dict[str, List[dict]],
-                 records: Runs, adaptation: Dict[str, dict], sweep: Optional[dict], output: Path) -> None:
+def write_report(
+    runs: Runs,
+    similarity: Optional[dict],
+    word_sense: Optional[dict],
+    weights: Dict[str, List[dict]],
+    records: Runs,
+    adaptation: Dict[str, dict],
+    sweep: Optional[dict],
+    output: Path,
+) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    lines = ["# ELMo features for spaCy NER and textcat: results", "",
-             "Generated by `spacy project run report` (`scripts/report.py`). Scores on the held-out **test** splits, "
-             "mean ± sample std over training seeds; model-best (by dev score) of each run.", ""]
+    lines = [
+        "# ELMo features for spaCy NER and textcat: results",
+        "",
+        "Generated by `spacy project run report` (`scripts/report.py`). Scores on the held-out **test** splits, "
+        "mean ± sample std over training seeds; model-best (by dev score) of each run.",
+        "",
+    ]
     lines += ["![scores](scores.png)", ""]
     for task, title in TASKS.items():
         lines += [f"## {title}", ""] + scores_table(runs, task) + [""]
@@ -309,16 +376,28 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
     if weights:
         plot_layer_weights(weights, output / "layer_weights.png")
         write_text(output / "layer_weights.json", json.dumps(weights, indent=2) + "\n")
-        lines += ["## Learned scalar mix", "",
-                  "softmax-normalised layer weights s and scale gamma of the listener's task-specific scalar mix "
-                  "(mean ± std over seeds; layer 0 = character CNN, then the biLSTM layers).", "",
-                  "![layer weights](layer_weights.png)", ""] + layer_weight_table(weights) + [""]
+        lines += (
+            [
+                "## Learned scalar mix",
+                "",
+                "softmax-normalised layer weights s and scale gamma of the listener's task-specific scalar mix "
+                "(mean ± std over seeds; layer 0 = character CNN, then the biLSTM layers).",
+                "",
+                "![layer weights](layer_weights.png)",
+                "",
+            ]
+            + layer_weight_table(weights)
+            + [""]
+        )
     if adaptation:
         lines += ["## Domain adaptation of the biLM", ""] + adaptation_lines(adaptation) + [""]
     if sweep:
-        lines += ["Choosing the recipe: `spacy project run adapt-sweep-ner` (`scripts/adapt_sweep.py`) adapts the bundled "
-                  "biLM to the WNUT-16 train tweets under each setting, then trains `ner_elmo` once. The table above "
-                  "gives the epochs and mix ratio each adapted row was trained with.", ""]
+        lines += [
+            "Choosing the recipe: `spacy project run adapt-sweep-ner` (`scripts/adapt_sweep.py`) adapts the bundled "
+            "biLM to the WNUT-16 train tweets under each setting, then trains `ner_elmo` once. The table above "
+            "gives the epochs and mix ratio each adapted row was trained with.",
+            "",
+        ]
         lines += sweep_table(sweep["settings"], sweep.get("unadapted"), "ents_f", False) + [""]
     if records:
         lines += ["## Training runs", ""] + protocol_lines(records) + [""]
@@ -327,12 +406,18 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
     if word_sense:
         lines += ["## Word sense", ""] + word_sense_table(word_sense) + [""]
     plot_scores(runs, output / "scores.png")
-    scores = {f"{task}_{features}": {f"seed{seed}": s for seed, s in sorted(seeds.items())}
-              for (task, features), seeds in sorted(runs.items())}
+    scores = {
+        f"{task}_{features}": {f"seed{seed}": s for seed, s in sorted(seeds.items())}
+        for (task, features), seeds in sorted(runs.items())
+    }
     write_text(output / "scores.json", json.dumps(scores, indent=2) + "\n")
     if (output / "ANALYSIS.md").is_file():
-        lines += ["## Analysis", "", "Written by hand after the runs (kept when this report is regenerated): "
-                  "[ANALYSIS.md](ANALYSIS.md).", ""]
+        lines += [
+            "## Analysis",
+            "",
+            "Written by hand after the runs (kept when this report is regenerated): [ANALYSIS.md](ANALYSIS.md).",
+            "",
+        ]
     write_text(output / "report.md", "\n".join(lines))
 
 
@@ -340,8 +425,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--similarity", type=Path, default=Path("results/similarity.json"), help="similarity scores")
     parser.add_argument("--word-sense", type=Path, default=Path("results/word_sense.json"), help="word-sense scores")
-    parser.add_argument("--adapt-sweep", type=Path, default=Path("results/adapt_sweep_ner.json"),
-                        help="scripts/adapt_sweep.py's JSON (the adaptation recipe sweep)")
+    parser.add_argument(
+        "--adapt-sweep",
+        type=Path,
+        default=Path("results/adapt_sweep_ner.json"),
+        help="scripts/adapt_sweep.py's JSON (the adaptation recipe sweep)",
+    )
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="trained pipelines")
     parser.add_argument("--output", type=Path, default=Path("results"), help="report folder")
     args = parser.parse_args()
@@ -351,8 +440,16 @@ def main() -> None:
     similarity = json.loads(args.similarity.read_text()) if args.similarity.is_file() else None
     word_sense = json.loads(args.word_sense.read_text()) if args.word_sense.is_file() else None
     sweep = json.loads(args.adapt_sweep.read_text()) if args.adapt_sweep.is_file() else None
-    write_report(runs, similarity, word_sense, layer_weights(args.runs), read_per_seed(args.runs, "run.json"),
-                 read_adaptation(args.runs), sweep, args.output)
+    write_report(
+        runs,
+        similarity,
+        word_sense,
+        layer_weights(args.runs),
+        read_per_seed(args.runs, "run.json"),
+        read_adaptation(args.runs),
+        sweep,
+        args.output,
+    )
     print(f"wrote {args.output / 'report.md'}")
 
 

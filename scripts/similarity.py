@@ -14,6 +14,7 @@
 
 ``--options`` / ``--weights`` ``null`` (the default) use the bundled default biLM.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,13 +24,12 @@ from typing import Dict, List, Sequence, Tuple
 
 import numpy
 import spacy
+from evaluation import cosine, elmo_pipeline, optional_path
 from scipy.stats import pearsonr, spearmanr
 from spacy.language import Language
 from spacy.tokens import Doc
 
 from spacy_elmo.util.atomic import write_text
-
-from evaluation import cosine, elmo_pipeline, optional_path
 
 WORD_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 
@@ -37,7 +37,11 @@ WORD_SETS = {"wordsim353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 def read_lee(folder: Path) -> Tuple[List[str], numpy.ndarray]:
     """The 50 Lee documents and the symmetric ``(50, 50)`` human similarity matrix."""
     texts = [line.strip() for line in (folder / "lee.cor").read_text(encoding="utf8").splitlines() if line.strip()]
-    rows = [[float(x) for x in line.split()] for line in (folder / "similarities0-1.txt").read_text().splitlines() if line.strip()]
+    rows = [
+        [float(x) for x in line.split()]
+        for line in (folder / "similarities0-1.txt").read_text().splitlines()
+        if line.strip()
+    ]
     matrix = numpy.asarray(rows, dtype="float64")
     if matrix.shape != (len(texts), len(texts)):
         raise ValueError(f"similarities0-1.txt is {matrix.shape}, expected ({len(texts)}, {len(texts)})")
@@ -71,7 +75,9 @@ def lee_scores(texts: List[str], gold: numpy.ndarray, elmo: Language, static: La
     """Pearson r per method over the off-diagonal pairs."""
     human = off_diagonal(gold)
     elmo_docs = list(elmo.pipe(texts))
-    scores = {"elmo_average (doc.similarity)": _pearson(human, [[a.similarity(b) for b in elmo_docs] for a in elmo_docs])}
+    scores = {
+        "elmo_average (doc.similarity)": _pearson(human, [[a.similarity(b) for b in elmo_docs] for a in elmo_docs])
+    }
     n_layers = elmo_docs[0]._.elmo_layers.shape[0]
     for layer in range(n_layers):
         vectors = [doc._.elmo_layers[layer].mean(axis=0) for doc in elmo_docs]
@@ -114,7 +120,9 @@ def word_scores(pairs: List[Tuple[str, str, float]], elmo: Language, static: Lan
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--similarity", type=Path, default=Path("corpus/similarity"), help="gold files folder")
-    parser.add_argument("--vectors", type=Path, default=Path("corpus/vectors/static_model"), help="spaCy vectors pipeline")
+    parser.add_argument(
+        "--vectors", type=Path, default=Path("corpus/vectors/static_model"), help="spaCy vectors pipeline"
+    )
     parser.add_argument("--options", type=optional_path, default=None, help="biLM options.json (null: bundled)")
     parser.add_argument("--weights", type=optional_path, default=None, help="biLM weights.hdf5 (null: bundled)")
     parser.add_argument("--output", type=Path, default=Path("results/similarity.json"), help="JSON to write")
@@ -123,7 +131,11 @@ def main() -> None:
     static = spacy.load(args.vectors)
     texts, gold = read_lee(args.similarity)
     results: Dict[str, object] = {
-        "lee": {"documents": len(texts), "pairs": len(off_diagonal(gold)), "pearson": lee_scores(texts, gold, elmo, static)}
+        "lee": {
+            "documents": len(texts),
+            "pairs": len(off_diagonal(gold)),
+            "pearson": lee_scores(texts, gold, elmo, static),
+        }
     }
     for name, filename in WORD_SETS.items():
         results[name] = word_scores(read_word_pairs(args.similarity / filename), elmo, static)

@@ -7,15 +7,17 @@ Only the token texts are written (no labels). ``--plots`` adds the Rotten Tomato
 (unlabelled; read as scripts/prepare_corpus.py reads them). Give it train splits only for adaptation:
 dev text is for held-out perplexity, test text never enters.
 """
+
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
 import spacy
+from prepare_corpus import rotten_tomatoes_plots, tokenized_chunks
 from spacy.tokens import DocBin
 
-from prepare_corpus import rotten_tomatoes_plots, tokenized_chunks, write_atomic
+from assets import write_text
 
 
 def split_lines(path: Path) -> list[str]:
@@ -42,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
     lines = split_lines(args.split) + (plot_lines(args.assets) if args.plots else [])
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(args.output, "\n".join(lines) + "\n")
+    write_text(args.output, "\n".join(lines) + "\n")
     print(f"{args.output}: {len(lines)} lines, {sum(line.count(' ') + 1 for line in lines)} tokens")
 
 

@@ -23,8 +23,8 @@ from typing import List
 
 from spacy.util import load_config
 
-from spacy_elmo.util.atomic import write_text
 from spacy_elmo.bilm.kernels import cpu_name
+from spacy_elmo.util.atomic import write_text
 
 
 def read_log(path: Path) -> List[dict]:
@@ -43,8 +43,18 @@ def main() -> None:
         sys.exit(f"error: {args.config}: no such config file")
     log = args.output / "train_log.jsonl"
     log.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "spacy", "train", str(args.config), "--output", str(args.output),
-               "--training.logger.output_file", str(log), *overrides]
+    command = [
+        sys.executable,
+        "-m",
+        "spacy",
+        "train",
+        str(args.config),
+        "--output",
+        str(args.output),
+        "--training.logger.output_file",
+        str(log),
+        *overrides,
+    ]
     start = time.perf_counter()
     subprocess.run(command, check=True)
     wall = time.perf_counter() - start
@@ -66,8 +76,10 @@ def main() -> None:
         "overrides": overrides,
     }
     write_text(args.output / "run.json", json.dumps(record, indent=1))
-    print(f"{args.output}: {steps} steps ({record['stopped_by']}), best dev {best['score']:.4f} at step "
-          f"{best['step']}, {wall:.0f} s")
+    print(
+        f"{args.output}: {steps} steps ({record['stopped_by']}), best dev {best['score']:.4f} at step "
+        f"{best['step']}, {wall:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -83,9 +83,7 @@ def init_spacy_vectors(w2v_path: Path, model_dir: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, required=True, help="tokenized text, one sentence per line")
     parser.add_argument("--output", type=Path, required=True, help="output folder")
     parser.add_argument("--dim", type=int, default=300, help="vector width")
@@ -99,9 +97,7 @@ def main() -> None:
 
     args.output.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    model = train_word2vec(
-        TokenizedLines(args.corpus), args.dim, args.epochs, args.seed, args.min_count, args.window
-    )
+    model = train_word2vec(TokenizedLines(args.corpus), args.dim, args.epochs, args.seed, args.min_count, args.window)
     elapsed = time.perf_counter() - start
     w2v_path = args.output / "w2v.txt"
     save_word2vec_text(model, w2v_path)

@@ -1,4 +1,4 @@
-"""Word-sense separation by ELMo token vectors: WordNet example sentences and the seed recipe's "bank" check.
+"""Word-sense separation by ELMo token vectors: WordNet example sentences and the "bank" check.
 
 WordNet 3.0 (Debian ``wordnet-base``) illustrates many senses with example sentences. For every word
 that has examples (containing the word exactly once) under two or more senses, with two or more
@@ -13,6 +13,7 @@ word's vector in the anchor and the positive is larger than in the anchor and th
 
 ``--options`` / ``--weights`` ``null`` (the default) use the bundled default biLM.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +26,12 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy
 import spacy
+from evaluation import cosine, elmo_pipeline, optional_path
 from spacy.language import Language
 from spacy.tokens import Doc
 
+from assets import SourceUnavailable, debian_package
 from spacy_elmo.util.atomic import write_text
-
-from prepare_corpus import SourceUnavailable, debian_package
-from evaluation import cosine, elmo_pipeline, optional_path
 
 Example = Tuple[Tuple[str, ...], int]  # (tokens, position of the word)
 Triplet = Tuple[str, Example, Example, Example]  # (word, anchor, positive, negative)
@@ -115,7 +115,7 @@ def wordnet_scores(nlp: Language, triplets: Sequence[Triplet]) -> Dict[str, obje
 
 
 def bank_check(nlp: Language) -> Dict[str, object]:
-    """The seed recipe's check: is money-"bank" closer to loan-"bank" than to river-"bank"?"""
+    """The "bank" check: is money-"bank" closer to loan-"bank" than to river-"bank"?"""
     tokens = [doc[i] for doc, (_, i) in zip(nlp.pipe(text for text, _ in BANK), BANK)]
     money, loan, river = tokens
     result: Dict[str, object] = {"loan": money.similarity(loan), "river": money.similarity(river)}

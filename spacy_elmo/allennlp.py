@@ -42,7 +42,7 @@ def batch_to_ids(batch: Sequence[Sequence[str]]) -> torch.Tensor:
     return batch_char_ids(batch)
 
 
-class _CarriesState:
+class _Stateful:
     """``stateful=True``: the LSTM state carried per batch row from call to call (AllenNLP's behaviour)."""
 
     _carry: CarriedState | None
@@ -57,7 +57,7 @@ class _CarriesState:
             self._carry.reset(mask)
 
 
-class Elmo(nn.Module, _CarriesState):
+class Elmo(nn.Module, _Stateful):
     """AllenNLP's ``Elmo`` module: ``num_output_representations`` trainable scalar mixes of the biLM layers.
 
     ``forward(inputs, word_inputs=None)`` takes character ids ``(batch, tokens, 50)`` (from ``batch_to_ids``;
@@ -152,7 +152,7 @@ class Elmo(nn.Module, _CarriesState):
                 lengths = mask.sum(-1)
                 with_markers = self.bilm.add_boundaries(ids, lengths)
                 mask_with_markers = with_markers.gt(0).any(-1)
-                layers = self.bilm.contextual_layers(with_markers, lengths + 2, self._carry)
+                layers = self.bilm.layers_with_markers(with_markers, lengths + 2, self._carry)
             else:
                 mask = words.gt(0)
                 lengths = mask.sum(-1)
@@ -237,7 +237,7 @@ def _check_tokens(tokens: object) -> None:
         raise TypeError(f"expected a list of token strings, found {type(tokens).__name__}{hint}")
 
 
-class ElmoEmbedder(_CarriesState):
+class ElmoEmbedder(_Stateful):
     """AllenNLP's ``ElmoEmbedder``: raw biLM layers as numpy arrays ``(n_layers, n_tokens, dim)``.
 
     ``None, None`` loads the bundled default model; ``cuda_device`` -1 is the CPU, N >= 0 the GPU ``cuda:N``;

@@ -396,7 +396,7 @@ def download(
 ) -> None:
     """Download released models (or files by URL) into the cache (SPACY_ELMO_CACHE) and verify them."""
     from .hub import download_model, fetch
-    from .hub.registry import is_url
+    from .hub.releases import is_url
 
     for model in models:
         with _one_line_errors():
@@ -407,7 +407,7 @@ def download(
 @app.command(name="models")
 def list_models() -> None:
     """The released models: name, layers, dim, parameters, download size, and whether they are cached."""
-    from .hub.catalog import model_table
+    from .hub.model_table import model_table
 
     with _one_line_errors():
         typer.echo(model_table())

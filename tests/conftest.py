@@ -64,13 +64,13 @@ def mirror(tmp_path_factory, monkeypatch):
     """
     import hashlib
 
-    from spacy_elmo.hub import registry
+    from spacy_elmo.hub import releases
 
     from .model_server import MirrorServer, build_mirror
 
     server = MirrorServer(build_mirror(tmp_path_factory.mktemp("mirror")))
-    for relative in list(registry.PINS):
+    for relative in list(releases.PINS):
         data = (server.root / relative).read_bytes()
-        monkeypatch.setitem(registry.PINS, relative, registry.Pin(len(data), hashlib.sha256(data).hexdigest()))
+        monkeypatch.setitem(releases.PINS, relative, releases.Pin(len(data), hashlib.sha256(data).hexdigest()))
     yield server
     server.stop()

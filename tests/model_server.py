@@ -8,19 +8,19 @@ from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from spacy_elmo.hub.registry import MODELS
+from spacy_elmo.hub.releases import MODELS
 
 from .helpers import DATA, PARITY
 
 STATEFUL = DATA / "allennlp_stateful"
-#: the seed recipe's URLs, with the host replaced by the local server's
+#: the URLs of AllenNLP's documented usage, with the host replaced by the local server's
 SEED_OPTIONS = "models/elmo/2x4096_512_2048cnn/2x4096_512_2048cnn_elmo_options.json"
 SEED_WEIGHTS = "models/elmo/2x4096_512_2048cnn/2x4096_512_2048cnn_elmo_weights.hdf5"
 
 
 def build_mirror(root: Path) -> Path:
     """The release layout under ``root``: every released name holds the parity biLM, except
-    ``medium``, which holds the stateful fixture's; plus the seed recipe's paths."""
+    ``medium``, which holds the stateful fixture's; plus the paths of AllenNLP's documented usage."""
     for name, model in MODELS.items():
         source = STATEFUL if name == "medium" else PARITY
         weights = "lm_weights.hdf5" if name == "medium" else "weights.hdf5"

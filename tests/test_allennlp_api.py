@@ -1,9 +1,8 @@
 """The AllenNLP-compatible API: ``Elmo``, ``batch_to_ids``, ``ElmoEmbedder``.
 
-The four recipes below are AllenNLP ELMo code (shared/seed_recipes/seed_003_code.txt) with only
-the imports changed; the model files are the tiny parity fixture (64-wide layers instead of 1024), given as
-local paths and, as AllenNLP users write them, as the seed's URLs (the host replaced by a local mirror on
-127.0.0.1).
+The four recipes below are AllenNLP's documented ELMo usage with only the imports changed; the model files
+are the tiny parity fixture (64-wide layers instead of 1024), given as local paths and, as AllenNLP users write
+them, as the released models' URLs (the host replaced by a local mirror on 127.0.0.1).
 """
 
 import io
@@ -256,7 +255,7 @@ def test_keep_sentence_boundaries(bilm):
     assert out["mask"].tolist() == [[True] * 7, [True] * 3 + [False] * 4]
     with_markers = bilm.add_boundaries(ids, torch.tensor([5, 1]))
     with torch.no_grad():
-        layers = torch.stack(bilm.contextual_layers(with_markers, torch.tensor([7, 3])))
+        layers = torch.stack(bilm.layers_with_markers(with_markers, torch.tensor([7, 3])))
     torch.testing.assert_close(rep, torch.tensor(mixed(layers.numpy(), MIX)), rtol=0, atol=1e-5)
     torch.testing.assert_close(rep[:, 1:-1] * out["mask"][:, 2:, None], plain, rtol=0, atol=1e-5)
     assert rep[1, 2].abs().sum() > 0 and not rep[1, 3:].any()  # </S> of "Hello" kept, padding zero
@@ -267,7 +266,7 @@ def test_layer_norm_uses_the_mask_with_sentence_boundaries(bilm):
     ids = batch_to_ids(sentences)
     out = Elmo(options_file, weight_file, dropout=0.0, do_layer_norm=True, scalar_mix_parameters=MIX)(ids)
     with torch.no_grad():
-        layers = bilm.contextual_layers(bilm.add_boundaries(ids, torch.tensor([5, 1])), torch.tensor([7, 3]))
+        layers = bilm.layers_with_markers(bilm.add_boundaries(ids, torch.tensor([5, 1])), torch.tensor([7, 3]))
     real = np.array([[1] * 7, [1] * 3 + [0] * 4], dtype=bool)  # AllenNLP normalises over tokens + markers
     normed = [(x - x[real].mean()) / x[real].std() for x in (layer.numpy() for layer in layers)]
     expected = mixed(np.stack(normed), MIX)[:, 1:-1] * np.array([[1] * 5, [1] + [0] * 4])[..., None]
@@ -453,7 +452,7 @@ def test_elmo_argument_errors(bilm, monkeypatch):
 
 def test_elmo_input_errors():
     elmo = Elmo(options_file, weight_file, dropout=0.0)
-    input_ids = torch.randn(2, 10, 50)  # the seed recipe's "pretend these are character ids"
+    input_ids = torch.randn(2, 10, 50)  # AllenNLP's documented "pretend these are character ids"
     with pytest.raises(ValueError, match=r"integer tensor of shape \(batch, tokens, 50\), found float32 \(2, 10, 50\)"):
         elmo(input_ids)
     with pytest.raises(ValueError, match=r"found int64 \(2, 10, 49\)"):

@@ -249,7 +249,7 @@ def test_docbin_round_trip(nlp):
 
 MULTIPROCESS_SCRIPT = """
 import sys, numpy, spacy, torch
-torch.set_num_threads(2)  # a parent with a multi-threaded OpenMP pool used to hang forked workers
+torch.set_num_threads(2)  # a parent with a multi-threaded OpenMP pool can hang forked workers
 nlp = spacy.blank("en")
 config = {"options_file": sys.argv[1], "weight_file": sys.argv[2], "sequence_cache_mb": float(sys.argv[4])}
 nlp.add_pipe("elmo", config=config)

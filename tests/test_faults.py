@@ -23,9 +23,9 @@ import pytest
 from typer.testing import CliRunner
 
 from spacy_elmo.cli import app
-from spacy_elmo.embed import directory, writer
-from spacy_elmo.hub import IntegrityError, load_bilm, registry
-from spacy_elmo.hub.registry import MODELS, Pin
+from spacy_elmo.embed import input_dir, writer
+from spacy_elmo.hub import IntegrityError, load_bilm, releases
+from spacy_elmo.hub.releases import MODELS, Pin
 from spacy_elmo.training.corpus import read_sentences
 from spacy_elmo.util import atomic, hdf5
 from spacy_elmo.util.atomic import WriteError, atomic_path
@@ -192,7 +192,7 @@ def test_full_disk_is_found_before_any_work(tmp_path):
 def test_disk_filling_up_while_writing_removes_the_file_real_tmpfs(tmp_path, monkeypatch):
     """Another writer fills the disk after the up-front check: the first failed write ends the run."""
     monkeypatch.setattr(writer, "check_free_space", lambda *args, **kwargs: None)
-    monkeypatch.setattr(directory, "check_free_space", lambda *args, **kwargs: None)
+    monkeypatch.setattr(input_dir, "check_free_space", lambda *args, **kwargs: None)
     text = write_lines(tmp_path / "in.txt", SENTENCES * 20)
     with tmpfs(tmp_path / "small", "200k") as small:
         code, line, result = cli("embed", text, small / "out.hdf5", *MODEL)
@@ -368,7 +368,7 @@ def test_embed_after_sigkill_removes_the_stale_temporary_file(tmp_path):
 def test_embed_dir_refuses_an_output_dir_another_run_holds(tmp_path):
     (tmp_path / "in").mkdir()
     write_lines(tmp_path / "in" / "a.txt", SENTENCES)
-    with directory.locked(tmp_path / "out"):
+    with input_dir.locked(tmp_path / "out"):
         code, line, result = cli("embed-dir", tmp_path / "in", tmp_path / "out", *MODEL)
         assert code == 1 and line == (
             f"error: {tmp_path / 'out'} is in use by another embed-dir run (pid {os.getpid()}); wait until it "
@@ -421,7 +421,7 @@ def test_a_download_that_fails_its_pin_is_not_retried(mirror, monkeypatch, model
     monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
     small = MODELS["small"]
     size = (PARITY / "weights.hdf5").stat().st_size
-    monkeypatch.setitem(registry.PINS, small.weights_path, Pin(size, "0" * 64))
+    monkeypatch.setitem(releases.PINS, small.weights_path, Pin(size, "0" * 64))
     with pytest.raises(IntegrityError) as error:
         load_bilm("small")
     assert mirror.requests.count(small.weights_path) == 1
@@ -430,7 +430,7 @@ def test_a_download_that_fails_its_pin_is_not_retried(mirror, monkeypatch, model
     assert message.startswith(f"{mirror.url(small.weights_path)} (for {cached}) arrived")
     assert "arrived complete but does not match its pin: sha256 mismatch: expected " + "0" * 64 in message
     assert message.endswith("the file was deleted; not downloaded again: the server holds another file")
-    monkeypatch.setitem(registry.PINS, small.weights_path, Pin(123, "0" * 64))
+    monkeypatch.setitem(releases.PINS, small.weights_path, Pin(123, "0" * 64))
     code, line, _ = cli("download", "small")
     assert code == 1 and f"{size:,} bytes, expected 123" in line and "not downloaded again" in line
     assert mirror.requests.count(small.weights_path) == 2

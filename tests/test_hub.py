@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from spacy_elmo import load_bilm
-from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model, registry
-from spacy_elmo.hub.registry import RELEASE_BASES, Pin
+from spacy_elmo.hub import MODELS, DownloadError, IntegrityError, download_model, releases
+from spacy_elmo.hub.releases import RELEASE_BASES, Pin
 
 from .helpers import PARITY
 
@@ -118,14 +118,14 @@ def test_released_paths():
     assert MODELS["pubmed"].weights_path == (
         "contributed/pubmed/elmo_2x4096_512_2048cnn_2xhighway_weights_PubMed_only.hdf5"
     )
-    assert registry.PINS[SMALL.weights_path] == Pin(
+    assert releases.PINS[SMALL.weights_path] == Pin(
         54_402_456, "747ba97abce8a5f446558369e10bb0f7931437a46867476fdd156f5d7f576229"
     )
-    assert registry.PINS[MODELS["original"].weights_path].size == 374_434_792
+    assert releases.PINS[MODELS["original"].weights_path].size == 374_434_792
 
 
 def test_released_architectures_match_the_published_parameter_counts():
-    from spacy_elmo.hub.catalog import parameter_count
+    from spacy_elmo.hub.model_table import parameter_count
 
     counts = {name: parameter_count(model) for name, model in MODELS.items()}
     # allennlp.org/elmo: 13.6M, 28.0M, 93.6M (the weight files hold 261 of the 262 character rows)
@@ -141,7 +141,7 @@ def test_released_architectures_match_the_published_parameter_counts():
 
 def pin_small(monkeypatch, sha: str, size: int | None = None) -> None:
     size = (PARITY / "weights.hdf5").stat().st_size if size is None else size
-    monkeypatch.setitem(registry.PINS, SMALL.weights_path, Pin(size, sha))
+    monkeypatch.setitem(releases.PINS, SMALL.weights_path, Pin(size, sha))
 
 
 def test_a_wrong_file_under_a_pinned_name_is_rejected_and_not_kept(mirror, monkeypatch, model_cache):
@@ -165,7 +165,7 @@ def test_a_wrong_file_under_a_pinned_name_is_rejected_and_not_kept(mirror, monke
 
 def test_a_cached_file_is_verified_at_every_load(mirror, monkeypatch, model_cache):
     monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)  # so these URLs are the released file and its pin
-    monkeypatch.delitem(registry.PINS, SMALL.weights_path)
+    monkeypatch.delitem(releases.PINS, SMALL.weights_path)
     urls = mirror.url(SMALL.options_path), mirror.url(SMALL.weights_path)
     load_bilm(*urls)
     cached = next(model_cache.rglob("*_weights.hdf5"))

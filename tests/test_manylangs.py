@@ -19,8 +19,8 @@ from typer.testing import CliRunner
 
 from spacy_elmo import Elmo, ElmoEmbedder, load_bilm
 from spacy_elmo.bilm import kernels
-from spacy_elmo.bilm.directory import directory_kind, load_directory, save_directory
-from spacy_elmo.bilm.manylangs import SHIPPED_CONFIGS, parse_architecture, read_architecture, read_dic
+from spacy_elmo.bilm.manylangs_format import SHIPPED_CONFIGS, parse_architecture, read_architecture, read_dic
+from spacy_elmo.bilm.model_dir import directory_kind, load_directory, save_directory
 from spacy_elmo.bilm.token_cache import TokenCache
 from spacy_elmo.cli import app
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from spacy_elmo.bilm.directory import load_directory
+from spacy_elmo.bilm.model_dir import load_directory
 from spacy_elmo.hub import IntegrityError, download
 from spacy_elmo.hub.cache import hash_file
-from spacy_elmo.hub.many_langs import MANY_LANGS, NLPL_BASE, fetch_many_langs, many_langs_model, unpack_zip
+from spacy_elmo.hub.manylangs_releases import MANY_LANGS, NLPL_BASE, fetch_many_langs, many_langs_model, unpack_zip
 
 from .model_server import MirrorServer
 

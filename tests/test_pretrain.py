@@ -24,7 +24,7 @@ from spacy_elmo.cli import app
 from spacy_elmo.training import TrainConfig, train
 from spacy_elmo.training.checkpoint import load_checkpoint
 from spacy_elmo.training.corpus import EncodedCorpus, read_sentences
-from spacy_elmo.training.lm import BiLanguageModel
+from spacy_elmo.training.lm import BiLMWithSoftmax
 from spacy_elmo.training.loop import learning_rate
 from spacy_elmo.training.vocab import build_vocab
 
@@ -90,7 +90,7 @@ def test_bf16_autocast_trains_like_fp32(trained, corpus, tmp_path):
 
 def test_export_matches_trained_model_and_reloads(trained, tmp_path):
     state = load_checkpoint(trained / "checkpoints")
-    model = BiLanguageModel(BiLMOptions.from_json(state["options"]), state["vocab"])
+    model = BiLMWithSoftmax(BiLMOptions.from_json(state["options"]), state["vocab"])
     model.load_state_dict(state["model"])
     exported = load_bilm(trained / "options.json", trained / "weights.hdf5")
     sentences = [["the", "old", "dog", "sees", "a", "zebra", "."], ["park"]]

@@ -1,9 +1,10 @@
-"""The package's shape: layers without import cycles, one public ``load_bilm``, no test hooks in library code,
-test modules that do not import each other."""
+"""The package's shape: the layers docs/architecture.md draws, no import cycles, one public ``load_bilm``, no
+test hooks in library code, test modules that do not import each other."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import spacy_elmo
@@ -11,6 +12,31 @@ import spacy_elmo.bilm
 
 PACKAGE = Path(spacy_elmo.__file__).parent
 TESTS = Path(__file__).parent
+ARCHITECTURE = TESTS.parent / "docs" / "architecture.md"
+
+
+def _layers() -> list[list[str]]:
+    """The rows of the diagram in docs/architecture.md, top first: each row's parts (``"serve"``, ``"cli"``)."""
+    diagram = re.search(r"```text\n(.*?)```", ARCHITECTURE.read_text(encoding="utf-8"), re.S)
+    assert diagram, f"{ARCHITECTURE}: no diagram"
+    rows = []
+    for line in diagram.group(1).splitlines():
+        if line and not line[0].isspace():
+            names = line.split("  ")[0].split(", ")
+            rows.append([name.strip().removesuffix("/").removesuffix(".py") for name in names])
+    return rows
+
+
+def _listed_files() -> list[Path]:
+    """The files the diagram names under a package (indented lines)."""
+    diagram = ARCHITECTURE.read_text(encoding="utf-8").split("```text")[1].split("```")[0]
+    files, package = [], ""
+    for line in diagram.splitlines():
+        if line and not line[0].isspace():
+            package = line.split("  ")[0].split(", ")[0].strip()
+        elif line.strip().split("  ")[0].endswith(".py"):
+            files.append(PACKAGE / package / line.strip().split("  ")[0])
+    return files
 
 
 def _module_name(path: Path) -> str:
@@ -78,6 +104,31 @@ def test_no_import_cycle_between_modules():
             assert cycle is None, " -> ".join(cycle)
 
 
+def _part(module: str) -> str:
+    """``spacy_elmo.serve.app`` -> ``serve``; ``spacy_elmo`` itself -> ``""``."""
+    return module.split(".")[1] if "." in module else ""
+
+
+def test_every_import_points_down_the_layers_the_architecture_page_draws():
+    rank = {part: depth for depth, row in enumerate(_layers()) for part in row}
+    parts = {path.relative_to(PACKAGE).parts[0].removesuffix(".py") for path in PACKAGE.rglob("*.py")}
+    assert parts - {"__init__"} == set(rank), "every part of the package is in one row of the diagram"
+    for path in PACKAGE.rglob("*.py"):
+        module = _module_name(path)
+        if module == "spacy_elmo":
+            continue  # the package's front door re-exports the public API
+        part = _part(module)
+        for imported in _imports(path):
+            target = _part(imported)  # the package root (``__version__``) is imported by everything
+            if target in rank and target != part:
+                assert rank[target] > rank[part], f"{module} imports {imported}: not from a row below {part}"
+
+
+def test_the_files_the_architecture_page_names_exist():
+    files = _listed_files()
+    assert files and [f for f in files if not f.is_file()] == []
+
+
 def test_bilm_knows_nothing_above_it():
     for path in (PACKAGE / "bilm").rglob("*.py"):
         above = {m for m in _imports(path) if not m.startswith(("spacy_elmo.bilm", "spacy_elmo.util"))}
@@ -109,3 +160,25 @@ def test_test_modules_do_not_import_each_other():
             if isinstance(node, ast.ImportFrom) and node.level:
                 names = [node.module or ""] + [alias.name for alias in node.names]
                 assert not any(n.startswith("test_") for n in names), f"{path.name} imports {names}"
+
+
+def test_module_names_cannot_be_confused():
+    """No file name in two packages, and no two names that differ only by underscores."""
+    names = [path.name for path in PACKAGE.rglob("*.py") if path.name != "__init__.py"]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    squashed = {name.replace("_", "") for name in set(names)}
+    assert len(squashed) == len(set(names)), sorted(names)
+
+
+def test_code_tells_what_it_does_not_its_history():
+    """No issue numbers, no "seed recipe" and no "session(s)" (but pytest's ``scope="session"``) in the code."""
+    history = re.compile(r"issue ?#?\d|\(#\d+\)|seed.recipe|\bsessions?\b", re.I)
+    roots = [PACKAGE, TESTS, TESTS.parent / "scripts", TESTS.parent / "benchmarks"]
+    found = [
+        f"{path.relative_to(TESTS.parent)}:{number}: {line.strip()}"
+        for root in roots
+        for path in root.rglob("*.py")
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if history.search(line.replace('scope="session"', "")) and path != Path(__file__)
+    ]
+    assert found == []

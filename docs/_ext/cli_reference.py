@@ -14,7 +14,6 @@ from typing import Any, List
 
 # typer >= 0.22 carries its own copy of click (``typer._click``); the command tree is read by duck typing so the
 # extension works with either.
-
 import typer
 
 MARKER = "<!-- cli-reference -->"

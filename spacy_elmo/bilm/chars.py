@@ -69,21 +69,14 @@ def check_sentences(sentences: object, name: str = "sentences") -> None:
                 raise TypeError(f"{name}[{i}][{j}] must be a str token, found {type(token).__name__}")
 
 
-def batch_char_ids(
-    sentences: Sequence[Sequence[str]], max_chars: int = MAX_CHARS, add_boundaries: bool = False
-) -> torch.Tensor:
-    """Character ids of a batch, ``(batch, max_tokens, max_chars)`` int64, 0 for padded tokens.
-
-    With ``add_boundaries`` each sentence is wrapped in ``<S>`` ... ``</S>``.
-    """
+def batch_char_ids(sentences: Sequence[Sequence[str]], max_chars: int = MAX_CHARS) -> torch.Tensor:
+    """Character ids of a batch, ``(batch, max_tokens, max_chars)`` int64, 0 for padded tokens (no sentence
+    markers: the biLM adds them)."""
     check_sentences(sentences)
-    extra = 2 if add_boundaries else 0
-    width = max((len(s) for s in sentences), default=0) + extra
+    width = max((len(s) for s in sentences), default=0)
     out = np.zeros((len(sentences), width, max_chars), dtype=np.int64)
     for i, sentence in enumerate(sentences):
         tokens = [token_char_ids(t, max_chars) for t in sentence]
-        if add_boundaries:
-            tokens = [bos_char_ids(max_chars), *tokens, eos_char_ids(max_chars)]
         if tokens:
             out[i, : len(tokens)] = tokens
     return torch.from_numpy(out)

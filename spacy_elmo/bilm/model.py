@@ -113,7 +113,7 @@ class BiLM(nn.Module):
             encoded = self.encoder(ids)
         return encoded.new_zeros(*mask.shape, encoded.shape[-1]).masked_scatter(mask.unsqueeze(-1), encoded)
 
-    def contextual_layers(
+    def layers_with_markers(
         self, char_ids: torch.Tensor, lengths: torch.Tensor, carry: CarriedState | None = None
     ) -> list[torch.Tensor]:
         """All layers for ids that already hold the sentence markers.
@@ -132,7 +132,7 @@ class BiLM(nn.Module):
     ) -> list[torch.Tensor]:
         """All layers from token vectors ``(batch, time, projection_dim)`` (markers included, ``lengths``
         counting them): ``n_layers`` tensors ``(batch, time, dim)``, zero at padded positions; ``carry``:
-        see :meth:`contextual_layers`."""
+        see :meth:`layers_with_markers`."""
         lengths = lengths.cpu()
         order = torch.argsort(lengths, descending=True, stable=True)
         sorted_lengths = lengths[order]
@@ -150,7 +150,7 @@ class BiLM(nn.Module):
 
     def forward(self, char_ids: torch.Tensor, carry: CarriedState | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``char_ids`` ``(batch, tokens, width)`` from :attr:`token_ids` without markers (0 = padded token);
-        ``carry``: see :meth:`contextual_layers`.
+        ``carry``: see :meth:`layers_with_markers`.
 
         Returns the layers ``(n_layers, batch, tokens, dim)`` and the mask ``(batch, tokens)``.
         """
@@ -163,7 +163,7 @@ class BiLM(nn.Module):
         mask = char_ids.gt(0).any(-1)
         lengths = mask.sum(-1)
         with_markers = self.add_boundaries(char_ids, lengths)
-        layers = self.contextual_layers(with_markers, lengths + 2, carry)
+        layers = self.layers_with_markers(with_markers, lengths + 2, carry)
         stripped = torch.stack([layer[:, 1:-1] for layer in layers])
         return stripped * mask.unsqueeze(-1).to(stripped.dtype), mask
 
@@ -194,7 +194,7 @@ class BiLM(nn.Module):
         if not isinstance(self.token_ids, ByteTokenIds) or self.encoder.word_embedding is not None:
             raise ValueError(
                 f"cannot save to {directory}: the bilm-tf format holds only biLMs over UTF-8 byte characters "
-                "without a word embedding (this is an ELMoForManyLangs model: spacy_elmo.bilm.directory.save_directory "
+                "without a word embedding (this is an ELMoForManyLangs model: spacy_elmo.bilm.model_dir.save_directory "
                 "writes it in its own layout)"
             )
         directory = Path(directory)

@@ -8,7 +8,7 @@
 """
 
 from ..bilm.outputs import OUTPUT_FORMATS, select_layers
-from .directory import Summary, embed_dir
+from .input_dir import Summary, embed_dir
 from .shards import EmbedSettings
 from .writer import embed_file
 

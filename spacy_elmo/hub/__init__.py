@@ -1,4 +1,5 @@
-"""Released ELMo models by name or URL: the registry, the download cache and its integrity checks.
+"""Released ELMo models by name or URL: the tables of released models (``releases``, ``manylangs_releases``),
+the download cache and its integrity checks.
 
 The only part of spacy-elmo that touches the network; ``bilm/`` reads local files only.
 """
@@ -6,7 +7,7 @@ The only part of spacy-elmo that touches the network; ``bilm/`` reads local file
 from .cache import IntegrityError, cache_dir
 from .download import DownloadError, fetch, offline
 from .loading import load_bilm
-from .registry import MODELS, ReleasedModel
+from .releases import MODELS, ReleasedModel
 from .spec import ModelSpec, download_model
 
 __all__ = [

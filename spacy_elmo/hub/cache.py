@@ -15,7 +15,7 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from ..util.atomic import write_text
-from .registry import PINS, Pin, mirror_base, release_path
+from .releases import PINS, Pin, mirror_base, release_path
 
 HASH_SUFFIX = ".sha256"
 

@@ -2,7 +2,7 @@
 parses, checks and resolves the same way.
 
 A :class:`ModelSpec` is the bundled default model, a released model's name (AllenNLP's, or ELMoForManyLangs'
-``many-langs/<code>``), a local model directory of any kind :mod:`spacy_elmo.bilm.directory` reads, or an
+``many-langs/<code>``), a local model directory of any kind :mod:`spacy_elmo.bilm.model_dir` reads, or an
 ``options.json`` + weight-file pair (local paths or http(s) URLs). ``model`` and the two files exclude each
 other; the files come as a pair.
 """
@@ -16,13 +16,13 @@ from typing import Any, Optional, Union
 
 import torch
 
-from ..bilm.directory import BILM_TF, bilm_tf_weights, directory_kind, directory_options, load_directory
-from ..bilm.manylangs import SHIPPED_CONFIGS, parse_architecture
+from ..bilm.manylangs_format import SHIPPED_CONFIGS, parse_architecture
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME, WEIGHTS_NAME, BiLM, load_local
+from ..bilm.model_dir import BILM_TF, bilm_tf_weights, directory_kind, directory_options, load_directory
 from ..bilm.options import BiLMOptions
 from .download import fetch
-from .many_langs import PREFIX, fetch_many_langs, unpacked_model
-from .registry import DEFAULT_NAMES, MODELS, is_url, mirror_base, model_named
+from .manylangs_releases import PREFIX, fetch_many_langs, unpacked_model
+from .releases import DEFAULT_NAMES, MODELS, is_url, mirror_base, model_named
 
 PathArg = Optional[Union[str, os.PathLike]]
 
@@ -143,8 +143,9 @@ class ModelSpec:
         return ModelSpec(options_file=str(options_file), weight_file=str(weight_file))
 
     def options(self) -> BiLMOptions:
-        """The architecture, from what is known without downloading weights: a released name's registry entry
-        (ELMoForManyLangs' models share one architecture), else the model's small options / config files."""
+        """The architecture, from what is known without downloading weights: a released name's entry in
+        the releases table (ELMoForManyLangs' models share one architecture), else the model's small options /
+        config files."""
         if self.released:
             assert self.model is not None
             return model_named(self.model).options
@@ -156,7 +157,7 @@ class ModelSpec:
 
     def load(self, device: Union[str, torch.device] = "cpu", **kwargs: Any) -> BiLM:
         """The biLM, in eval mode on ``device``; keyword arguments (``token_cache_size``) go to the loader
-        (:func:`spacy_elmo.bilm.directory.load_directory` / :func:`spacy_elmo.bilm.model.load_local`)."""
+        (:func:`spacy_elmo.bilm.model_dir.load_directory` / :func:`spacy_elmo.bilm.model.load_local`)."""
         directory = self.directory()
         if directory is not None:
             return load_directory(directory, device, **kwargs)

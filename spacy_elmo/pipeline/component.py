@@ -17,8 +17,8 @@ from spacy.util import minibatch
 from spacy.vocab import Vocab
 from thinc.api import get_current_ops
 
-from ..bilm.directory import DIRECTORY_FILES, load_directory, save_directory
 from ..bilm.model import BiLM
+from ..bilm.model_dir import DIRECTORY_FILES, load_directory, save_directory
 from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
@@ -34,7 +34,7 @@ from .settings import (
     check_mix_against_files,
     check_sequence_cache_mb,
     check_settings,
-    layer_weights,
+    component_mix_weights,
     model_spec,
 )
 
@@ -177,7 +177,7 @@ class ElmoComponent(Pipe):
         return spec.load(_device(), token_cache_size=self.token_cache_size)
 
     def _set_bilm(self, bilm: BiLM) -> None:
-        self._mix_weights = layer_weights(self.mix, bilm.n_layers)
+        self._mix_weights = component_mix_weights(self.mix, bilm.n_layers)
         self._bilm = bilm
         if self.sequence_cache is not None:
             self.sequence_cache.clear()

@@ -13,7 +13,7 @@ from ..bilm.mix import Mix, mix_weights
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME
 from ..bilm.options import BiLMOptions
 from ..bilm.token_cache import check_token_cache_size
-from ..hub.registry import model_named
+from ..hub.releases import model_named
 from ..hub.spec import ModelSpec
 from ..util.checks import is_int, is_number
 
@@ -52,7 +52,7 @@ def check_sequence_cache_mb(sequence_cache_mb: float) -> None:
         )
 
 
-def layer_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarray:
+def component_mix_weights(mix: Mix, n_layers: int, source: str = "the biLM") -> np.ndarray:
     """Per-layer weights ``(n_layers,)`` float32 of the component's ``mix`` (see ``bilm.mix.mix_weights``)."""
     return mix_weights(mix, n_layers, source, setting="elmo: mix")
 
@@ -65,7 +65,7 @@ def model_spec(model: Optional[str], options_file: Optional[str], weight_file: O
         if spec.released:
             assert spec.model is not None  # a released model has a name
             released = model_named(spec.model)
-            layer_weights(mix, released.options.n_output_layers, source=f"the released model {spec.model!r}")
+            component_mix_weights(mix, released.options.n_output_layers, source=f"the released model {spec.model!r}")
     except ValueError as error:
         raise ValueError(error if str(error).startswith("elmo: ") else f"elmo: {error}") from None
     return spec
@@ -89,4 +89,4 @@ def check_mix_against_files(mix: Mix, spec: ModelSpec) -> None:
         options = BiLMOptions.read(path)
     except (ValueError, OSError):
         return  # reported with the path when the model loads
-    layer_weights(mix, options.n_output_layers, source=f"the biLM of {path}")
+    component_mix_weights(mix, options.n_output_layers, source=f"the biLM of {path}")

@@ -112,7 +112,7 @@ def adapt(
         heldout_file=heldout_file,
         output_dir=output_dir,
         options_file=str(files.options),
-        weights_file=str(files.weights),
+        weight_file=str(files.weights),
         vocab_file=str(vocab_file) if vocab_file else None,
         head_file=str(head_file) if head_file else None,
         head_warmup=head_file is None,

@@ -17,7 +17,7 @@ from ..bilm.weights import load_weights
 from .checkpoint import CHECKPOINT_NAME
 from .config import FREEZE_CHOICES, TrainConfig
 from .corpus import EncodedCorpus, read_sentences
-from .lm import BiLanguageModel
+from .lm import BiLMWithSoftmax
 from .progress import Progress
 from .vocab import build_vocab, check_vocab
 
@@ -37,13 +37,13 @@ def input_files(config: TrainConfig) -> tuple[Path, Path | None, Path | None, Pa
     assert config.options_file  # validate(): an options file when there is no init_from
     return (
         Path(config.options_file),
-        optional(config.weights_file),
+        optional(config.weight_file),
         optional(config.vocab_file),
         optional(config.head_file),
     )
 
 
-def load_head(model: BiLanguageModel, path: Path, vocab_file: Path | None) -> None:
+def load_head(model: BiLMWithSoftmax, path: Path, vocab_file: Path | None) -> None:
     """The softmax from ``path``; a ``ValueError`` when it is unreadable or made for another vocabulary."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -95,15 +95,15 @@ def build_model(
     vocab: list[str],
     sources: tuple[Path, Path | None, Path | None, Path | None],
     rank: int,
-) -> BiLanguageModel:
+) -> BiLMWithSoftmax:
     """The biLM with its softmax: random (seeded), the checkpoint's, or the trained files' (``sources``:
     options, weights, vocabulary and softmax, see :func:`input_files`)."""
-    options_file, weights_file, vocab_file, head_file = sources
-    model = BiLanguageModel(options, vocab, config.dropout)
+    options_file, weight_file, vocab_file, head_file = sources
+    model = BiLMWithSoftmax(options, vocab, config.dropout)
     if state:
         model.load_state_dict(state["model"])
-    elif weights_file:
-        load_weights(model.bilm, weights_file, options_source=str(options_file))
+    elif weight_file:
+        load_weights(model.bilm, weight_file, options_source=str(options_file))
         if head_file:
             load_head(model, head_file, vocab_file)
         elif config.init_from and not config.head_warmup and rank == 0:
@@ -116,7 +116,7 @@ def build_model(
     return model
 
 
-def layer_parameters(model: BiLanguageModel) -> list[list[torch.nn.Parameter]]:
+def layer_parameters(model: BiLMWithSoftmax) -> list[list[torch.nn.Parameter]]:
     """The parameters by depth, bottom first: the token layer (char CNN, highway, projection), each biLSTM
     layer (both directions), then the softmax."""
     lstm = model.bilm.lstm
@@ -127,7 +127,7 @@ def layer_parameters(model: BiLanguageModel) -> list[list[torch.nn.Parameter]]:
     ]
 
 
-def build_optimizer(config: TrainConfig, model: BiLanguageModel) -> torch.optim.Optimizer:
+def build_optimizer(config: TrainConfig, model: BiLMWithSoftmax) -> torch.optim.Optimizer:
     """Adam or Adagrad over every parameter; with ``lower_lr_factor`` below 1, one group per layer whose
     ``lr_factor`` scales the rate (the top biLSTM layer and the softmax: 1)."""
     groups: Any = list(model.parameters())

@@ -33,7 +33,7 @@ def setting(default: Any, help: str) -> Any:
 class TrainConfig:
     """Everything that defines a training run (stored in every checkpoint).
 
-    The biLM: ``options_file`` alone (a new one), ``options_file`` + ``weights_file`` (trained weights,
+    The biLM: ``options_file`` alone (a new one), ``options_file`` + ``weight_file`` (trained weights,
     as ``adapt`` gives them), or ``init_from`` (an exported directory: options, weights, vocab and, when
     there, ``lm_head.pt``). The vocabulary: ``vocab_file``, else built from ``train_file``. The softmax:
     ``head_file`` (trained for ``vocab_file``), else new.
@@ -60,7 +60,7 @@ class TrainConfig:
     output_dir: str
     options_file: Optional[str] = None
     init_from: Optional[str] = None
-    weights_file: Optional[str] = None
+    weight_file: Optional[str] = None
     vocab_file: Optional[str] = None
     head_file: Optional[str] = None
     head_warmup: bool = False
@@ -132,15 +132,15 @@ class TrainConfig:
             raise ValueError(f"lower_lr_factor must be in (0, 1], found {self.lower_lr_factor}")
         if bool(self.options_file) == bool(self.init_from):
             raise ValueError("give either an options file (a new biLM) or init_from (a trained one to continue)")
-        if self.init_from and (self.weights_file or self.vocab_file or self.head_file):
+        if self.init_from and (self.weight_file or self.vocab_file or self.head_file):
             raise ValueError("init_from brings its own weights, vocabulary and softmax: give no other files with it")
         if self.head_file and not self.vocab_file:
             raise ValueError("a trained softmax (head_file) belongs to a vocabulary: give its vocab_file too")
-        if (self.head_warmup or self.head_only) and not (self.weights_file or self.init_from):
+        if (self.head_warmup or self.head_only) and not (self.weight_file or self.init_from):
             raise ValueError("a frozen biLM must be a trained one: head_warmup and head_only need trained weights")
-        if self.freeze != "none" and not (self.weights_file or self.init_from):
+        if self.freeze != "none" and not (self.weight_file or self.init_from):
             raise ValueError(f"freeze {self.freeze!r} keeps trained layers: it needs trained weights")
-        names = ("train_file", "heldout_file", "mix_file", "options_file", "weights_file", "vocab_file", "head_file")
+        names = ("train_file", "heldout_file", "mix_file", "options_file", "weight_file", "vocab_file", "head_file")
         for name in names:
             if getattr(self, name) and not Path(getattr(self, name)).is_file():
                 raise ValueError(f"{name.replace('_', ' ')} not found: {getattr(self, name)}")
@@ -155,7 +155,7 @@ class TrainConfig:
     def check_outputs(self) -> None:
         """Before any work: no file the run exports is one of its inputs (also through a link) or a directory,
         and ``output_dir`` can be written. :raises ValueError: naming the file and the problem."""
-        names = ("train_file", "heldout_file", "options_file", "weights_file", "vocab_file", "head_file")
+        names = ("train_file", "heldout_file", "options_file", "weight_file", "vocab_file", "head_file")
         inputs = [Path(getattr(self, name)) for name in names if getattr(self, name)]
         if self.init_from:
             inputs += [Path(self.init_from) / name for name in (*MODEL_NAMES, HEAD_NAME)]

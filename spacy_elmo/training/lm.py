@@ -18,7 +18,7 @@ def softmax_cutoffs(vocab_size: int) -> list[int]:
     return [c for c in (2000, 10000, 50000) if c < vocab_size - 1] or [max(1, vocab_size // 2)]
 
 
-class BiLanguageModel(nn.Module):
+class BiLMWithSoftmax(nn.Module):
     """Forward LM predicts token ``t+1`` from the top layer's forward half at ``t``;
     backward LM predicts ``t-1`` from the backward half. Loss: exact log-likelihood
     through :class:`torch.nn.AdaptiveLogSoftmaxWithLoss` (so perplexities are exact).
@@ -44,7 +44,7 @@ class BiLanguageModel(nn.Module):
         autograd (only the softmax gets gradients; on CPU the biLM then takes its fast inference path).
         """
         with torch.no_grad() if frozen else nullcontext():
-            top = self.bilm.contextual_layers(char_ids, lengths)[-1]
+            top = self.bilm.layers_with_markers(char_ids, lengths)[-1]
         half = self.bilm.options.projection_dim
         steps = top.shape[1] - 1
         valid = torch.arange(steps).unsqueeze(0) < (lengths - 1).unsqueeze(1)

@@ -24,7 +24,7 @@ from .checkpoint import checkpoint_to_resume, save_checkpoint
 from .config import METRICS_NAME, TrainConfig
 from .corpus import EncodedCorpus, read_sentences
 from .distributed import join_process_group, reduce_over_ranks, training_device
-from .lm import BiLanguageModel
+from .lm import BiLMWithSoftmax
 from .progress import Progress
 from .summary import fine_tuning_warning, summary_line
 
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 @torch.no_grad()
 def evaluate(
-    model: BiLanguageModel, corpus: EncodedCorpus, batch_tokens: int, device: torch.device
+    model: BiLMWithSoftmax, corpus: EncodedCorpus, batch_tokens: int, device: torch.device
 ) -> dict[str, float]:
     """Held-out perplexity of the forward and backward LM and their average."""
     model.eval()
@@ -135,7 +135,7 @@ class _Run:
     vocab: list[str]
     train_corpus: EncodedCorpus
     heldout: EncodedCorpus
-    model: BiLanguageModel
+    model: BiLMWithSoftmax
     trainer: torch.nn.Module  # the model, wrapped for DDP when there are several processes
     params: list[torch.nn.Parameter]
     optimizer: torch.optim.Optimizer
@@ -286,7 +286,7 @@ class _Run:
             "phase_start": progress.phase_start,
             "world_size": self.world_size,
             "device": str(self.device),
-            "continues_trained": bool(config.weights_file or config.init_from),
+            "continues_trained": bool(config.weight_file or config.init_from),
             "head_only": config.head_only,
             "head_steps": progress.head_steps,
             "fine_tuned_steps": progress.fine_tuned_steps,
@@ -304,14 +304,14 @@ def _start(
 ) -> _Run:
     """A new run from ``config``'s files, or the checkpointed one ``state``: options, data, vocabulary, model,
     optimizer and progress (the random state seeded, or restored from the checkpoint)."""
-    options_file, weights_file, vocab_file, head_file = input_files(config)
+    options_file, weight_file, vocab_file, head_file = input_files(config)
     options = BiLMOptions.from_json(state["options"]) if state else BiLMOptions.read(options_file)
     torch.manual_seed(config.seed)
     train_sentences = read_sentences(config.train_file, config.max_length, rank, world_size)
     vocab = choose_vocab(config, state, vocab_file, train_sentences, world_size)
     mix_sentences = read_sentences(config.mix_file, config.max_length, rank, world_size) if config.mix_file else []
     train_corpus, heldout = build_data(config, train_sentences + mix_sentences, vocab, options)
-    model = build_model(config, state, options, vocab, (options_file, weights_file, vocab_file, head_file), rank)
+    model = build_model(config, state, options, vocab, (options_file, weight_file, vocab_file, head_file), rank)
     model = model.to(device)
     params = list(model.parameters())
     optimizer = build_optimizer(config, model)
@@ -336,13 +336,13 @@ def _start(
         optimizer=optimizer,
         progress=progress,
         autocasts=autocasts(config, device),
-        starts_trained=bool(weights_file and not state),
+        starts_trained=bool(weight_file and not state),
         n_train=len(train_sentences),
         train_tokens=sum(len(sentence) + 1 for sentence in train_sentences),  # predictions per direction
     )
 
 
-def _export(model: BiLanguageModel, metrics: dict[str, Any], out: Path) -> None:
+def _export(model: BiLMWithSoftmax, metrics: dict[str, Any], out: Path) -> None:
     """The biLM in the bilm-tf format with its vocabulary, the softmax (for ``init_from``) and the metrics."""
     model.bilm.save(out)
     with atomic_path(out / HEAD_NAME) as tmp:

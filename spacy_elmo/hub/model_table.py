@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from ..bilm.manylangs import SHIPPED_CONFIGS, parse_architecture
+from ..bilm.manylangs_format import SHIPPED_CONFIGS, parse_architecture
 from ..bilm.model import BiLM
-from . import many_langs
+from . import manylangs_releases
 from .cache import cache_dir, remote_for
-from .registry import MODELS, PINS, ReleasedModel, mirror_base
+from .releases import MODELS, PINS, ReleasedModel, mirror_base
 
 
 def parameter_count(model: ReleasedModel) -> int:
@@ -49,8 +49,8 @@ def model_table() -> str:
     options, _ = parse_architecture(SHIPPED_CONFIGS["cnn_50_100_512_4096_sample.json"], "the released architecture")
     with torch.device("meta"):  # ELMoForManyLangs' one architecture, plus a word embedding of its vocabulary
         shared = sum(p.numel() for p in BiLM(options).parameters())
-    for name, released in many_langs.MANY_LANGS.items():
-        cached = "yes" if many_langs.is_cached(name) else "no"
+    for name, released in manylangs_releases.MANY_LANGS.items():
+        cached = "yes" if manylangs_releases.is_cached(name) else "no"
         rows.append((name, "3", "1024", f"{shared / 1e6:.1f}M+words", "zip", cached, released.language))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1] for row in rows]
@@ -58,6 +58,7 @@ def model_table() -> str:
         lines
         + [
             "",
-            f"cache: {cache_dir()}   base URL: {mirror_base()}   many-langs base URL: {many_langs.many_langs_base()}",
+            f"cache: {cache_dir()}   base URL: {mirror_base()}   "
+            f"many-langs base URL: {manylangs_releases.many_langs_base()}",
         ]
     )

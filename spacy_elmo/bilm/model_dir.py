@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from .manylangs import (
+from .manylangs_format import (
     CONFIG_NAME,
     MANYLANGS_FILES,
     load_manylangs,

@@ -52,12 +52,6 @@ SHIPPED_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def is_manylangs_directory(directory: str | os.PathLike[str]) -> bool:
-    """Whether ``directory`` looks like an ELMoForManyLangs model (``config.json`` and ``encoder.pkl``)."""
-    directory = Path(directory)
-    return (directory / CONFIG_NAME).is_file() and (directory / ENCODER_NAME).is_file()
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
