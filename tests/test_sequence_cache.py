@@ -138,7 +138,7 @@ def test_from_bytes_and_from_disk_empty_the_cache(parity_files, tmp_path):
     assert len(elmo.sequence_cache) == 0 and elmo.sequence_cache.nbytes == 0
     nlp(TEXTS[0])
     elmo.to_disk(tmp_path / "elmo")
-    assert sorted(p.name for p in (tmp_path / "elmo").iterdir()) == ["options.json", "weights.hdf5"]
+    assert sorted(p.name for p in (tmp_path / "elmo").iterdir()) == ["checksums.sha256", "options.json", "weights.hdf5"]
     elmo.from_disk(tmp_path / "elmo")
     assert len(elmo.sequence_cache) == 0
 
