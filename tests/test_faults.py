@@ -470,3 +470,24 @@ def test_atomic_temp_names_carry_the_pid(tmp_path):
     with atomic_path(tmp_path / "f.txt") as tmp:
         assert tmp.name.startswith(f".f.txt.{os.getpid()}.") and tmp.name.endswith(".tmp")
         assert atomic.remove_stale_temps(tmp_path / "f.txt") == []  # ours, alive
+
+
+def test_a_read_only_cache_reports_the_checksum_not_the_file_system(mirror, monkeypatch, tmp_path):
+    """A cache on a file system that became read-only: a file without its recorded hash is used, and one that
+    fails its hash is reported as such, with what to do, not as "Read-only file system"."""
+    cache = tmp_path / "cache"
+    with tmpfs(cache, "16m"):
+        monkeypatch.setenv("SPACY_ELMO_CACHE", str(cache))
+        monkeypatch.setenv("SPACY_ELMO_MIRROR", mirror.base)
+        load_bilm("medium")  # unpinned: both files get a recorded hash
+        options = cache / "elmo" / MODELS["medium"].options_path
+        weights = cache / "elmo" / MODELS["medium"].weights_path
+        Path(str(options) + ".sha256").unlink()
+        data = bytearray(weights.read_bytes())
+        data[-1] ^= 1
+        weights.write_bytes(bytes(data))
+        subprocess.run(["mount", "-o", "remount,ro", str(cache)], check=True)
+        code, line, _ = cli("info", "medium")
+    assert code == 1
+    assert line.startswith(f"error: cached file {weights} (from {mirror.url(MODELS['medium'].weights_path)}): sha256 ")
+    assert line.endswith(f"it could not be deleted (Read-only file system): delete {weights} by hand")

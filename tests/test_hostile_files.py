@@ -296,3 +296,71 @@ def test_embed_input_that_is_a_directory_or_a_device_is_named(tmp_path):
     code, line = cli("embed", "/dev/zero", out)
     assert (code, line) == (1, "error: /dev/zero: not a regular file (a device, pipe or socket): give a text file")
     assert not out.exists()
+
+
+class _Trickle:
+    """An http server on 127.0.0.1 whose answers are 200 with a Content-Length of 10,000, then ``pace``: a byte
+    every 0.2 s (``"drip"``) or nothing (``"stall"``)."""
+
+    def __init__(self, pace: str) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        stop = self.stop_event = threading.Event()
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", "10000")
+                self.end_headers()
+                self.wfile.flush()
+                for _ in range(100):  # 20 s at most
+                    if stop.wait(0.2):
+                        return
+                    if pace == "drip":
+                        self.wfile.write(b"x")
+                        self.wfile.flush()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/weights.hdf5"
+
+    def close(self) -> None:
+        self.stop_event.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("pace", ["drip", "stall"])
+def test_a_server_that_drips_or_stalls_is_given_up_with_the_reason(pace, monkeypatch, model_cache):
+    from spacy_elmo.hub import download
+
+    monkeypatch.setattr(download, "SLOW_WINDOW", 1.0)
+    monkeypatch.setattr(download, "TIMEOUT", 1.0)
+    server = _Trickle(pace)
+    try:
+        start = time.monotonic()
+        with pytest.raises(download.DownloadError) as error:
+            download.fetch(server.url)
+        took = time.monotonic() - start
+    finally:
+        server.close()
+    line = f"error: {error.value}"
+    assert took < 15
+    host = server.url.split("/")[2]
+    if pace == "drip":  # 10,000 bytes at 1,024 bytes/s, plus the 1 s window
+        assert line == (
+            f"error: could not download {server.url}: it took longer than 11 s, slower than the least speed of 1024 "
+            "bytes/s; try again later or another mirror (SPACY_ELMO_MIRROR)"
+        )
+    else:
+        assert line == (
+            f"error: could not download {server.url}: {host} sent nothing for 1 s (read timeout) "
+            "(1 attempt(s), timeout 1 s)"
+        )
+    assert cache_files(model_cache) == []

@@ -279,9 +279,9 @@ def test_sigterm_exits_0_within_the_drain_timeout_behind_a_stalled_upload(parity
         time.sleep(0.5)
         start = time.monotonic()
         process.send_signal(signal.SIGTERM)
-        code = process.wait(20)
+        answered, answer = closed_after(stalled, 10)
+        code = process.wait(30)
         took = time.monotonic() - start
-        _, answer = closed_after(stalled, 5)
         stalled.close()
     finally:
         if process.poll() is None:
@@ -289,8 +289,10 @@ def test_sigterm_exits_0_within_the_drain_timeout_behind_a_stalled_upload(parity
             process.wait()
     log = process.stderr.read()
     assert code == 0, log
-    assert took < 3 + 3, log
-    assert "Traceback" not in log, log
+    assert answered < 3, log  # answered at once, not after the drain timeout
+    # the drain is over at once; the interpreter's own exit (torch's teardown) takes a few more seconds on loaded cores
+    assert took < 3 + 10, log
+    assert "Traceback" not in log and "Cancel" not in log, log
     assert answer.startswith(b"HTTP/1.1 503 ") and answer.endswith(
         b'{"error":"the server is shutting down","status":503}'
     )

@@ -25,6 +25,10 @@ RETRIES = 2
 RETRIED_CLIENT_ERRORS = (408, 425, 429)
 #: seconds to wait for the connection and for each read
 TIMEOUT = 30.0
+#: a download is given up after SLOW_WINDOW seconds plus its size at this many bytes per second (a server that
+#: drips a byte at a time never trips the read timeout)
+MIN_BYTES_PER_SECOND = 1024
+SLOW_WINDOW = 60.0
 SCHEMES = ("http", "https", "ftp")
 
 
@@ -32,10 +36,48 @@ class DownloadError(ValueError):
     """A file could not be downloaded, or may not be (``SPACY_ELMO_OFFLINE=1``)."""
 
 
-class _Mismatch(Exception):
-    """Carries an ``IntegrityError`` through pooch, which retries ``ValueError``s as network failures."""
+class _Deadline:
+    """Gives up a download that outlasts ``SLOW_WINDOW`` seconds plus its size at ``MIN_BYTES_PER_SECOND`` (a
+    server that drips a byte at a time never trips the read timeout): a requests response hook starts a timer
+    that shuts the response's connection, and :meth:`check` turns the read error that follows into one line."""
 
-    def __init__(self, error: IntegrityError) -> None:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.seconds = 0.0
+        self.expired = threading.Event()
+        self.timers: list[threading.Timer] = []
+
+    def hook(self, response: Any, *args: Any, **kwargs: Any) -> Any:
+        size = int(response.headers.get("Content-Length") or 0)
+        self.seconds = SLOW_WINDOW + size / MIN_BYTES_PER_SECOND
+
+        def expire() -> None:
+            self.expired.set()
+            response.raw.shutdown()
+
+        timer = threading.Timer(self.seconds, expire)
+        timer.daemon = True
+        timer.start()
+        self.timers.append(timer)
+        return response
+
+    def cancel(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+    def check(self) -> None:
+        if self.expired.is_set():
+            raise DownloadError(
+                f"could not download {self.url}: it took longer than {self.seconds:.0f} s, slower than the least "
+                f"speed of {MIN_BYTES_PER_SECOND} bytes/s; try again later or another mirror (SPACY_ELMO_MIRROR)"
+            )
+
+
+class _Mismatch(Exception):
+    """Carries an ``IntegrityError`` (or a ``DownloadError`` that must not be retried) through pooch, which retries
+    ``ValueError``s as network failures."""
+
+    def __init__(self, error: ValueError) -> None:
         super().__init__(str(error))
         self.error = error
 
@@ -131,10 +173,11 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
     import pooch
 
     downloader: Any
+    deadline = _Deadline(remote.url)
     if remote.url.lower().startswith("ftp"):
         downloader = pooch.FTPDownloader(timeout=TIMEOUT, progressbar=progress)
     else:
-        downloader = pooch.HTTPDownloader(timeout=TIMEOUT, progressbar=progress)
+        downloader = pooch.HTTPDownloader(timeout=TIMEOUT, progressbar=progress, hooks={"response": deadline.hook})
     found: list[str] = []
 
     def download_and_check(url: str, output_file: str, store: Any) -> None:
@@ -148,6 +191,14 @@ def _download(remote: Remote, path: Path, progress: bool) -> None:
             if 400 <= status < 500 and status not in RETRIED_CLIENT_ERRORS:
                 raise _Final(err) from None
             raise
+        except Exception:
+            try:
+                deadline.check()
+            except DownloadError as slow:  # not retried: the server is that slow
+                raise _Mismatch(slow) from None
+            raise
+        finally:
+            deadline.cancel()
         label = f"{url} (for {path}) arrived complete but does not match its pin"
         try:
             found.append(check_pin(Path(output_file), remote.pin, label))
@@ -199,5 +250,7 @@ def _reason(err: BaseException, url: str) -> str:
             return f"connection to {host} refused"
         if "resolve" in text or "name or service" in text or "nodename" in text:
             return f"cannot resolve the host {host}"
+        if "read timed out" in text:
+            return f"{host} sent nothing for {TIMEOUT:g} s (read timeout)"
         return f"cannot connect to {host}"
     return str(err) or type(err).__name__

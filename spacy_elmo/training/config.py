@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args
@@ -22,6 +23,9 @@ FREEZE_CHOICES: tuple[str, ...] = get_args(Freeze)
 #: the files of an exported biLM, and the run's metrics beside them
 MODEL_NAMES = (OPTIONS_NAME, WEIGHTS_NAME, VOCAB_NAME)
 METRICS_NAME = "metrics.json"
+#: the largest learning rates and gradient-norm clip taken: far above any that trains (Adam 1e-3, Adagrad 0.2),
+#: low enough that a typo such as 1e30 is refused rather than training to NaN
+MAX_RATE_OR_CLIP = {"lr": 10.0, "head_lr": 10.0, "clip": 1e6}
 
 
 def setting(default: Any, help: str) -> Any:
@@ -120,6 +124,14 @@ class TrainConfig:
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, found {getattr(self, name)}")
+        for name in ("lr", "head_lr", "clip"):  # nan and inf too
+            if not 0 < getattr(self, name) <= MAX_RATE_OR_CLIP[name]:
+                raise ValueError(f"{name} must be in (0, {MAX_RATE_OR_CLIP[name]:g}], found {getattr(self, name)}")
+        for name in ("min_count", "seed", "warmup_steps", "max_steps"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, found {getattr(self, name)}")
+        if not 0 <= self.max_minutes < math.inf:
+            raise ValueError(f"max_minutes must be a finite number >= 0, found {self.max_minutes}")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"dropout must be in [0, 1), found {self.dropout}")
         if not 0 <= self.head_min_gain < 1:

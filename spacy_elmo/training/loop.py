@@ -31,6 +31,10 @@ from .summary import fine_tuning_warning, summary_line
 logger = logging.getLogger(__name__)
 
 
+class Diverged(ValueError):
+    """The loss, a gradient or a weight became NaN or infinite: the run stops and exports nothing."""
+
+
 @torch.no_grad()
 def evaluate(
     model: BiLMWithSoftmax, corpus: EncodedCorpus, batch_tokens: int, device: torch.device
@@ -44,8 +48,13 @@ def evaluate(
         forward, backward = forward + float(f), backward + float(b)
     model.train()
     n = corpus.n_tokens
-    fwd, bwd = math.exp(forward / n), math.exp(backward / n)
+    fwd, bwd = _perplexity(forward / n), _perplexity(backward / n)
     return {"forward_ppl": fwd, "backward_ppl": bwd, "ppl": (fwd + bwd) / 2}
+
+
+def _perplexity(nll: float) -> float:
+    """``exp(nll)``; inf past float range (a diverged model), nan for nan."""
+    return math.exp(nll) if nll < 700 or math.isnan(nll) else math.inf
 
 
 def learning_rate(config: TrainConfig, step: int, start: int = 0) -> float:
@@ -101,16 +110,20 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     warms_up = config.head_warmup and not config.head_only
     total = (config.max_steps or None) if not warms_up else None  # the warm-up's length is not known ahead
     bar = tqdm(total=total, initial=progress.step, disable=rank != 0, unit="step")
-    if run.starts_trained:  # the trained biLM's perplexity before any step
-        run.record(bar)
-        progress.head_ppl = progress.history[-1]["ppl"]
-    run.model.train()
-    n_batches = run.train_epochs(bar)
-    bar.close()
+    try:  # the bar ends its line before any error line (a diverged run) is printed
+        if run.starts_trained:  # the trained biLM's perplexity before any step
+            run.record(bar)
+            progress.head_ppl = progress.history[-1]["ppl"]
+        run.model.train()
+        n_batches = run.train_epochs(bar)
+    finally:
+        bar.close()
     if not progress.history or progress.history[-1]["step"] != progress.step:
         run.record(bar)
     run.checkpoint()
     metrics = run.final_metrics(n_batches)
+    if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("ppl") and isinstance(v, float)):
+        raise Diverged(run.diverged(f"the held-out perplexity is {metrics.get('ppl')}"))
     if rank == 0:
         _export(run.model, {"final": metrics, "history": progress.history}, out)
         logger.info("%s; exported to %s", summary_line(metrics), out)
@@ -211,12 +224,16 @@ class _Run:
         with self.autocasts[frozen]:
             forward_nll, backward_nll = self.trainer(batch.char_ids, batch.targets, batch.lengths, frozen=frozen)
         loss = (forward_nll + backward_nll) / (2 * batch.n_tokens)
+        if not torch.isfinite(loss):
+            raise Diverged(self.diverged(f"the training loss is {loss.item()}"))
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()  # frozen: the biLM's gradients stay None, so the optimizer leaves it untouched
         rate = config.head_lr if frozen else learning_rate(config, progress.step, progress.phase_start)
         for group in self.optimizer.param_groups:
             group["lr"] = rate * group.get("lr_factor", 1.0)
-        torch.nn.utils.clip_grad_norm_(self.params, config.clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.params, config.clip)
+        if not torch.isfinite(norm):
+            raise Diverged(self.diverged(f"the gradient norm is {norm.item()}"))
         self.optimizer.step()
         elapsed = time.perf_counter() - started
         progress.step += 1
@@ -239,6 +256,8 @@ class _Run:
         entry: list[dict[str, Any] | None] = [None]
         if self.rank == 0:
             scores = evaluate(self.model, self.heldout, self.config.batch_tokens, self.device)
+            if not math.isfinite(scores["ppl"]):
+                raise Diverged(self.diverged(f"the held-out perplexity is {scores['ppl']}"))
             entry[0] = {
                 "step": progress.step,
                 "tokens": progress.tokens,
@@ -254,7 +273,21 @@ class _Run:
         assert entry[0] is not None  # rank 0 evaluated, and broadcast it
         progress.history.append(entry[0])
 
+    def check_finite(self) -> None:
+        """Raise :class:`Diverged` if a weight of the model (biLM or softmax) is NaN or infinite."""
+        for name, param in self.model.named_parameters():
+            if not torch.isfinite(param).all():
+                raise Diverged(self.diverged(f"the weight {name} holds NaN or inf"))
+
+    def diverged(self, what: str) -> str:
+        config = self.config
+        return (
+            f"training diverged at step {self.progress.step}: {what}; nothing was exported: lower the learning "
+            f"rate (lr {config.lr:g}, head_lr {config.head_lr:g}) or the clip ({config.clip:g})"
+        )
+
     def checkpoint(self) -> None:
+        self.check_finite()  # a checkpoint holds no NaN weights: a resume starts from a sound model
         if self.rank == 0:
             save_checkpoint(
                 {
