@@ -7,5 +7,7 @@ import importlib.util
 has_ray = importlib.util.find_spec("ray") is not None
 RAY_MISSING = 'Ray is not installed: pip install "spacy-elmo[ray]" (or pip install "ray[data]")'
 
-has_serve = all(importlib.util.find_spec(name) is not None for name in ("starlette", "uvicorn", "prometheus_client"))
-SERVE_MISSING = 'the service needs Starlette, uvicorn and prometheus_client: pip install "spacy-elmo[serve]"'
+has_serve = all(
+    importlib.util.find_spec(name) is not None for name in ("starlette", "uvicorn", "prometheus_client", "orjson")
+)
+SERVE_MISSING = 'the service needs Starlette, uvicorn, prometheus_client and orjson: pip install "spacy-elmo[serve]"'

@@ -11,13 +11,14 @@ import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
 from .batcher import Batcher, Sentences
 from .handlers import Service
+from .json_io import JSONResponse
 from .metrics import Metrics
 from .schema import Tokenizer
 
