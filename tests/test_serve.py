@@ -471,6 +471,12 @@ def test_health_ready_info_and_metrics(parity_bilm):
         "spacy_elmo_tokens",
         "spacy_elmo_tokens_per_second",
     } <= names
+    samples = metric_samples(out["/metrics"].text)
+    assert samples[("spacy_elmo_token_cache_entries", ())] == len(parity_bilm.token_cache) > 0
+    status = Path("/proc/self/status")
+    if status.is_file():  # Prometheus's process collector reads /proc (Linux)
+        rss = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines() if line.startswith("VmRSS"))
+        assert abs(samples[("process_resident_memory_bytes", ())] - rss) < 50e6
     assert out["ready after close"].status_code == 503
     assert out["embed after close"].status_code == 503
     assert out["embed after close"].json()["error"] == "the server is shutting down"

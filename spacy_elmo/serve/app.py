@@ -68,6 +68,7 @@ def create_app(
         return bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
 
     metrics = Metrics()
+    metrics.watch_token_cache(lambda: len(bilm.token_cache) if bilm.token_cache is not None else 0)
     batcher = Batcher(
         embed,
         max_batch_tokens=max_batch_tokens,

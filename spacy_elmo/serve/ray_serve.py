@@ -42,11 +42,13 @@ class ElmoDeployment:
         batching = cast(Any, self.embed_batch)  # serve.batch's wrapper
         batching.set_max_batch_size(settings["max_batch_tokens"])
         batching.set_batch_wait_timeout_s(settings["max_wait_ms"] / 1000.0)
+        metrics = Metrics()
+        metrics.watch_token_cache(lambda: len(self.bilm.token_cache) if self.bilm.token_cache is not None else 0)
         self.service = Service(
             self.bilm,
             self.embed_batch,
             max_request_tokens=settings["max_request_tokens"],
-            metrics=Metrics(),
+            metrics=metrics,
             is_ready=lambda: True,
             tokenizer=make_tokenizer(settings["tokenizer"]),
             info={"model": settings["model_name"], "serving": {**settings, "ray": True}},
