@@ -435,6 +435,12 @@ def serve(
     ),
     replicas: int = typer.Option(1, help="Ray Serve replicas (with --ray)"),
     max_replicas: Optional[int] = typer.Option(None, help="autoscale up to this many replicas (with --ray)"),
+    api_key: Optional[str] = typer.Option(
+        None,
+        envvar="SPACY_ELMO_API_KEY",
+        show_default=False,
+        help="every request but GET /health must send 'Authorization: Bearer KEY' (else 401)",
+    ),
     **options: Any,
 ) -> None:
     """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics.
@@ -446,9 +452,14 @@ def serve(
 
     if not has_serve or (ray_address is not None and not has_ray):
         _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+    from .serve.auth import check_key, exposure_warning
     from .serve.tokenizers import make_tokenizer
 
     with _one_line_errors():
+        api_key = check_key(api_key)
+        warning = exposure_warning(host, api_key)
+        if warning:
+            typer.echo(warning, err=True)
         model = ModelSpec(options.pop("model"), options.pop("options_file"), options.pop("weight_file"))
         device, token_cache_size = options.pop("device"), options.pop("token_cache_size")
         name = model.model or ("default" if model.is_default else str(model.options_file))
@@ -471,6 +482,7 @@ def serve(
                 device=device,
                 token_cache_size=token_cache_size,
                 tokenizer=tokenizer,
+                api_key=api_key,
                 **limits,
             )
             run_on_ray(application, ray_address, host, port)
@@ -478,6 +490,6 @@ def serve(
         from .serve import create_app, run
 
         bilm = model.load(device, token_cache_size=token_cache_size)
-        service = create_app(bilm, tokenizer=tokenize, model_name=name, **limits)
+        service = create_app(bilm, tokenizer=tokenize, model_name=name, api_key=api_key, **limits)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)

@@ -591,3 +591,100 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
     assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
+
+
+def test_an_api_key_guards_every_route_but_health(parity_bilm):
+    key = "s3cret-Key_0123"
+    app = create_app(parity_bilm, api_key=key)
+    body = {"texts": ["a b"]}
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                good = {"authorization": f"Bearer {key}"}
+                while (await client.get("/ready", headers=good)).status_code != 200:
+                    await asyncio.sleep(0.01)
+                return {
+                    "health": await client.get("/health"),
+                    "no key": await client.post("/v1/embed", json=body),
+                    "wrong key": await client.post("/v1/embed", json=body, headers={"authorization": "Bearer s3cret"}),
+                    "basic": await client.post("/v1/embed", json=body, headers={"authorization": f"Basic {key}"}),
+                    "metrics": await client.get("/metrics"),
+                    "info": await client.get("/info"),
+                    "ready": await client.get("/ready"),
+                    "similarity": await client.post("/v1/similarity", json={"texts": ["a", "b"]}),
+                    "embed": await client.post("/v1/embed", json=body, headers=good),
+                    "lower case": await client.post("/v1/embed", json=body, headers={"authorization": f"bearer {key}"}),
+                    "info with key": await client.get("/info", headers=good),
+                }
+
+    out = asyncio.run(main())
+    assert out["health"].status_code == 200
+    for name in ("no key", "wrong key", "basic", "metrics", "info", "ready", "similarity"):
+        assert out[name].status_code == 401, name
+        assert out[name].headers["www-authenticate"].startswith("Bearer")
+        assert key not in out[name].text
+    assert out["no key"].json() == {
+        "error": "this server needs an API key: send the header 'Authorization: Bearer KEY'",
+        "status": 401,
+    }
+    assert out["wrong key"].json()["error"] == "the API key in 'Authorization: Bearer ...' is not this server's"
+    assert out["embed"].status_code == 200 and out["lower case"].status_code == 200
+    assert np.abs(values(out["embed"])[0] - parity_bilm.embed_sentences([["a", "b"]])[0]).max() <= BATCHING_ATOL
+    assert out["info with key"].status_code == 200 and key not in out["info with key"].text
+    with pytest.raises(ValueError, match="the API key must be printable ASCII without spaces"):
+        create_app(parity_bilm, api_key="two words")
+
+
+def test_binding_beyond_loopback_without_a_key_warns():
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+    from spacy_elmo.serve.auth import exposure_warning
+
+    assert exposure_warning("127.0.0.1", None) is None and exposure_warning("localhost", None) is None
+    assert exposure_warning("::1", None) is None and exposure_warning("0.0.0.0", "k") is None
+    assert exposure_warning("0.0.0.0", None) == (
+        "warning: serving on 0.0.0.0, reachable from other machines, without an API key: anyone who can reach "
+        "the port can use it; set --api-key or SPACY_ELMO_API_KEY"
+    )
+    # the bad tokenizer stops the command after the warning, before anything binds
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--tokenizer", "zz9"], env={})
+    assert result.output.splitlines()[0].startswith("warning: serving on 0.0.0.0, reachable from other machines")
+    result = CliRunner().invoke(
+        app, ["serve", "--host", "0.0.0.0", "--tokenizer", "zz9"], env={"SPACY_ELMO_API_KEY": "k"}
+    )
+    assert "warning" not in result.output and "tokenizer 'zz9'" in result.output
+
+
+@pytest.mark.slow
+def test_uvicorn_with_an_api_key_from_the_environment_never_logs_it(parity_files):
+    key = "never-in-the-log-0451"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    options, weights = parity_files
+    command = [sys.executable, "-m", "spacy_elmo", "serve", "--options", str(options), "--weights", str(weights)]
+    command += ["--port", str(port), "--max-wait-ms", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SPACY_ELMO_API_KEY": key}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        statuses = [
+            httpx.post(url + "/v1/embed", json={"texts": ["a b"]}, headers=headers, timeout=30).status_code
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {key}"})
+        ]
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert statuses == [401, 401, 200]
+    assert process.returncode == 0
+    assert "Uvicorn running on http://127.0.0.1" in output and key not in output

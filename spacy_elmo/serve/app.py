@@ -10,12 +10,14 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
+from .auth import RequireKey, check_key
 from .batcher import Batcher, Sentences
 from .handlers import Service
 from .json_io import JSONResponse
@@ -39,6 +41,7 @@ def create_app(
     precision: str = "fp32",
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
+    api_key: Optional[str] = None,
 ) -> Starlette:
     """The service for an already loaded ``bilm`` (see ``spacy_elmo.load_bilm``).
 
@@ -46,6 +49,7 @@ def create_app(
     arrived ``max_wait_ms`` after the oldest waiting request; at most ``max_queue`` requests wait (more get
     503 with ``Retry-After``); a request may hold ``max_request_tokens`` tokens (more: 413).
     ``tokenizer`` splits ``"texts"`` (default: on whitespace); ``model_name`` is reported by ``/info``.
+    ``api_key``: every request but ``GET /health`` must carry ``Authorization: Bearer <api_key>`` (else 401).
 
     The app's lifespan starts the worker thread (and warms the model up) and, at shutdown, finishes the
     admitted requests. Mounted inside another app (whose lifespan does not reach it) the worker starts
@@ -63,6 +67,7 @@ def create_app(
     if precision not in kernels.PRECISIONS:
         raise ValueError(f"precision must be one of {kernels.PRECISIONS}, found {precision!r}")
     precision = kernels.resolve_precision(precision, bilm.device)
+    api_key = check_key(api_key)
 
     def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
         return bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
@@ -102,7 +107,10 @@ def create_app(
         await asyncio.to_thread(batcher.close)
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler) in service.routes().items()]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    middleware = [Middleware(RequireKey, key=api_key)] if api_key else []
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}, middleware=middleware
+    )
     app.state.batcher = batcher
     app.state.service = service
     return app
