@@ -441,9 +441,10 @@ def serve(
         show_default=False,
         help="every request but GET /health must send 'Authorization: Bearer KEY' (else 401)",
     ),
+    playground: bool = typer.Option(True, help="GET / serves a page comparing two texts token by token"),
     **options: Any,
 ) -> None:
-    """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics.
+    """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics, / (a page).
 
     Concurrent requests are batched; SIGTERM stops accepting, finishes the admitted requests and exits 0.
     """
@@ -490,6 +491,8 @@ def serve(
         from .serve import create_app, run
 
         bilm = model.load(device, token_cache_size=token_cache_size)
-        service = create_app(bilm, tokenizer=tokenize, model_name=name, api_key=api_key, **limits)
+        service = create_app(
+            bilm, tokenizer=tokenize, model_name=name, api_key=api_key, playground=playground, **limits
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)

@@ -17,11 +17,13 @@ from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
-from .auth import RequireKey, check_key
+from .auth import OPEN_PATHS, RequireKey, check_key
 from .batcher import Batcher, Sentences
 from .handlers import Service
 from .json_io import JSONResponse
 from .metrics import Metrics
+from .playground import PATH as PLAYGROUND_PATH
+from .playground import playground as playground_page
 from .schema import Tokenizer
 
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
@@ -42,6 +44,7 @@ def create_app(
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
     api_key: Optional[str] = None,
+    playground: bool = True,
 ) -> Starlette:
     """The service for an already loaded ``bilm`` (see ``spacy_elmo.load_bilm``).
 
@@ -50,6 +53,8 @@ def create_app(
     503 with ``Retry-After``); a request may hold ``max_request_tokens`` tokens (more: 413).
     ``tokenizer`` splits ``"texts"`` (default: on whitespace); ``model_name`` is reported by ``/info``.
     ``api_key``: every request but ``GET /health`` must carry ``Authorization: Bearer <api_key>`` (else 401).
+    ``playground``: ``GET /`` serves a page comparing two texts token by token (open without the key: it holds no
+    data and sends the key its user types with each of its calls).
 
     The app's lifespan starts the worker thread (and warms the model up) and, at shutdown, finishes the
     admitted requests. Mounted inside another app (whose lifespan does not reach it) the worker starts
@@ -107,7 +112,10 @@ def create_app(
         await asyncio.to_thread(batcher.close)
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler) in service.routes().items()]
-    middleware = [Middleware(RequireKey, key=api_key)] if api_key else []
+    if playground:
+        routes.append(Route(PLAYGROUND_PATH, playground_page, methods=["GET"]))
+    open_paths = OPEN_PATHS | ({PLAYGROUND_PATH} if playground else set())
+    middleware = [Middleware(RequireKey, key=api_key, open_paths=open_paths)] if api_key else []
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}, middleware=middleware
     )
