@@ -569,18 +569,21 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         spec = ModelSpec(options_file=str(options), weight_file=str(weights))
-        serve.run(deployment(spec, max_wait_ms=50, max_request_tokens=100), route_prefix="/")
+        serve.run(deployment(spec, max_wait_ms=50, max_request_tokens=100, api_key="k3y"), route_prefix="/")
         requests = requests_of(parity_sentences, 6)
 
         async def main():
-            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            key = {"authorization": "Bearer k3y"}
+            async with httpx.AsyncClient(base_url=url, timeout=60, headers=key) as client:
                 posts = [client.post("/v1/embed", json={"sentences": r}) for r in requests]
                 embedded = await asyncio.gather(*posts)
                 similar = await client.post("/v1/similarity", json={"texts": ["a b", "a c"]})
                 too_long = await client.post("/v1/embed", json={"texts": ["w " * 101]})
-                return embedded, similar, too_long, await client.get("/health"), await client.get("/info")
+                return embedded, similar, too_long, await client.get("/info")
 
-        embedded, similar, too_long, health, info = asyncio.run(main())
+        embedded, similar, too_long, info = asyncio.run(main())
+        health = httpx.get(url + "/health", timeout=30)
+        no_key = httpx.post(url + "/v1/embed", json={"texts": ["a"]}, timeout=30)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -590,7 +593,8 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert similar.status_code == 200 and 0.0 < similar.json()["similarity"] <= 1.0
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
-    assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
+    assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True and "k3y" not in info.text
+    assert no_key.status_code == 401 and no_key.json()["error"].startswith("this server needs an API key")
 
 
 def test_an_api_key_guards_every_route_but_health(parity_bilm):
