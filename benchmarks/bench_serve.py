@@ -4,12 +4,15 @@
 
     python benchmarks/bench_serve.py --text PATH/lee_background.cor            # bundled model, full run
     python benchmarks/bench_serve.py --model original --requests 1:100,8:300,32:1500,128:600 ...
+    python benchmarks/bench_serve.py --text PATH/lee_background.cor --soak 50000 --soak-plot soak.png
 
 Prints per run: tokens/s, p50 / p95 / p99 latency, responses by status, the batch-size histogram (from the
 server's /metrics), the server's RSS; in the same run, on the same sentences: offline ``embed_sentences``
 throughput in this process (batch 64, the server idle), the service with batching disabled
 (``--max-batch-tokens 1 --max-wait-ms 0``), JSON instead of ``.npy`` responses, and an overload run against
-a server with a small ``--max-queue``. "original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway)
+a server with a small ``--max-queue``. ``--soak N``: only a memory soak instead, N one-sentence requests from 32
+clients against a fresh server, its RSS and token-cache entries sampled every 1,000 answers (a CSV and a plot).
+"original" is the released ELMo architecture (2x4096_512_2048cnn_2xhighway)
 with random weights (as in bench_bilm.py), saved to a temporary directory and served from there.
 
 The text: one document per line (``--text``; e.g. gensim's ``test/test_data/lee_background.cor``, from
@@ -259,6 +262,113 @@ def offline(bilm: BiLM, sentences: list[list[str]], max_tokens: int, batch_token
     return {"cold": speeds[0], "warm": speeds[1], "tokens": total, "full_s": statistics.median(times), "full": count}
 
 
+SOAK_EVERY = 1000
+
+
+async def soak_load(server: Server, bodies: list[bytes], clients: int, headers: dict, max_seconds: float) -> dict:
+    """``load`` that also samples the server's RSS (``/proc``) and token-cache entries (``/metrics``) every
+    ``SOAK_EVERY`` answers, and once before the first request."""
+    statuses: dict[str, int] = {}
+    samples: list[tuple[int, float, float, float]] = []  # (answers, seconds, RSS MB, token cache entries)
+    indices = iter(range(len(bodies)))
+    deadline = time.monotonic() + max_seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    start = time.perf_counter()
+    answered = 0
+
+    async def sample(scraper: httpx.AsyncClient) -> None:
+        text = (await scraper.get("/metrics")).text
+        entries = next(
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "spacy_elmo_token_cache_entries"
+        )
+        samples.append((answered, time.perf_counter() - start, server.rss(), entries))
+
+    async def client_loop(client: httpx.AsyncClient, scraper: httpx.AsyncClient) -> None:
+        nonlocal answered
+        for i in indices:
+            if time.monotonic() > deadline:
+                return
+            try:
+                response = await client.post("/v1/embed", content=bodies[i], headers=headers)
+                status = str(response.status_code) if response.content else "empty body"
+            except httpx.HTTPError as error:
+                status = type(error).__name__
+            statuses[status] = statuses.get(status, 0) + 1
+            answered += 1
+            if answered % SOAK_EVERY == 0:
+                await sample(scraper)
+
+    headers = {"content-type": "application/json", **headers}
+    async with (
+        httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120, trust_env=False) as client,
+        httpx.AsyncClient(base_url=server.url, timeout=30, trust_env=False) as scraper,
+    ):
+        await sample(scraper)
+        await asyncio.gather(*(client_loop(client, scraper) for _ in range(clients)))
+    return {"statuses": statuses, "samples": samples, "wall": time.perf_counter() - start}
+
+
+def soak(sentences: list[list[str]], model_args: list[str], limits: list[str], args) -> None:
+    """``args.soak`` one-sentence ``.npy`` requests from 32 clients against a fresh server; prints the RSS curve and
+    the growth between answer 5,000 and the end, writes ``--soak-csv`` and ``--soak-plot``."""
+    rng = random.Random(args.seed)
+    requests = [[rng.choice(sentences)] for _ in range(args.soak)]
+    bodies = [json.dumps({"sentences": r, "output": args.output}).encode() for r in requests]
+    server = Server(model_args, *limits)
+    outcome = asyncio.run(soak_load(server, bodies, 32, NPY, args.max_seconds))
+    print(f"server exit status after SIGTERM: {server.stop()}")
+    samples = outcome["samples"]
+    print("\n| answers | seconds | server RSS MB | token cache entries |\n| ---: | ---: | ---: | ---: |")
+    for answered, seconds, rss, entries in samples:
+        print(f"| {answered} | {seconds:.0f} | {rss:.1f} | {entries:.0f} |")
+    answered = sum(outcome["statuses"].values())
+    tokens = sum(len(r[0]) for r in requests[:answered])
+    print(
+        f"\n{answered} answers in {outcome['wall']:.0f} s ({tokens / outcome['wall']:.0f} tokens/s); "
+        f"responses by status: {outcome['statuses']}"
+    )
+    after = [s for s in samples if s[0] >= 5000]
+    if after:
+        growth = samples[-1][2] - after[0][2]
+        print(
+            f"server RSS at answer {after[0][0]}: {after[0][2]:.1f} MB, at the end ({samples[-1][0]}): "
+            f"{samples[-1][2]:.1f} MB, growth {growth:+.1f} MB (target <= 10); highest {max(s[2] for s in samples):.1f}"
+        )
+    failed = {k: v for k, v in outcome["statuses"].items() if k not in ("200", "503", "429")}
+    print(f"failed admitted requests (answers other than 200 / 503 / 429): {sum(failed.values())} {failed}")
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if args.soak_csv:
+        rows = ["answers,seconds,rss_mb,token_cache_entries"]
+        rows += [f"{a},{t:.2f},{r:.2f},{e:.0f}" for a, t, r, e in samples]
+        args.soak_csv.write_text("\n".join(rows) + "\n")
+    if args.soak_plot:
+        plot_soak(samples, args.soak_plot)
+
+
+def plot_soak(samples: list[tuple[int, float, float, float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    answers = [s[0] for s in samples]
+    figure, rss_axis = plt.subplots(figsize=(8, 4), dpi=110)
+    rss_axis.plot(answers, [s[2] for s in samples], marker=".", color="tab:blue", label="server RSS (MB)")
+    rss_axis.set_xlabel("requests answered")
+    rss_axis.set_ylabel("server RSS (MB)", color="tab:blue")
+    rss_axis.grid(alpha=0.3)
+    cache_axis = rss_axis.twinx()
+    cache_axis.plot(answers, [s[3] for s in samples], color="tab:orange", label="token cache entries")
+    cache_axis.set_ylabel("token cache entries", color="tab:orange")
+    figure.legend(loc="lower right", bbox_to_anchor=(0.88, 0.15))
+    rss_axis.set_title("spacy-elmo serve: memory over a soak (32 clients, one sentence per request)")
+    figure.tight_layout()
+    figure.savefig(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", type=Path, required=True, help="one document per line (e.g. lee_background.cor)")
@@ -277,6 +387,9 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads, here and in the server (OMP_NUM_THREADS)"
     )
+    parser.add_argument("--soak", type=int, default=0, help="only a memory soak of this many requests (32 clients)")
+    parser.add_argument("--soak-csv", type=Path, help="the soak's samples as CSV")
+    parser.add_argument("--soak-plot", type=Path, help="the soak's RSS curve as a PNG (needs matplotlib)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -293,6 +406,12 @@ def main() -> None:
         else:
             model_args, bilm = [], load_bilm()
         params = sum(p.numel() for p in bilm.parameters()) / 1e6
+        if args.soak:
+            del bilm
+            print(f"model: {args.model} ({params:.1f}M parameters); soak of {args.soak} requests, 32 clients")
+            limits = ["--max-batch-tokens", str(args.max_batch_tokens), "--max-wait-ms", str(args.max_wait_ms)]
+            soak(sentences, model_args, limits + ["--precision", args.precision], args)
+            return
         print(
             f"model: {args.model} ({params:.1f}M parameters, {bilm.n_layers} layers x {bilm.dim}); "
             f"text: {args.text.name}, {len(sentences)} sentences; output {args.output}; precision {args.precision}; "

@@ -10,5 +10,7 @@ RAY_MISSING = 'Ray is not installed: pip install "spacy-elmo[ray]" (or pip insta
 #: what ``serve --ray`` says when Ray Serve is missing or cannot be imported (``ray[data]`` lacks grpcio, fastapi...)
 RAY_SERVE_MISSING = 'serve --ray needs Ray Serve: pip install "spacy-elmo[ray-serve]"'
 
-has_serve = all(importlib.util.find_spec(name) is not None for name in ("starlette", "uvicorn", "prometheus_client"))
-SERVE_MISSING = 'the service needs Starlette, uvicorn and prometheus_client: pip install "spacy-elmo[serve]"'
+has_serve = all(
+    importlib.util.find_spec(name) is not None for name in ("starlette", "uvicorn", "prometheus_client", "orjson")
+)
+SERVE_MISSING = 'the service needs Starlette, uvicorn, prometheus_client and orjson: pip install "spacy-elmo[serve]"'

@@ -434,9 +434,16 @@ def serve(
     ),
     replicas: int = typer.Option(1, help="Ray Serve replicas (with --ray)"),
     max_replicas: Optional[int] = typer.Option(None, help="autoscale up to this many replicas (with --ray)"),
+    api_key: Optional[str] = typer.Option(
+        None,
+        envvar="SPACY_ELMO_API_KEY",
+        show_default=False,
+        help="every request but GET /health must send 'Authorization: Bearer KEY' (else 401)",
+    ),
+    playground: bool = typer.Option(True, help="GET / serves a page comparing two texts token by token"),
     **options: Any,
 ) -> None:
-    """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics.
+    """Serve embeddings over HTTP: POST /v1/embed, /v1/similarity; GET /health, /ready, /info, /metrics, / (a page).
 
     Concurrent requests are batched; SIGTERM stops accepting, finishes the admitted requests and exits 0.
     """
@@ -446,6 +453,7 @@ def serve(
     if not has_serve or (ray_address is not None and not has_ray):
         _fail(SERVE_MISSING if not has_serve else RAY_SERVE_MISSING)
     from .serve.app import check_max_wait_ms
+    from .serve.auth import check_key, exposure_warning
     from .serve.limits import Limits
     from .serve.tokenizers import make_tokenizer
 
@@ -461,6 +469,10 @@ def serve(
         check_max_wait_ms(max_wait_ms)
         if not 1 <= port <= 65535:
             raise ValueError(f"--port must be in 1..65535, found {port}")
+        api_key = check_key(api_key)
+        warning = exposure_warning(host, api_key)
+        if warning:
+            typer.echo(warning, err=True)
         model = ModelSpec(options.pop("model"), options.pop("options_file"), options.pop("weight_file"))
         device, token_cache_size = options.pop("device"), options.pop("token_cache_size")
         name = model.model or ("default" if model.is_default else str(model.options_file))
@@ -486,6 +498,7 @@ def serve(
                 device=device,
                 token_cache_size=token_cache_size,
                 tokenizer=tokenizer,
+                api_key=api_key,
                 **settings,
             )
             run_on_ray(application, ray_address, host, port)
@@ -495,6 +508,8 @@ def serve(
 
         check_port(host, port)  # before the model loads: a port in use is known in a moment
         bilm = model.load(device, token_cache_size=token_cache_size)
-        service = create_app(bilm, tokenizer=tokenize, model_name=name, limits=limits, **settings)
+        service = create_app(
+            bilm, tokenizer=tokenize, model_name=name, limits=limits, api_key=api_key, playground=playground, **settings
+        )
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)

@@ -117,6 +117,24 @@ def test_output_layouts_json_and_npy(parity_bilm, parity_sentences):
             assert max(float(np.abs(g - e).max()) for g, e in zip(got, expected[name])) <= BATCHING_ATOL
 
 
+def test_json_values_parse_back_to_the_very_float32_of_the_npy_response(parity_bilm, parity_sentences):
+    """orjson writes float32 shortest-exact: parsed as float32 the JSON numbers are the ``.npy`` bits, and the body
+    is smaller than Python's float64 repr of the same values."""
+    app = create_app(parity_bilm)
+    body = {"sentences": parity_sentences[:3], "output": "all"}
+
+    async def main():
+        async with serving(app) as client:
+            return await client.post("/v1/embed", json=body), await client.post("/v1/embed", json=body, headers=NPY)
+
+    as_json, as_npy = asyncio.run(main())
+    assert as_json.headers["content-type"] == "application/json"
+    for got, exact in zip(values(as_json), from_npy(as_npy)):
+        assert got.dtype == np.float32 and np.array_equal(got, exact)
+    as_float64_repr = json.dumps([a.tolist() for a in from_npy(as_npy)], separators=(",", ":"))
+    assert len(as_json.content) < 0.75 * len(as_float64_repr)
+
+
 def test_texts_are_split_on_whitespace_or_by_a_spacy_tokenizer(parity_bilm):
     plain = create_app(parity_bilm)
     spacy_app = create_app(parity_bilm, tokenizer=make_tokenizer("en"))
@@ -164,8 +182,9 @@ def test_similarity_equals_doc_similarity_of_the_component(parity_bilm, parity_f
 
 
 BAD_INPUTS = [
-    ("/v1/embed", b"{not json", 400, "the body is not valid JSON: Expecting property name enclosed in double quotes"),
-    ("/v1/embed", b"\xff\xfe", 400, "the body is not valid JSON"),
+    ("/v1/embed", b"{not json", 400, "the body is not valid JSON: unexpected character: line 1 column 2 (char 1)"),
+    ("/v1/embed", b"\xff\xfe", 400, "the body is not valid JSON: str is not valid UTF-8"),
+    ("/v1/embed", b'{"texts": ["a"], "output": [NaN, 1, 1]}', 400, "the body is not valid JSON: unexpected character"),
     ("/v1/embed", [["a"]], 400, "the body must be a JSON object, found array"),
     ("/v1/embed", {}, 400, "give either 'sentences' (token lists) or 'texts' (strings), exactly one of them"),
     ("/v1/embed", {"sentences": [["a"]], "texts": ["a"]}, 400, "give either 'sentences'"),
@@ -228,7 +247,7 @@ def test_every_bad_input_gets_its_status_and_a_message_naming_the_field(parity_b
     assert responses[-3].json()["error"] == "Method Not Allowed: GET /v1/embed"
     assert responses[-2].json()["error"] == "Not Found: GET /v2/embed"
     samples = metric_samples(metrics)
-    assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "400")))] == 21
+    assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "400")))] == 22
     assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "413")))] == 1
     assert samples[("spacy_elmo_requests_total", (("endpoint", "similarity"), ("status", "400")))] == 6
 
@@ -431,6 +450,12 @@ def test_health_ready_info_and_metrics(parity_bilm):
         "spacy_elmo_tokens",
         "spacy_elmo_tokens_per_second",
     } <= names
+    samples = metric_samples(out["/metrics"].text)
+    assert samples[("spacy_elmo_token_cache_entries", ())] == len(parity_bilm.token_cache) > 0
+    status = Path("/proc/self/status")
+    if status.is_file():  # Prometheus's process collector reads /proc (Linux)
+        rss = next(int(line.split()[1]) * 1024 for line in status.read_text().splitlines() if line.startswith("VmRSS"))
+        assert abs(samples[("process_resident_memory_bytes", ())] - rss) < 50e6
     assert out["ready after close"].status_code == 503
     assert out["embed after close"].status_code == 503
     assert out["embed after close"].json()["error"] == "the server is shutting down"
@@ -534,18 +559,21 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
         spec = ModelSpec(options_file=str(options), weight_file=str(weights))
-        serve.run(deployment(spec, max_wait_ms=50, max_request_tokens=100), route_prefix="/")
+        serve.run(deployment(spec, max_wait_ms=50, max_request_tokens=100, api_key="k3y"), route_prefix="/")
         requests = requests_of(parity_sentences, 6)
 
         async def main():
-            async with httpx.AsyncClient(base_url=url, timeout=60) as client:
+            key = {"authorization": "Bearer k3y"}
+            async with httpx.AsyncClient(base_url=url, timeout=60, headers=key) as client:
                 posts = [client.post("/v1/embed", json={"sentences": r}) for r in requests]
                 embedded = await asyncio.gather(*posts)
                 similar = await client.post("/v1/similarity", json={"texts": ["a b", "a c"]})
                 too_long = await client.post("/v1/embed", json={"texts": ["w " * 101]})
-                return embedded, similar, too_long, await client.get("/health"), await client.get("/info")
+                return embedded, similar, too_long, await client.get("/info")
 
-        embedded, similar, too_long, health, info = asyncio.run(main())
+        embedded, similar, too_long, info = asyncio.run(main())
+        health = httpx.get(url + "/health", timeout=30)
+        no_key = httpx.post(url + "/v1/embed", json={"texts": ["a"]}, timeout=30)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -555,7 +583,8 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert similar.status_code == 200 and 0.0 < similar.json()["similarity"] <= 1.0
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
-    assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
+    assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True and "k3y" not in info.text
+    assert no_key.status_code == 401 and no_key.json()["error"].startswith("this server needs an API key")
 
 
 @pytest.mark.slow
@@ -580,3 +609,100 @@ def test_serve_on_ray_exits_0_on_sigterm(parity_files):
             process.wait()
     assert process.returncode == 0, output[-3000:]
     assert "SIGTERM received" not in output
+
+
+def test_an_api_key_guards_every_route_but_health(parity_bilm):
+    key = "s3cret-Key_0123"
+    app = create_app(parity_bilm, api_key=key)
+    body = {"texts": ["a b"]}
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+                good = {"authorization": f"Bearer {key}"}
+                while (await client.get("/ready", headers=good)).status_code != 200:
+                    await asyncio.sleep(0.01)
+                return {
+                    "health": await client.get("/health"),
+                    "no key": await client.post("/v1/embed", json=body),
+                    "wrong key": await client.post("/v1/embed", json=body, headers={"authorization": "Bearer s3cret"}),
+                    "basic": await client.post("/v1/embed", json=body, headers={"authorization": f"Basic {key}"}),
+                    "metrics": await client.get("/metrics"),
+                    "info": await client.get("/info"),
+                    "ready": await client.get("/ready"),
+                    "similarity": await client.post("/v1/similarity", json={"texts": ["a", "b"]}),
+                    "embed": await client.post("/v1/embed", json=body, headers=good),
+                    "lower case": await client.post("/v1/embed", json=body, headers={"authorization": f"bearer {key}"}),
+                    "info with key": await client.get("/info", headers=good),
+                }
+
+    out = asyncio.run(main())
+    assert out["health"].status_code == 200
+    for name in ("no key", "wrong key", "basic", "metrics", "info", "ready", "similarity"):
+        assert out[name].status_code == 401, name
+        assert out[name].headers["www-authenticate"].startswith("Bearer")
+        assert key not in out[name].text
+    assert out["no key"].json() == {
+        "error": "this server needs an API key: send the header 'Authorization: Bearer KEY'",
+        "status": 401,
+    }
+    assert out["wrong key"].json()["error"] == "the API key in 'Authorization: Bearer ...' is not this server's"
+    assert out["embed"].status_code == 200 and out["lower case"].status_code == 200
+    assert np.abs(values(out["embed"])[0] - parity_bilm.embed_sentences([["a", "b"]])[0]).max() <= BATCHING_ATOL
+    assert out["info with key"].status_code == 200 and key not in out["info with key"].text
+    with pytest.raises(ValueError, match="the API key must be printable ASCII without spaces"):
+        create_app(parity_bilm, api_key="two words")
+
+
+def test_binding_beyond_loopback_without_a_key_warns():
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+    from spacy_elmo.serve.auth import exposure_warning
+
+    assert exposure_warning("127.0.0.1", None) is None and exposure_warning("localhost", None) is None
+    assert exposure_warning("::1", None) is None and exposure_warning("0.0.0.0", "k") is None
+    assert exposure_warning("0.0.0.0", None) == (
+        "warning: serving on 0.0.0.0, reachable from other machines, without an API key: anyone who can reach "
+        "the port can use it; set --api-key or SPACY_ELMO_API_KEY"
+    )
+    # the bad tokenizer stops the command after the warning, before anything binds
+    result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0", "--tokenizer", "zz9"], env={})
+    assert result.output.splitlines()[0].startswith("warning: serving on 0.0.0.0, reachable from other machines")
+    result = CliRunner().invoke(
+        app, ["serve", "--host", "0.0.0.0", "--tokenizer", "zz9"], env={"SPACY_ELMO_API_KEY": "k"}
+    )
+    assert "warning" not in result.output and "tokenizer 'zz9'" in result.output
+
+
+@pytest.mark.slow
+def test_uvicorn_with_an_api_key_from_the_environment_never_logs_it(parity_files):
+    key = "never-in-the-log-0451"
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    options, weights = parity_files
+    command = [sys.executable, "-m", "spacy_elmo", "serve", "--options", str(options), "--weights", str(weights)]
+    command += ["--port", str(port), "--max-wait-ms", "0"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SPACY_ELMO_API_KEY": key}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        statuses = [
+            httpx.post(url + "/v1/embed", json={"texts": ["a b"]}, headers=headers, timeout=30).status_code
+            for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": f"Bearer {key}"})
+        ]
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert statuses == [401, 401, 200]
+    assert process.returncode == 0
+    assert "Uvicorn running on http://127.0.0.1" in output and key not in output

@@ -10,17 +10,22 @@ from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence
 import numpy as np
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
 from ..bilm.outputs import DEFAULT_BATCH_SIZE
+from .auth import OPEN_PATHS, RequireKey, check_key
 from .batcher import Batcher, Sentences
 from .handlers import Service
+from .json_io import JSONResponse
 from .limits import DEFAULT_LIMITS, Limits
 from .metrics import Metrics
+from .playground import PATH as PLAYGROUND_PATH
+from .playground import playground as playground_page
 from .schema import Tokenizer
 
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
@@ -42,6 +47,8 @@ def create_app(
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
     limits: Limits = DEFAULT_LIMITS,
+    api_key: Optional[str] = None,
+    playground: bool = True,
 ) -> Starlette:
     """The service for an already loaded ``bilm`` (see ``spacy_elmo.load_bilm``).
 
@@ -51,6 +58,9 @@ def create_app(
     ``tokenizer`` splits ``"texts"`` (default: on whitespace); ``model_name`` is reported by ``/info``.
     ``limits``: body size, request and idle timeouts, connections (see :class:`.Limits`; :func:`run` applies the
     connection ones).
+    ``api_key``: every request but ``GET /health`` must carry ``Authorization: Bearer <api_key>`` (else 401).
+    ``playground``: ``GET /`` serves a page comparing two texts token by token (open without the key: it holds no
+    data and sends the key its user types with each of its calls).
 
     The app's lifespan starts the worker thread (and warms the model up) and, at shutdown, finishes the
     admitted requests. Mounted inside another app (whose lifespan does not reach it) the worker starts
@@ -67,11 +77,13 @@ def create_app(
     if precision not in kernels.PRECISIONS:
         raise ValueError(f"precision must be one of {kernels.PRECISIONS}, found {precision!r}")
     precision = kernels.resolve_precision(precision, bilm.device)
+    api_key = check_key(api_key)
 
     def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
         return bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
 
     metrics = Metrics()
+    metrics.watch_token_cache(lambda: len(bilm.token_cache) if bilm.token_cache is not None else 0)
     batcher = Batcher(
         embed,
         max_batch_tokens=max_batch_tokens,
@@ -107,7 +119,13 @@ def create_app(
         await asyncio.to_thread(batcher.close)
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler) in service.routes().items()]
-    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
+    if playground:
+        routes.append(Route(PLAYGROUND_PATH, playground_page, methods=["GET"]))
+    open_paths = OPEN_PATHS | ({PLAYGROUND_PATH} if playground else set())
+    middleware = [Middleware(RequireKey, key=api_key, open_paths=open_paths)] if api_key else []
+    app = Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}, middleware=middleware
+    )
     app.state.batcher = batcher
     app.state.service = service
     app.state.limits = limits

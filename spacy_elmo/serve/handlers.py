@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
 import numpy as np
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from .. import __version__
 from ..bilm import kernels
@@ -23,6 +22,7 @@ from ..bilm.mix import cosine, mean_mixed_vector
 from ..bilm.model import BiLM
 from ..bilm.outputs import select_layers
 from .batcher import QueueFull, Sentences, ShuttingDown
+from .json_io import JSONResponse, dumps
 from .limits import DEFAULT_LIMITS, ClientGone, Limits, read_body
 from .metrics import Metrics
 from .schema import Output, RequestError, Tokenizer, parse_embed, parse_similarity, whitespace_tokenizer
@@ -31,7 +31,6 @@ AsyncEmbed = Callable[[Sentences], Awaitable[List[np.ndarray]]]
 Handler = Callable[[Request], Awaitable[Response]]
 NPY = "application/x-npy"
 CLIENT_GONE = 499  # no response reaches the client; the status only labels the metrics
-JSON_IN_THREAD = 50_000  # JSON responses with more values than this are encoded off the event loop
 #: the response headers that make uvicorn close the connection after an answer sent before the body was read whole
 CLOSE = {"Connection": "close"}
 logger = logging.getLogger(__name__)
@@ -116,9 +115,7 @@ class Service:
                 {"tokens": tokens, "shape": list(a.shape), "values": a} for tokens, a in zip(parsed.sentences, arrays)
             ],
         }
-        if sum(a.size for a in arrays) > JSON_IN_THREAD:
-            return Response(await asyncio.to_thread(_json, body), media_type="application/json")
-        return Response(_json(body), media_type="application/json")
+        return Response(dumps(body), media_type="application/json")
 
     async def similarity(self, request: Request) -> Response:
         """Cosine of the two document vectors: the mean over tokens of the mixed token vectors, as
@@ -233,16 +230,6 @@ def _npy_response(arrays: List[np.ndarray], output: str) -> Response:
     np.save(buffer, np.concatenate(arrays, axis=-2), allow_pickle=False)
     headers = {"X-Sentence-Lengths": ",".join(str(a.shape[-2]) for a in arrays), "X-Output": output}
     return Response(buffer.getvalue(), media_type=NPY, headers=headers)
-
-
-def _json(body: Dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), default=_array).encode()
-
-
-def _array(value: object) -> object:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def _error(status: int, message: str, headers: Optional[Dict[str, str]] = None) -> Response:

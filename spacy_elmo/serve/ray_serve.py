@@ -25,8 +25,10 @@ from ..bilm import kernels
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from .app import DEFAULTS, FORWARD_SENTENCES
+from .auth import OPEN_PATHS, authorization_error, check_key
 from .batcher import Sentences
 from .handlers import Service
+from .json_io import JSONResponse
 from .metrics import Metrics
 from .tokenizers import make_tokenizer
 
@@ -35,18 +37,21 @@ from .tokenizers import make_tokenizer
 class ElmoDeployment:
     """One replica: a biLM, its metrics, and the shared endpoints; ``settings`` as :func:`deployment` takes."""
 
-    def __init__(self, model: ModelSpec, settings: Dict[str, Any]) -> None:
+    def __init__(self, model: ModelSpec, settings: Dict[str, Any], api_key: Optional[str] = None) -> None:
+        self.api_key = api_key
 
         self.bilm = model.load(settings["device"], token_cache_size=settings["token_cache_size"])
         self.precision = kernels.resolve_precision(settings["precision"], self.bilm.device)
         batching = cast(Any, self.embed_batch)  # serve.batch's wrapper
         batching.set_max_batch_size(settings["max_batch_tokens"])
         batching.set_batch_wait_timeout_s(settings["max_wait_ms"] / 1000.0)
+        metrics = Metrics()
+        metrics.watch_token_cache(lambda: len(self.bilm.token_cache) if self.bilm.token_cache is not None else 0)
         self.service = Service(
             self.bilm,
             self.embed_batch,
             max_request_tokens=settings["max_request_tokens"],
-            metrics=Metrics(),
+            metrics=metrics,
             is_ready=lambda: True,
             tokenizer=make_tokenizer(settings["tokenizer"]),
             info={"model": settings["model_name"], "serving": {**settings, "ray": True}},
@@ -70,6 +75,10 @@ class ElmoDeployment:
         return out
 
     async def __call__(self, request: Request) -> Response:
+        if self.api_key and request.url.path not in OPEN_PATHS:
+            problem = authorization_error(request.headers.raw, self.api_key)
+            if problem is not None:
+                return JSONResponse({"error": problem, "status": 401}, 401, {"WWW-Authenticate": "Bearer"})
         return await self.service.dispatch(request)
 
 
@@ -88,10 +97,11 @@ def deployment(
     device: str = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     tokenizer: Optional[str] = None,
+    api_key: Optional[str] = None,
 ) -> Any:
     """The bound Ray Serve application (for ``serve.run``) of ``model`` (resolved by each replica: a released
     name is fetched into each node's cache). ``max_replicas`` above ``replicas`` turns on autoscaling between
-    the two."""
+    the two. ``api_key``: as :func:`~.app.create_app` takes it (kept out of ``/info``)."""
     if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
         raise ValueError(f"replicas must be >= 1 and max_replicas >= replicas, found {replicas} and {max_replicas}")
     options: Dict[str, Any] = {
@@ -113,7 +123,7 @@ def deployment(
         "token_cache_size": token_cache_size,
         "tokenizer": tokenizer,
     }
-    return cast(Any, ElmoDeployment).options(**options).bind(model, settings)
+    return cast(Any, ElmoDeployment).options(**options).bind(model, settings, check_key(api_key))
 
 
 def run_on_ray(app: Any, address: str, host: str = "127.0.0.1", port: int = 8000) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 from ..bilm.mix import mix_weights
 from ..bilm.outputs import OUTPUT_FORMATS
 from ..util.checks import is_int, is_number
+from .json_io import JSONDecodeError, loads
 
 Tokenizer = Callable[[str], List[str]]
 #: ``"all"``, ``"top"``, ``"average"``, or per-layer weights ``(n_layers,)``
@@ -86,8 +87,8 @@ def parse_similarity(
 
 def _object(body: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
     try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        data = loads(body)
+    except JSONDecodeError as error:
         raise RequestError(400, f"the body is not valid JSON: {error}") from None
     except RecursionError:
         raise RequestError(400, "the body is nested too deeply to be a request") from None
