@@ -89,7 +89,9 @@ def _object(body: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
     try:
         data = loads(body)
     except JSONDecodeError as error:
-        raise RequestError(400, f"the body is not valid JSON: {error}") from None
+        if "surrogate" not in str(error):
+            raise RequestError(400, f"the body is not valid JSON: {error}") from None
+        data = _with_lone_surrogates(body, error)
     except RecursionError:
         raise RequestError(400, "the body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
@@ -98,6 +100,15 @@ def _object(body: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
     if unknown:
         raise RequestError(400, f"unknown field {unknown[0]!r}; expected {', '.join(map(repr, allowed))}")
     return data
+
+
+def _with_lone_surrogates(body: bytes, error: JSONDecodeError) -> Any:
+    """orjson refuses a ``"\\ud800"`` escape; the standard parser reads it, so that the field holding it is named
+    (see ``_check_unicode``) instead of a character offset."""
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise RequestError(400, f"the body is not valid JSON: {error}") from None
 
 
 def _sentences(
