@@ -217,6 +217,8 @@ def significance_lines(rows: List[dict], runs: Runs, runs_dir: Path, resamples: 
     if rows:
         plot_differences(rows, FEATURES, output / "differences.png")
         lines += ["![differences](differences.png)", ""] + significance_table(rows, FEATURES) + [""]
+    else:
+        lines += ["No pair of rows has per-document results yet.", ""]
     return lines + missing_lines(runs, runs_dir) + verdict_lines(rows)
 
 
@@ -252,30 +254,38 @@ def verdict_lines(rows: List[dict]) -> List[str]:
     return lines
 
 
-def summary_table(runs: Runs) -> List[str]:
-    """Both tasks' main scores in one markdown table, one row per feature set (seeds per task in the cells)."""
+def summary_table(runs: Runs, records: Runs) -> List[str]:
+    """Both tasks' main scores in one markdown table, one row per feature set (seeds per task in the cells); a
+    static row whose seeds have no recorded vectors checksum says so."""
     lines = ["| features | WNUT-16 NER F1 | NER precision | NER recall | RT macro F1 | RT accuracy |",
              "|---|---|---|---|---|---|"]
     for features, label in FEATURES.items():
+        unrecorded = sorted({f"{task} {seed}" for task in TASKS for seed in runs.get((task, features), {})
+                             if "static" in features and "vectors_sha256" not in records.get((task, features), {})
+                             .get(seed, {})})
+        if unrecorded:
+            label += f" (vectors not recorded, 2 threads: {', '.join(unrecorded)})"
         cells = []
         for task in TASKS:
             seeds = runs.get((task, features), {})
             for number, (key, _) in enumerate(METRICS[task][:3 if task == "ner" else 2]):
                 cell = fmt([s[key] for s in seeds.values()]) if seeds else "not run"
                 cells.append(f"{cell} ({len(seeds)})" if seeds and number == 0 else cell)
-        if any(runs.get((task, features)) for task in TASKS):
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
-def write_summary(runs: Runs, rows: List[dict], runs_dir: Path, output: Path, readme: Optional[Path]) -> None:
+def write_summary(runs: Runs, records: Runs, rows: List[dict], runs_dir: Path, output: Path,
+                  readme: Optional[Path]) -> None:
     """``<output>/summary.md`` (included by the docs' experiment page) and, with ``readme``, the block of README
     between the results markers: the score table, which differences are real, the seeds left out."""
     body = (["Test scores, mean ± sample std over seeds (number of seeds in brackets), every run trained until the "
-             "dev score stopped improving; ELMo = the bundled 7M-parameter biLM.", ""] + summary_table(runs)
+             "dev score stopped improving; ELMo = the bundled 7M-parameter biLM.", ""] + summary_table(runs, records)
             + ["", "Which differences are real (paired bootstrap over the test documents, seeds pooled; difference of "
-               "the mean F1 in points with its 95% interval; [the report](results/report.md) has every pair):", ""]
-            + significance_table(rows, FEATURES) + [""] + verdict_lines(rows) + missing_lines(runs, runs_dir))
+               "the mean F1 in points with its 95% interval; [the report](results/report.md) has the method):", ""]
+            + (["![which differences are real](results/differences.png)", ""] + significance_table(rows, FEATURES)
+               if rows else ["No pair of rows has per-document results yet."])
+            + [""] + verdict_lines(rows) + missing_lines(runs, runs_dir))
     write_text(output / "summary.md", "\n".join(body).replace("](results/", "](") + "\n")
     if readme is None:
         return
@@ -308,7 +318,7 @@ def write_report(runs: Runs, similarity: Optional[dict], word_sense: Optional[di
     rows = significance(runs_dir, resamples)
     write_text(output / "significance.json", json.dumps(rows, indent=1) + "\n")
     lines += ["## Which differences are real", ""] + significance_lines(rows, runs, runs_dir, resamples, output)
-    write_summary(runs, rows, runs_dir, output, readme)
+    write_summary(runs, records, rows, runs_dir, output, readme)
     if runs.get(("ner", "baseline")):
         per_type, values = ner_per_type(runs)
         plot_ner_per_type(values, output / "ner_per_type.png")

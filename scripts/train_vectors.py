@@ -9,8 +9,8 @@ a spaCy pipeline made by ``spacy init vectors`` for ``[initialize] vectors`` in
 configs/*_static.cfg. Vectors are keyed by the exact token text (ORTH): spaCy 3.8
 saves a non-ORTH ``--attr`` only for floret vectors, so LOWER would be lost on reload.
 Skip-gram (sg=1) with one worker thread and a fixed seed, so the same corpus and seed give the same vectors
-bit for bit (several threads interleave their updates in the order the OS schedules them; the seeded start
-vectors use a fixed CRC-32 hash of the word, not Python's per-process ``hash``). ``<output>/vectors.json``
+bit for bit (several threads interleave their updates in the order the OS schedules them: two 2-thread trainings
+differ; gensim 4.4 draws the start vectors from numpy's seeded generator, so PYTHONHASHSEED does not matter). ``<output>/vectors.json``
 records the settings, the training time and the SHA-256 of the vector table (``static_model/vocab/vectors``),
 the checksum ``scripts/train_run.py`` writes into the record of every run that uses the vectors.
 """
@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from pathlib import Path
 from typing import Iterator
 
@@ -34,8 +33,8 @@ from gensim.models import Word2Vec
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from vectors_checksum import vectors_checksum  # noqa: E402  (scripts/, beside this file)
 
-# one thread: the only way gensim's updates happen in a fixed order (2 threads cost little less time, see
-# docs/experiment/index.md, but give different vectors on every run)
+# one thread: the only way gensim's updates happen in a fixed order (a second thread would roughly halve the wall
+# time on an idle 2-core machine, see docs/experiment/index.md, but gives different vectors on every run)
 WORKERS = 1
 
 
@@ -53,12 +52,6 @@ class TokenizedLines:
                     yield tokens
 
 
-def stable_hash(text: str) -> int:
-    """CRC-32 of ``text``: gensim seeds each word's start vector with ``hashfxn(word + str(seed))``, and Python's
-    ``hash`` of a str changes between processes (PYTHONHASHSEED)."""
-    return zlib.crc32(text.encode("utf-8"))
-
-
 def train_word2vec(
     sentences: TokenizedLines, dim: int, epochs: int, seed: int, min_count: int, window: int
 ) -> Word2Vec:
@@ -72,7 +65,6 @@ def train_word2vec(
         epochs=epochs,
         seed=seed,
         workers=WORKERS,
-        hashfxn=stable_hash,
     )
 
 
