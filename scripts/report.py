@@ -55,6 +55,7 @@ def scores_table(runs: Runs, task: str, records: Runs) -> List[str]:
     for features, label in FEATURES.items():
         seeds = runs.get((task, features))
         if not seeds:
+            lines.append(f"| {label} | 0 | " + " | ".join(["not run yet"] * len(titles)) + " | - |")
             continue
         cells = [fmt([s[key] for s in seeds.values()]) for key, _ in METRICS[task]]
         speed = mean_std([s["speed"] for s in seeds.values()])[0]

@@ -48,7 +48,7 @@ def plot_scores(runs: Runs, path: Path) -> None:
 def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: Path) -> None:
     """Grouped bars of NER F1 per entity type and feature set."""
     labels = sorted({label for per_type in values.values() for label in per_type})
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.6))
     width = 0.8 / max(len(values), 1)
     x = numpy.arange(len(labels))
     for i, (features, per_type) in enumerate(values.items()):
@@ -57,7 +57,8 @@ def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: P
     ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=30, ha="right")
     ax.set_ylabel("F1 (%)")
     ax.set_title("WNUT-16 NER test F1 per entity type (mean ± std over seeds)")
-    ax.legend(fontsize="small", ncol=2)
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small", ncol=len(values), loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -65,7 +66,7 @@ def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: P
 
 def plot_layer_weights(weights: Dict[str, List[dict]], path: Path) -> None:
     """Bars of the learned softmax layer weights s per task (mean ± std over seeds)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(8, 4.8))
     width = 0.8 / max(len(weights), 1)
     for i, (task, runs) in enumerate(weights.items()):
         array = numpy.asarray([run["weights"] for run in runs])
@@ -78,9 +79,8 @@ def plot_layer_weights(weights: Dict[str, List[dict]], path: Path) -> None:
     ax.set_xticks(numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
                   ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)])
     ax.set_ylabel("softmax(s)")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
-    ax.set_title("Learned ELMo scalar-mix weights (mean ± std over seeds)")
-    ax.legend(loc="upper center", ncol=3, fontsize="small")
+    ax.set_title("Learned ELMo scalar-mix weights (mean ± std over seeds)", fontsize="medium")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small", frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
