@@ -3,8 +3,8 @@
     python scripts/evaluate_run.py runs/ner_elmo/seed0/model-best corpus/ner/test.spacy \
         --output runs/ner_elmo/seed0/test_metrics.json --per-doc runs/ner_elmo/seed0/per_doc.json
 
-``--output`` gets the same scores as ``spacy evaluate --output`` (one pass of ``Language.evaluate`` over the
-test examples). ``--per-doc`` gets, for each test document in corpus order, what the paired bootstrap
+``--output`` gets the scores ``spacy evaluate --output`` writes, computed the same way (one pass of
+``Language.evaluate`` over the test examples read as ``spacy evaluate`` reads them), plus the scorer's other keys. ``--per-doc`` gets, for each test document in corpus order, what the paired bootstrap
 (``scripts/bootstrap.py``) resamples: for NER the true positives, false positives and false negatives of each
 entity type (``[type index, tp, fp, fn]``, types with all three zero left out; counted as spaCy's scorer counts
 them), for textcat the gold and the predicted label (index into ``labels``). The per-document counts are summed
@@ -30,7 +30,7 @@ from spacy.training import Corpus, Example
 from spacy_elmo.util.atomic import write_text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bootstrap import ner_f1, textcat_macro_f1  # noqa: E402  (scripts/, beside this file)
+from bootstrap import counts_of, ner_f1, textcat_macro_f1  # noqa: E402  (scripts/, beside this file)
 
 
 class KeepingScorer(Scorer):
@@ -88,8 +88,6 @@ def per_doc_record(task: str, examples: List[Example], test_sha256: str) -> dict
 
 def check_against(record: dict, scores: Dict[str, Any]) -> None:
     """Exit with one line when the summed per-document counts do not give spaCy's score."""
-    from bootstrap import counts_of  # noqa: PLC0415
-
     totals = counts_of(record).sum(axis=0)
     if record["task"] == "ner":
         name, mine, theirs = "ents_f", ner_f1(totals[None, :])[0], scores["ents_f"] or 0.0
