@@ -45,14 +45,13 @@ def python(script: str, *args: str) -> List[str]:
 
 
 def check_output(output: Path) -> None:
-    """Refuse an output folder that is, or holds, or lies in the committed results or the full run's folders."""
+    """Refuse an output folder that is, or holds, or lies in the committed results or the full run's folders
+    (``output`` as the user gave it, relative to the current folder)."""
     resolved = output.resolve()
     for kept in ("results", "runs", "corpus", "configs", "scripts"):
         protected = (ROOT / kept).resolve()
         if resolved == protected or protected in resolved.parents or resolved in protected.parents:
             sys.exit(f"error: --output {output}: the quick run never writes into or over {kept}/ (use e.g. quick/)")
-    if resolved == ROOT.resolve():
-        sys.exit(f"error: --output {output}: the repository root; use a scratch folder such as quick/")
 
 
 def check_inputs() -> None:
@@ -121,8 +120,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="training steps per run")
     parser.add_argument("--only", choices=["all", "report"], default="all", help="report: only the last stage")
     args = parser.parse_args()
-    output = args.output if args.output.is_absolute() else Path.cwd() / args.output
-    check_output(output)
+    check_output(args.output)
+    output = args.output.resolve()
     start = time.perf_counter()
     if args.only == "all":
         check_inputs()
