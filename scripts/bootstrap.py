@@ -159,7 +159,7 @@ def plot_differences(rows: List[dict], labels: Dict[str, str], path: Path) -> No
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     names = [f"{row['task']}: {labels.get(row['a'], row['a'])}\nminus {labels.get(row['b'], row['b'])}" for row in rows]
-    fig, ax = plt.subplots(figsize=(9, 0.62 * len(rows) + 1.4))
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(rows) + 1.4))
     for i, row in enumerate(rows):
         diff, low, high = (100 * row[key] for key in ("difference", "low", "high"))
         color = "#4c72b0" if row["task"] == "ner" else "#dd8452"

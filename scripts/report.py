@@ -264,8 +264,10 @@ def summary_table(runs: Runs, records: Runs) -> List[str]:
         unrecorded = sorted({f"{task} {seed}" for task in TASKS for seed in runs.get((task, features), {})
                              if "static" in features and "vectors_sha256" not in records.get((task, features), {})
                              .get(seed, {})})
+        every = {f"{task} {seed}" for task in TASKS for seed in runs.get((task, features), {})}
         if unrecorded:
-            label += f" (vectors not recorded, 2 threads: {', '.join(unrecorded)})"
+            label += (" (vectors unrecorded, 2 threads)" if set(unrecorded) == every
+                      else f" (vectors unrecorded, 2 threads: {', '.join(unrecorded)})")
         cells = []
         for task in TASKS:
             seeds = runs.get((task, features), {})
