@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy
 import pytest
-from scipy.stats import binom
+
+binom = pytest.importorskip("scipy.stats", reason='needs the project extra: pip install "spacy-elmo[project]"').binom
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 

@@ -16,6 +16,7 @@ import numpy
 import pytest
 
 pytestmark = pytest.mark.slow  # spawns the report process
+pytest.importorskip("matplotlib", reason='the report draws charts: pip install "spacy-elmo[project]"')
 
 ROOT = Path(__file__).parent.parent
 

@@ -86,6 +86,7 @@ def test_static_run_records_the_checksum_of_its_vectors(workspace: Path, tmp_pat
 def test_word2vec_vectors_are_the_same_every_time(tmp_path: Path):
     # two trainings in separate processes (different PYTHONHASHSEED) give the same vector table, and the checksum
     # in vectors.json is that table's
+    pytest.importorskip("gensim", reason='word2vec: pip install "spacy-elmo[project]"')
     rng = random.Random(0)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(tiny_sentence(rng) for _ in range(3000)) + "\n")
