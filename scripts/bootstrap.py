@@ -78,9 +78,14 @@ def counts_of(record: dict) -> numpy.ndarray:
     return counts.reshape(len(gold), -1)
 
 
-def paired_bootstrap(a: Sequence[numpy.ndarray], b: Sequence[numpy.ndarray],
-                     score: Callable[[numpy.ndarray], numpy.ndarray], resamples: int = RESAMPLES,
-                     seed: int = 0, chunk: int = 500) -> dict:
+def paired_bootstrap(
+    a: Sequence[numpy.ndarray],
+    b: Sequence[numpy.ndarray],
+    score: Callable[[numpy.ndarray], numpy.ndarray],
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    chunk: int = 500,
+) -> dict:
     """Mean score of the seeds ``a`` minus that of the seeds ``b`` (each ``(documents, columns)`` from
     ``counts_of``, all over the same documents), with its bootstrap 95% interval and sign-flip share."""
     n_docs = {len(counts) for counts in (*a, *b)}
@@ -103,9 +108,17 @@ def paired_bootstrap(a: Sequence[numpy.ndarray], b: Sequence[numpy.ndarray],
     resampled = numpy.concatenate(diffs)
     low, high = numpy.percentile(resampled, [2.5, 97.5])
     flips = float(numpy.mean(resampled * numpy.sign(observed) <= 0)) if observed else 1.0
-    return {"difference": observed, "low": float(low), "high": float(high), "flip_share": flips,
-            "resamples": resamples, "documents": n, "seeds_a": len(a), "seeds_b": len(b),
-            "real": bool(low > 0 or high < 0)}
+    return {
+        "difference": observed,
+        "low": float(low),
+        "high": float(high),
+        "flip_share": flips,
+        "resamples": resamples,
+        "documents": n,
+        "seeds_a": len(a),
+        "seeds_b": len(b),
+        "real": bool(low > 0 or high < 0),
+    }
 
 
 def read_per_doc(runs_dir: Path) -> Dict[Tuple[str, str], Dict[int, dict]]:
@@ -129,24 +142,42 @@ def significance(runs_dir: Path, resamples: int = RESAMPLES) -> List[dict]:
                 continue
             tests = {record["test_sha256"] for record in (*seeds_a.values(), *seeds_b.values())}
             if len(tests) != 1:
-                raise SystemExit(f"error: {runs_dir}: {task}_{features_a} and {task}_{features_b} were scored on "
-                                 f"different test files ({len(tests)} checksums); rerun scripts/evaluate_run.py")
-            result = paired_bootstrap([counts_of(r) for _, r in sorted(seeds_a.items())],
-                                      [counts_of(r) for _, r in sorted(seeds_b.items())], SCORES[task], resamples)
-            rows.append({"task": task, "a": features_a, "b": features_b, "seeds_a_list": sorted(seeds_a),
-                         "seeds_b_list": sorted(seeds_b), **result})
+                raise SystemExit(
+                    f"error: {runs_dir}: {task}_{features_a} and {task}_{features_b} were scored on "
+                    f"different test files ({len(tests)} checksums); rerun scripts/evaluate_run.py"
+                )
+            result = paired_bootstrap(
+                [counts_of(r) for _, r in sorted(seeds_a.items())],
+                [counts_of(r) for _, r in sorted(seeds_b.items())],
+                SCORES[task],
+                resamples,
+            )
+            rows.append(
+                {
+                    "task": task,
+                    "a": features_a,
+                    "b": features_b,
+                    "seeds_a_list": sorted(seeds_a),
+                    "seeds_b_list": sorted(seeds_b),
+                    **result,
+                }
+            )
     return rows
 
 
 def table(rows: List[dict], labels: Dict[str, str]) -> List[str]:
     """Markdown rows of ``significance``'s result (differences in points of F1)."""
-    lines = ["| task | A | B | seeds A / B | mean F1 A - B | 95% interval | sign flips | real at 95%? |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| task | A | B | seeds A / B | mean F1 A - B | 95% interval | sign flips | real at 95%? |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
-        lines.append(f"| {row['task']} | {labels.get(row['a'], row['a'])} | {labels.get(row['b'], row['b'])} | "
-                     f"{','.join(map(str, row['seeds_a_list']))} / {','.join(map(str, row['seeds_b_list']))} | "
-                     f"{100 * row['difference']:+.1f} | [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}] | "
-                     f"{100 * row['flip_share']:.1f}% | {'**yes**' if row['real'] else 'no'} |")
+        lines.append(
+            f"| {row['task']} | {labels.get(row['a'], row['a'])} | {labels.get(row['b'], row['b'])} | "
+            f"{','.join(map(str, row['seeds_a_list']))} / {','.join(map(str, row['seeds_b_list']))} | "
+            f"{100 * row['difference']:+.1f} | [{100 * row['low']:+.1f}, {100 * row['high']:+.1f}] | "
+            f"{100 * row['flip_share']:.1f}% | {'**yes**' if row['real'] else 'no'} |"
+        )
     return lines
 
 
@@ -163,10 +194,23 @@ def plot_differences(rows: List[dict], labels: Dict[str, str], path: Path) -> No
     for i, row in enumerate(rows):
         diff, low, high = (100 * row[key] for key in ("difference", "low", "high"))
         color = "#4c72b0" if row["task"] == "ner" else "#dd8452"
-        ax.errorbar(diff, i, xerr=[[diff - low], [high - diff]], fmt="o", color=color, capsize=4,
-                    markerfacecolor=color if row["real"] else "white")
-        ax.annotate(f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]", (high, i), xytext=(6, 0), textcoords="offset points",
-                    va="center", fontsize="small")
+        ax.errorbar(
+            diff,
+            i,
+            xerr=[[diff - low], [high - diff]],
+            fmt="o",
+            color=color,
+            capsize=4,
+            markerfacecolor=color if row["real"] else "white",
+        )
+        ax.annotate(
+            f"{diff:+.1f} [{low:+.1f}, {high:+.1f}]",
+            (high, i),
+            xytext=(6, 0),
+            textcoords="offset points",
+            va="center",
+            fontsize="small",
+        )
     ax.axvline(0, color="grey", linestyle=":")
     ax.set_yticks(range(len(rows)), names, fontsize="small")
     ax.invert_yaxis()

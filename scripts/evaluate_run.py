@@ -4,8 +4,9 @@
         --output runs/ner_elmo/seed0/test_metrics.json --per-doc runs/ner_elmo/seed0/per_doc.json
 
 ``--output`` gets the scores ``spacy evaluate --output`` writes, computed the same way (one pass of
-``Language.evaluate`` over the test examples read as ``spacy evaluate`` reads them), plus the scorer's other keys. ``--per-doc`` gets, for each test document in corpus order, what the paired bootstrap
-(``scripts/bootstrap.py``) resamples: for NER the true positives, false positives and false negatives of each
+``Language.evaluate`` over the test examples read as ``spacy evaluate`` reads them), plus the scorer's other keys.
+``--per-doc`` gets, for each test document in corpus order, what the paired bootstrap (``scripts/bootstrap.py``)
+resamples: for NER the true positives, false positives and false negatives of each
 entity type (``[type index, tp, fp, fn]``, types with all three zero left out; counted as spaCy's scorer counts
 them), for textcat the gold and the predicted label (index into ``labels``). The per-document counts are summed
 again and must give spaCy's own test scores, else the script stops with one line saying which score differs.
@@ -81,9 +82,13 @@ def per_doc_record(task: str, examples: List[Example], test_sha256: str) -> dict
     def top(cats: Dict[str, float]) -> int:
         return index[max(cats.items(), key=lambda item: item[1])[0]]
 
-    return {"task": task, "test_sha256": test_sha256, "labels": names,
-            "gold": [top(example.reference.cats) for example in examples],
-            "pred": [top(example.predicted.cats) for example in examples]}
+    return {
+        "task": task,
+        "test_sha256": test_sha256,
+        "labels": names,
+        "gold": [top(example.reference.cats) for example in examples],
+        "pred": [top(example.predicted.cats) for example in examples],
+    }
 
 
 def check_against(record: dict, scores: Dict[str, Any]) -> None:

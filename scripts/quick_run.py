@@ -59,8 +59,10 @@ def check_inputs() -> None:
     needed.append(ROOT / "corpus" / "pretrain" / "train.txt")
     missing = [str(path.relative_to(ROOT)) for path in needed if not path.is_file()]
     if missing:
-        sys.exit(f"error: {missing[0]} missing ({len(missing)} inputs): run `spacy project run data` and "
-                 "`spacy project run corpus` first (or `spacy project run quick`)")
+        sys.exit(
+            f"error: {missing[0]} missing ({len(missing)} inputs): run `spacy project run data` and "
+            "`spacy project run corpus` first (or `spacy project run quick`)"
+        )
 
 
 def vectors(output: Path) -> Path:
@@ -68,8 +70,19 @@ def vectors(output: Path) -> Path:
     sample.parent.mkdir(parents=True, exist_ok=True)
     with (ROOT / "corpus" / "pretrain" / "train.txt").open(encoding="utf-8") as source:
         sample.write_text("".join(line for _, line in zip(range(VECTOR_SENTENCES), source)), encoding="utf-8")
-    run(python("train_vectors.py", "--corpus", str(sample), "--output", str(output / "vectors"), "--dim", "50",
-               "--epochs", "1"))
+    run(
+        python(
+            "train_vectors.py",
+            "--corpus",
+            str(sample),
+            "--output",
+            str(output / "vectors"),
+            "--dim",
+            "50",
+            "--epochs",
+            "1",
+        )
+    )
     return output / "vectors" / "static_model"
 
 
@@ -78,40 +91,98 @@ def adapt(output: Path, task: str) -> Path:
     for split in ("train", "dev"):
         run(python("task_text.py", str(ROOT / "corpus" / task / f"{split}.spacy"), str(text / f"{task}_{split}.txt")))
     heldout = text / f"{task}_dev.txt"
-    heldout.write_text("".join(heldout.read_text(encoding="utf-8").splitlines(keepends=True)[:ADAPT_HELDOUT_LINES]),
-                       encoding="utf-8")
+    heldout.write_text(
+        "".join(heldout.read_text(encoding="utf-8").splitlines(keepends=True)[:ADAPT_HELDOUT_LINES]), encoding="utf-8"
+    )
     target = output / "runs" / f"adapt_{task}"
-    run([sys.executable, "-m", "spacy_elmo", "adapt", "default", str(text / f"{task}_train.txt"), str(target),
-         "--heldout", str(heldout), "--max-steps", str(ADAPT_STEPS), "--batch-tokens", str(ADAPT_BATCH_TOKENS),
-         "--eval-every", str(ADAPT_STEPS), "--checkpoint-every", str(ADAPT_STEPS), "--device", "cpu", "--seed", "0"])
+    run(
+        [
+            sys.executable,
+            "-m",
+            "spacy_elmo",
+            "adapt",
+            "default",
+            str(text / f"{task}_train.txt"),
+            str(target),
+            "--heldout",
+            str(heldout),
+            "--max-steps",
+            str(ADAPT_STEPS),
+            "--batch-tokens",
+            str(ADAPT_BATCH_TOKENS),
+            "--eval-every",
+            str(ADAPT_STEPS),
+            "--checkpoint-every",
+            str(ADAPT_STEPS),
+            "--device",
+            "cpu",
+            "--seed",
+            "0",
+        ]
+    )
     return target
 
 
 def train_and_evaluate(output: Path, task: str, features: str, steps: int, static: Path, adapted: Path) -> None:
     folder = output / "runs" / f"{task}_{features}" / "seed0"
     config = ROOT / "configs" / f"{task}_{features.replace('_adapted', '')}.cfg"
-    overrides = ["--system.seed", "0", "--training.max_steps", str(steps),
-                 "--training.eval_frequency", str(max(1, steps // 2)),
-                 "--corpora.train.limit", str(TRAIN_DOCS), "--corpora.dev.limit", str(DEV_DOCS)]
+    overrides = [
+        "--system.seed",
+        "0",
+        "--training.max_steps",
+        str(steps),
+        "--training.eval_frequency",
+        str(max(1, steps // 2)),
+        "--corpora.train.limit",
+        str(TRAIN_DOCS),
+        "--corpora.dev.limit",
+        str(DEV_DOCS),
+    ]
     if "static" in features:
         overrides += ["--paths.vectors", str(static)]
     if features == "elmo_adapted":
-        overrides += ["--components.elmo.options_file", str(adapted / "options.json"),
-                      "--components.elmo.weight_file", str(adapted / "weights.hdf5")]
+        overrides += [
+            "--components.elmo.options_file",
+            str(adapted / "options.json"),
+            "--components.elmo.weight_file",
+            str(adapted / "weights.hdf5"),
+        ]
     run(python("train_run.py", str(config), str(folder), *overrides))
-    run(python("evaluate_run.py", str(folder / "model-best"), str(ROOT / "corpus" / task / "test.spacy"),
-               "--output", str(folder / "test_metrics.json"), "--per-doc", str(folder / "per_doc.json"),
-               "--limit", str(TEST_DOCS)))
+    run(
+        python(
+            "evaluate_run.py",
+            str(folder / "model-best"),
+            str(ROOT / "corpus" / task / "test.spacy"),
+            "--output",
+            str(folder / "test_metrics.json"),
+            "--per-doc",
+            str(folder / "per_doc.json"),
+            "--limit",
+            str(TEST_DOCS),
+        )
+    )
 
 
 def report(output: Path) -> None:
     records = output / "results" / "runs"
     run(python("collect_runs.py", "--runs", str(output / "runs"), "--records", str(records)))
-    run(python("report.py", "--runs", str(records), "--output", str(output / "results"),
-               "--similarity", str(output / "results" / "similarity.json"),
-               "--word-sense", str(output / "results" / "word_sense.json"),
-               "--adapt-sweep", str(output / "results" / "adapt_sweep_ner.json"),
-               "--resamples", str(RESAMPLES)))
+    run(
+        python(
+            "report.py",
+            "--runs",
+            str(records),
+            "--output",
+            str(output / "results"),
+            "--similarity",
+            str(output / "results" / "similarity.json"),
+            "--word-sense",
+            str(output / "results" / "word_sense.json"),
+            "--adapt-sweep",
+            str(output / "results" / "adapt_sweep_ner.json"),
+            "--resamples",
+            str(RESAMPLES),
+        )
+    )
 
 
 def main() -> None:

@@ -12,7 +12,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy  # noqa: E402
-
 from report_data import COLORS, FEATURES, METRICS, TASKS, Runs, mean_std, sample_std  # noqa: E402
 
 
@@ -35,8 +34,13 @@ def plot_scores(runs: Runs, path: Path) -> None:
                 stds.append(std)
                 colors.append(COLORS[features])
         bars = ax.bar(names, means, yerr=stds, capsize=4, color=colors)
-        ax.bar_label(bars, [f"{m:.1f}\n± {s:.1f}" for m, s in zip(means, stds)], label_type="center", color="white",
-                     fontsize="small")
+        ax.bar_label(
+            bars,
+            [f"{m:.1f}\n± {s:.1f}" for m, s in zip(means, stds)],
+            label_type="center",
+            color="white",
+            fontsize="small",
+        )
         ax.set_title(f"{TASKS[task]}:\n{title}, mean ± std over seeds", fontsize="medium")
         ax.set_ylabel(f"{title} (%)")
         ax.tick_params(axis="x", labelsize="small")
@@ -52,8 +56,15 @@ def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: P
     width = 0.8 / max(len(values), 1)
     x = numpy.arange(len(labels))
     for i, (features, per_type) in enumerate(values.items()):
-        ax.bar(x + i * width, [per_type[l][0] for l in labels], width, yerr=[per_type[l][1] for l in labels],
-               capsize=2, label=FEATURES[features], color=COLORS[features])
+        ax.bar(
+            x + i * width,
+            [per_type[label][0] for label in labels],
+            width,
+            yerr=[per_type[label][1] for label in labels],
+            capsize=2,
+            label=FEATURES[features],
+            color=COLORS[features],
+        )
     ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=30, ha="right")
     ax.set_ylabel("F1 (%)")
     ax.set_title("WNUT-16 NER test F1 per entity type (mean ± std over seeds)")
@@ -72,12 +83,20 @@ def plot_layer_weights(weights: Dict[str, List[dict]], path: Path) -> None:
         array = numpy.asarray([run["weights"] for run in runs])
         x = numpy.arange(array.shape[1])
         gamma = numpy.mean([run["gamma"] for run in runs])
-        ax.bar(x + i * width, array.mean(axis=0), width, yerr=sample_std(array), capsize=3,
-               label=f"{task} (gamma {gamma:.2f})")
+        ax.bar(
+            x + i * width,
+            array.mean(axis=0),
+            width,
+            yerr=sample_std(array),
+            capsize=3,
+            label=f"{task} (gamma {gamma:.2f})",
+        )
     n_layers = max(len(runs[0]["weights"]) for runs in weights.values())
     ax.axhline(1 / n_layers, color="grey", linestyle=":", label="uniform (initial)")
-    ax.set_xticks(numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
-                  ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)])
+    ax.set_xticks(
+        numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
+        ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)],
+    )
     ax.set_ylabel("softmax(s)")
     ax.set_title("Learned ELMo scalar-mix weights (mean ± std over seeds)", fontsize="medium")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize="small", frameon=False)

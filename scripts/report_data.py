@@ -19,8 +19,13 @@ FEATURES = {
     "static_elmo": "+ word2vec + ELMo",
     "elmo_adapted": "+ ELMo (domain-adapted)",
 }
-COLORS = {"baseline": "#999999", "static": "#4c72b0", "elmo": "#dd8452", "static_elmo": "#8172b3",
-          "elmo_adapted": "#55a868"}
+COLORS = {
+    "baseline": "#999999",
+    "static": "#4c72b0",
+    "elmo": "#dd8452",
+    "static_elmo": "#8172b3",
+    "elmo_adapted": "#55a868",
+}
 # (metric key in the spacy evaluate JSON, column title); the first one is the main score
 METRICS = {
     "ner": [("ents_f", "F1"), ("ents_p", "precision"), ("ents_r", "recall")],

@@ -1,6 +1,6 @@
 """The checksum of a spaCy vectors pipeline's vector table, recorded with every run that uses static vectors.
 
-    python scripts/vectors_checksum.py corpus/vectors/static_model
+python scripts/vectors_checksum.py corpus/vectors/static_model
 """
 
 from __future__ import annotations
