@@ -1,8 +1,9 @@
 """Keep the small record of every finished run in the repository: ``results/runs`` mirrors ``runs`` with only
 what the report reads, so the report can be regenerated (and seeds added) without the trained pipelines.
 
-For ``<runs>/<task>_<features>/seed<n>/``: ``test_metrics.json`` (``spacy evaluate`` on the test split),
-``run.json`` (``train_run.py``'s record) and, for ELMo pipelines, ``mix.json`` (the listener's learned scalar-mix
+For ``<runs>/<task>_<features>/seed<n>/``: ``test_metrics.json`` (``scripts/evaluate_run.py`` on the test
+split), ``per_doc.json`` (its per-document results, for the paired bootstrap), ``run.json`` (``train_run.py``'s
+record, with the static vectors' checksum) and, for ELMo pipelines, ``mix.json`` (the listener's learned scalar-mix
 weights and gamma, read from ``model-best``); for ``<runs>/adapt_<task>/``: ``metrics.json``. Existing records
 of runs that are not in ``<runs>`` are kept (seeds trained earlier or on other machines).
 
@@ -28,7 +29,7 @@ def collect(runs: Path, records: Path) -> list[Path]:
     for metrics in sorted(runs.glob("*/seed*/test_metrics.json")):
         run, target = metrics.parent, records / metrics.parent.relative_to(runs)
         target.mkdir(parents=True, exist_ok=True)
-        for name in ("test_metrics.json", "run.json"):
+        for name in ("test_metrics.json", "run.json", "per_doc.json"):
             if (run / name).is_file():
                 shutil.copyfile(run / name, target / name)
         task = run.parent.name.split("_")[0]

@@ -19,78 +19,53 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy  # noqa: E402
-import spacy  # noqa: E402
+import numpy
+import spacy
 from adapt_sweep import table as sweep_table  # noqa: E402  (scripts/, beside this file)
+from bootstrap import RESAMPLES, plot_differences, significance  # noqa: E402
+from bootstrap import table as significance_table  # noqa: E402
+from report_charts import plot_layer_weights, plot_ner_per_type, plot_scores  # noqa: E402
+from report_data import FEATURES, METRICS, TASKS, Runs, fmt, mean_std, read_per_seed, sample_std  # noqa: E402
 
 from spacy_elmo.pipeline.architectures import get_scalar_mix_weights  # noqa: E402
 from spacy_elmo.util.atomic import write_text  # noqa: E402
 
-TASKS = {"ner": "WNUT-16 NER (test)", "textcat": "Rotten Tomatoes fresh/rotten (test)"}
-FEATURES = {
-    "baseline": "baseline (tok2vec)",
-    "static": "+ static word2vec",
-    "elmo": "+ ELMo",
-    "elmo_adapted": "+ ELMo (domain-adapted)",
-}
-# (metric key in the spacy evaluate JSON, column title); the first one is the main score
-METRICS = {
-    "ner": [("ents_f", "F1"), ("ents_p", "precision"), ("ents_r", "recall")],
-    "textcat": [("cats_macro_f", "macro F1"), ("cats_micro_f", "accuracy"), ("cats_macro_auc", "macro AUC")],
-}
-RUN_NAME = re.compile(r"(?P<task>ner|textcat)_(?P<features>\w+)$")
-Runs = Dict[Tuple[str, str], Dict[int, dict]]
+
+def seeds_cell(seeds: Dict[int, dict], records: Dict[int, dict], features: str) -> str:
+    """The seeds of a row; for static vectors, which vectors (first 8 hex digits of the table's SHA-256, from
+    ``run.json``) each seed trained on, so a row whose seeds used different vectors is marked."""
+    if "static" not in features:
+        return str(len(seeds))
+    groups: Dict[str, List[int]] = defaultdict(list)
+    for seed in sorted(seeds):
+        sha = records.get(seed, {}).get("vectors_sha256")
+        groups[sha[:8] if sha else "unrecorded"].append(seed)
+    parts = [
+        f"seed{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))}: vectors "
+        f"{'`' + sha + '`' if sha != 'unrecorded' else 'unrecorded (2 threads)'}"
+        for sha, ids in groups.items()
+    ]
+    mixed = " **(mixed vectors)**" if len(groups) > 1 else ""
+    return f"{len(seeds)} ({'; '.join(parts)}){mixed}"
 
 
-def read_per_seed(runs_dir: Path, filename: str) -> Runs:
-    """``{(task, features): {seed: content}}`` of the JSON files ``<task>_<features>/seed<n>/<filename>``: the
-    ``spacy evaluate`` test scores (``test_metrics.json``) or the run records of ``train_run.py`` (``run.json``)."""
-    runs: Runs = defaultdict(dict)
-    for path in sorted(runs_dir.glob(f"*/seed*/{filename}")):
-        match = RUN_NAME.match(path.parent.parent.name)
-        if match:
-            seed = int(path.parent.name.removeprefix("seed"))
-            runs[match["task"], match["features"]][seed] = json.loads(path.read_text())
-    return runs
-
-
-def mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    """Mean and sample standard deviation (0.0 for a single value)."""
-    array = numpy.asarray(values, dtype="float64")
-    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
-
-
-def sample_std(array: numpy.ndarray) -> numpy.ndarray:
-    """Sample standard deviation over axis 0 (zeros for a single row)."""
-    return array.std(axis=0, ddof=1) if len(array) > 1 else numpy.zeros(array.shape[1:])
-
-
-def fmt(values: Sequence[float], scale: float = 100.0) -> str:
-    """``mean ± std`` of ``values * scale`` with one decimal."""
-    mean, std = mean_std([v * scale for v in values])
-    return f"{mean:.1f} ± {std:.1f}"
-
-
-def scores_table(runs: Runs, task: str) -> List[str]:
+def scores_table(runs: Runs, task: str, records: Runs) -> List[str]:
     """Markdown rows: one per feature set, mean ± std over seeds of each metric and test speed."""
     titles = [title for _, title in METRICS[task]]
     lines = ["| features | seeds | " + " | ".join(titles) + " | words/s (test) |", "|---" * (len(titles) + 3) + "|"]
     for features, label in FEATURES.items():
         seeds = runs.get((task, features))
         if not seeds:
+            lines.append(f"| {label} | 0 | " + " | ".join(["not run yet"] * len(titles)) + " | - |")
             continue
         cells = [fmt([s[key] for s in seeds.values()]) for key, _ in METRICS[task]]
         speed = mean_std([s["speed"] for s in seeds.values()])[0]
-        lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells) + f" | {speed:,.0f} |")
+        seeds_text = seeds_cell(seeds, records.get((task, features), {}), features)
+        lines.append(f"| {label} | {seeds_text} | " + " | ".join(cells) + f" | {speed:,.0f} |")
     return lines
 
 
@@ -179,7 +154,11 @@ def layer_weights(runs_dir: Path) -> Dict[str, List[dict]]:
     ``scripts/collect_runs.py``), else read from its trained ``model-best`` pipeline."""
     found: Dict[str, List[dict]] = {}
     for task in TASKS:
-        for features, name in (("elmo", task), ("elmo_adapted", f"{task} (adapted)")):
+        for features, name in (
+            ("elmo", task),
+            ("static_elmo", f"{task} (+ word2vec)"),
+            ("elmo_adapted", f"{task} (adapted)"),
+        ):
             for run in sorted(runs_dir.glob(f"{task}_{features}/seed*")):
                 seed = int(run.name.removeprefix("seed"))
                 if (run / "mix.json").is_file():
@@ -203,15 +182,22 @@ def protocol_lines(records: Runs) -> List[str]:
         f"One thread per run (`OMP_NUM_THREADS=1`, {first['cpu']}); two runs at a time on the 2-core machine, "
         "so wall times include that sharing.",
         "",
-        "| run | seed | steps reached | stopped by | best step | best dev score | wall time |",
-        "|---|---|---|---|---|---|---|",
+        "| run | seed | steps reached | stopped by | best step | best dev score | wall time | static vectors |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for (task, features), seeds in sorted(records.items()):
         for seed, record in sorted(seeds.items()):
+            vectors = (
+                f"`{record['vectors_sha256'][:8]}`"
+                if "vectors_sha256" in record
+                else "unrecorded"
+                if "static" in features
+                else "-"
+            )
             lines.append(
                 f"| {task}_{features} | {seed} | {record['steps']:,} | {record['stopped_by']} | "
                 f"{record['best_step']:,} | {record['best_dev_score']:.3f} | "
-                f"{record['wall_seconds'] / 60:.1f} min |"
+                f"{record['wall_seconds'] / 60:.1f} min | {vectors} |"
             )
     return lines
 
@@ -259,84 +245,6 @@ def adaptation_lines(adaptation: Dict[str, dict]) -> List[str]:
     return lines
 
 
-def plot_scores(runs: Runs, path: Path) -> None:
-    """Bar chart of the main score per task and feature set, error bars = std over seeds."""
-    fig, axes = plt.subplots(1, len(TASKS), figsize=(10, 4))
-    for ax, task in zip(axes, TASKS):
-        key, title = METRICS[task][0]
-        names, means, stds = [], [], []
-        for features, label in FEATURES.items():
-            if runs.get((task, features)):
-                mean, std = mean_std([s[key] * 100 for s in runs[task, features].values()])
-                names.append(label)
-                means.append(mean)
-                stds.append(std)
-        bars = ax.bar(
-            names, means, yerr=stds, capsize=4, color=["#999999", "#4c72b0", "#dd8452", "#55a868"][: len(names)]
-        )
-        ax.bar_label(bars, [f"{m:.1f} ± {s:.1f}" for m, s in zip(means, stds)], label_type="center", color="white")
-        ax.set_title(f"{TASKS[task]}: {title}")
-        ax.set_ylabel(f"{title} (%)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_ner_per_type(values: Dict[str, Dict[str, Tuple[float, float]]], path: Path) -> None:
-    """Grouped bars of NER F1 per entity type and feature set."""
-    labels = sorted({label for per_type in values.values() for label in per_type})
-    fig, ax = plt.subplots(figsize=(11, 4))
-    width = 0.8 / max(len(values), 1)
-    x = numpy.arange(len(labels))
-    for i, (features, per_type) in enumerate(values.items()):
-        ax.bar(
-            x + i * width,
-            [per_type[label][0] for label in labels],
-            width,
-            yerr=[per_type[label][1] for label in labels],
-            capsize=2,
-            label=FEATURES[features],
-        )
-    ax.set_xticks(x + width * (len(values) - 1) / 2, labels, rotation=30, ha="right")
-    ax.set_ylabel("F1 (%)")
-    ax.set_title("WNUT-16 NER test F1 per entity type (mean ± std over seeds)")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def plot_layer_weights(weights: Dict[str, List[dict]], path: Path) -> None:
-    """Bars of the learned softmax layer weights s per task (mean ± std over seeds)."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    width = 0.8 / max(len(weights), 1)
-    for i, (task, runs) in enumerate(weights.items()):
-        array = numpy.asarray([run["weights"] for run in runs])
-        x = numpy.arange(array.shape[1])
-        gamma = numpy.mean([run["gamma"] for run in runs])
-        ax.bar(
-            x + i * width,
-            array.mean(axis=0),
-            width,
-            yerr=sample_std(array),
-            capsize=3,
-            label=f"{task} (gamma {gamma:.2f})",
-        )
-    n_layers = max(len(runs[0]["weights"]) for runs in weights.values())
-    ax.axhline(1 / n_layers, color="grey", linestyle=":", label="uniform (initial)")
-    ax.set_xticks(
-        numpy.arange(n_layers) + width * (len(weights) - 1) / 2,
-        ["0: char CNN"] + [f"{k}: biLSTM {k}" for k in range(1, n_layers)],
-    )
-    ax.set_ylabel("softmax(s)")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)
-    ax.set_title("Learned ELMo scalar-mix weights (mean ± std over seeds)")
-    ax.legend(loc="upper center", ncol=3, fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def layer_weight_table(weights: Dict[str, List[dict]]) -> List[str]:
     n_layers = max(len(runs[0]["weights"]) for runs in weights.values())
     lines = ["| task | " + " | ".join(f"s{k}" for k in range(n_layers)) + " | gamma |", "|---" * (n_layers + 2) + "|"]
@@ -348,6 +256,152 @@ def layer_weight_table(weights: Dict[str, List[dict]]) -> List[str]:
     return lines
 
 
+def significance_lines(rows: List[dict], runs: Runs, runs_dir: Path, resamples: int, output: Path) -> List[str]:
+    """The "which differences are real" section: the bootstrap table, the seeds left out of it, and one sentence
+    per task on whether ELMo adds to static vectors."""
+    lines = [
+        f"Paired bootstrap over the test documents (`scripts/bootstrap.py`, {resamples:,} resamples): each "
+        "resample draws the test documents with replacement and scores every seed of both rows on the same "
+        "drawn documents; shown is the difference of the mean F1 over seeds (points; NER F1, textcat macro F1), "
+        "its 95% interval (2.5th to 97.5th percentile of the resampled differences) and the share of resamples "
+        "where the difference does not have the observed sign. Real at 95% = the interval excludes 0. Only "
+        "seeds whose per-document results were kept (`per_doc.json`, `scripts/evaluate_run.py`) enter; seeds "
+        "scored by `spacy evaluate` alone must be retrained to enter.",
+        "",
+    ]
+    if rows:
+        plot_differences(rows, FEATURES, output / "differences.png")
+        lines += ["![differences](differences.png)", ""] + significance_table(rows, FEATURES) + [""]
+    else:
+        lines += ["No pair of rows has per-document results yet.", ""]
+    return lines + missing_lines(runs, runs_dir) + verdict_lines(rows)
+
+
+def missing_lines(runs: Runs, runs_dir: Path) -> List[str]:
+    """One line naming the seeds of the score tables that have no per-document results."""
+    missing = []
+    for (task, features), seeds in sorted(runs.items()):
+        without = sorted(set(seeds) - set(per_doc_seeds(runs_dir, task, features)))
+        if without:
+            missing.append(f"{task}_{features} {', '.join(map(str, without))}")
+    if not missing:
+        return []
+    return [
+        "Seeds in the score tables without per-document results (not in the bootstrap): " + "; ".join(missing) + ".",
+        "",
+    ]
+
+
+def verdict_lines(rows: List[dict]) -> List[str]:
+    """One sentence per task: does ELMo add to static vectors at the 95% level."""
+    lines = []
+    for task in TASKS:
+        row = next((r for r in rows if (r["task"], r["a"], r["b"]) == (task, "static_elmo", "static")), None)
+        if row is None:
+            lines += [
+                f"**{task}: does ELMo add to static vectors?** Not tested yet: `{task}_static_elmo` and "
+                f"`{task}_static` need per-document results.",
+                "",
+            ]
+            continue
+        verdict = (
+            "yes, at the 95% level"
+            if row["real"] and row["difference"] > 0
+            else "no: it is worse, at the 95% level"
+            if row["real"]
+            else "not shown at the 95% level (the interval includes 0)"
+        )
+        lines += [
+            f"**{task}: does ELMo add to static vectors?** {verdict}: + word2vec + ELMo minus + static "
+            f"word2vec = {100 * row['difference']:+.1f} points, 95% interval [{100 * row['low']:+.1f}, "
+            f"{100 * row['high']:+.1f}], seeds {','.join(map(str, row['seeds_a_list']))} vs "
+            f"{','.join(map(str, row['seeds_b_list']))}.",
+            "",
+        ]
+    return lines
+
+
+def summary_table(runs: Runs, records: Runs) -> List[str]:
+    """Both tasks' main scores in one markdown table, one row per feature set (seeds per task in the cells); a
+    static row whose seeds have no recorded vectors checksum says so."""
+    lines = [
+        "| features | WNUT-16 NER F1 | NER precision | NER recall | RT macro F1 | RT accuracy |",
+        "|---|---|---|---|---|---|",
+    ]
+    for features, label in FEATURES.items():
+        unrecorded = sorted(
+            {
+                f"{task} {seed}"
+                for task in TASKS
+                for seed in runs.get((task, features), {})
+                if "static" in features and "vectors_sha256" not in records.get((task, features), {}).get(seed, {})
+            }
+        )
+        every = {f"{task} {seed}" for task in TASKS for seed in runs.get((task, features), {})}
+        if unrecorded:
+            label += (
+                " (vectors unrecorded, 2 threads)"
+                if set(unrecorded) == every
+                else f" (vectors unrecorded, 2 threads: {', '.join(unrecorded)})"
+            )
+        cells = []
+        for task in TASKS:
+            seeds = runs.get((task, features), {})
+            for number, (key, _) in enumerate(METRICS[task][: 3 if task == "ner" else 2]):
+                cell = fmt([s[key] for s in seeds.values()]) if seeds else "not run"
+                cells.append(f"{cell} ({len(seeds)})" if seeds and number == 0 else cell)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def write_summary(
+    runs: Runs, records: Runs, rows: List[dict], runs_dir: Path, output: Path, readme: Optional[Path]
+) -> None:
+    """``<output>/summary.md`` (included by the docs' experiment page) and, with ``readme``, the block of README
+    between the results markers: the score table, which differences are real, the seeds left out."""
+    body = (
+        [
+            "Test scores, mean ± sample std over seeds (number of seeds in brackets), every run trained until the "
+            "dev score stopped improving; ELMo = the bundled 7M-parameter biLM.",
+            "",
+        ]
+        + summary_table(runs, records)
+        + [
+            "",
+            "Which differences are real (paired bootstrap over the test documents, seeds pooled; difference of "
+            "the mean F1 in points with its 95% interval; [the report](results/report.md) has the method):",
+            "",
+        ]
+        + (
+            ["![which differences are real](results/differences.png)", ""] + significance_table(rows, FEATURES)
+            if rows
+            else ["No pair of rows has per-document results yet."]
+        )
+        + [""]
+        + verdict_lines(rows)
+        + missing_lines(runs, runs_dir)
+    )
+    write_text(output / "summary.md", "\n".join(body).replace("](results/", "](") + "\n")
+    if readme is None:
+        return
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise SystemExit(f"error: {readme}: no {README_START} ... {README_END} block to regenerate")
+    block = README_START + "\n" + "\n".join(body).rstrip() + "\n"
+    write_text(readme, text[:start] + block + text[end:])
+
+
+README_START = "<!-- results: written by `spacy project run report` (scripts/report.py); do not edit -->"
+README_END = "<!-- /results -->"
+
+
+def per_doc_seeds(runs_dir: Path, task: str, features: str) -> List[int]:
+    return [
+        int(path.parent.name.removeprefix("seed")) for path in runs_dir.glob(f"{task}_{features}/seed*/per_doc.json")
+    ]
+
+
 def write_report(
     runs: Runs,
     similarity: Optional[dict],
@@ -357,6 +411,9 @@ def write_report(
     adaptation: Dict[str, dict],
     sweep: Optional[dict],
     output: Path,
+    runs_dir: Path,
+    resamples: int = RESAMPLES,
+    readme: Optional[Path] = None,
 ) -> None:
     output.mkdir(parents=True, exist_ok=True)
     lines = [
@@ -368,7 +425,11 @@ def write_report(
     ]
     lines += ["![scores](scores.png)", ""]
     for task, title in TASKS.items():
-        lines += [f"## {title}", ""] + scores_table(runs, task) + [""]
+        lines += [f"## {title}", ""] + scores_table(runs, task, records) + [""]
+    rows = significance(runs_dir, resamples)
+    write_text(output / "significance.json", json.dumps(rows, indent=1) + "\n")
+    lines += ["## Which differences are real", ""] + significance_lines(rows, runs, runs_dir, resamples, output)
+    write_summary(runs, records, rows, runs_dir, output, readme)
     if runs.get(("ner", "baseline")):
         per_type, values = ner_per_type(runs)
         plot_ner_per_type(values, output / "ner_per_type.png")
@@ -433,6 +494,13 @@ def main() -> None:
     )
     parser.add_argument("--runs", type=Path, default=Path("runs"), help="trained pipelines")
     parser.add_argument("--output", type=Path, default=Path("results"), help="report folder")
+    parser.add_argument("--resamples", type=int, default=RESAMPLES, help="bootstrap resamples")
+    parser.add_argument(
+        "--readme",
+        type=Path,
+        default=None,
+        help="README whose results block is regenerated (the project's report; not the quick run)",
+    )
     args = parser.parse_args()
     runs = read_per_seed(args.runs, "test_metrics.json")
     if not runs:
@@ -449,6 +517,9 @@ def main() -> None:
         read_adaptation(args.runs),
         sweep,
         args.output,
+        args.runs,
+        args.resamples,
+        args.readme,
     )
     print(f"wrote {args.output / 'report.md'}")
 

@@ -6,8 +6,10 @@ e.g. ``python scripts/train_run.py configs/ner_elmo.cfg runs/ner_elmo/seed0 --sy
 when the dev score has not improved for ``training.patience`` steps or at ``training.max_steps``. Besides
 spaCy's ``model-best`` / ``model-last``, OUTPUT gets ``train_log.jsonl`` (one line per evaluation, from
 ``spacy.ConsoleLogger.v3``) and ``run.json``: ``wall_seconds``, ``steps`` (last evaluated step), ``best_step``,
-``best_dev_score``, ``patience``, ``max_steps``, ``stopped_by`` ("patience" or "max_steps"), ``threads``
-and the CPU model. A rerun starts the run over (the old log is removed first).
+``best_dev_score``, ``patience``, ``max_steps``, ``stopped_by`` ("patience" or "max_steps"), ``threads``,
+the CPU model and, for a config with static vectors, ``vectors`` (their path) and ``vectors_sha256`` (the checksum
+of their table, ``scripts/vectors_checksum.py``), so runs on different vectors are never mixed up. A rerun starts
+the run over (the old log is removed first).
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ from spacy.util import load_config
 
 from spacy_elmo.bilm.kernels import cpu_name
 from spacy_elmo.util.atomic import write_text
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vectors_checksum import vectors_checksum  # noqa: E402  (scripts/, beside this file)
 
 
 def read_log(path: Path) -> List[dict]:
@@ -59,7 +64,8 @@ def main() -> None:
     subprocess.run(command, check=True)
     wall = time.perf_counter() - start
     evaluations = read_log(log)
-    training = load_config(args.output / "model-last" / "config.cfg")["training"]
+    config = load_config(args.output / "model-last" / "config.cfg", interpolate=True)
+    training = config["training"]
     best = max(reversed(evaluations), key=lambda e: e["score"])  # the latest of equal scores, as spaCy picks
     steps = evaluations[-1]["step"]
     record = {
@@ -75,6 +81,10 @@ def main() -> None:
         "cpu": cpu_name(),
         "overrides": overrides,
     }
+    vectors = config["initialize"].get("vectors")
+    if vectors:
+        record["vectors"] = str(vectors)
+        record["vectors_sha256"] = vectors_checksum(Path(vectors))
     write_text(args.output / "run.json", json.dumps(record, indent=1))
     print(
         f"{args.output}: {steps} steps ({record['stopped_by']}), best dev {best['score']:.4f} at step "

@@ -8,13 +8,17 @@ Writes (atomically) <output>/w2v.txt (word2vec text format) and <output>/static_
 a spaCy pipeline made by ``spacy init vectors`` for ``[initialize] vectors`` in
 configs/*_static.cfg. Vectors are keyed by the exact token text (ORTH): spaCy 3.8
 saves a non-ORTH ``--attr`` only for floret vectors, so LOWER would be lost on reload.
-Skip-gram (sg=1) with 2 worker threads, so the vectors are not bit-for-bit
-reproducible across runs even with a fixed seed.
+Skip-gram (sg=1) with one worker thread and a fixed seed, so the same corpus and seed give the same vectors
+bit for bit (several threads interleave their updates in the order the OS schedules them: two 2-thread trainings
+differ; gensim 4.4 draws the start vectors from numpy's seeded generator, so PYTHONHASHSEED does not matter).
+``<output>/vectors.json`` records the settings, the training time and the SHA-256 of the vector table
+(``static_model/vocab/vectors``), the checksum ``scripts/train_run.py`` writes into the record of every run that uses the vectors.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -26,7 +30,12 @@ from typing import Iterator
 
 from gensim.models import Word2Vec
 
-WORKERS = 2
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vectors_checksum import vectors_checksum  # noqa: E402  (scripts/, beside this file)
+
+# one thread: the only way gensim's updates happen in a fixed order (a second thread would roughly halve the wall
+# time on an idle 2-core machine, see docs/experiment/index.md, but gives different vectors on every run)
+WORKERS = 1
 
 
 class TokenizedLines:
@@ -102,10 +111,24 @@ def main() -> None:
     w2v_path = args.output / "w2v.txt"
     save_word2vec_text(model, w2v_path)
     init_spacy_vectors(w2v_path, args.output / "static_model")
+    checksum = vectors_checksum(args.output / "static_model")
+    record = {
+        "sha256": checksum,
+        "words": len(model.wv),
+        "corpus_tokens": model.corpus_total_words,
+        "dim": args.dim,
+        "epochs": args.epochs,
+        "seed": args.seed,
+        "min_count": args.min_count,
+        "window": args.window,
+        "workers": WORKERS,
+        "train_seconds": round(elapsed, 1),
+    }
+    (args.output / "vectors.json").write_text(json.dumps(record, indent=1) + "\n")
     print(
-        f"word2vec sg=1 dim={args.dim} epochs={args.epochs}: {len(model.wv)} words "
+        f"word2vec sg=1 dim={args.dim} epochs={args.epochs} workers={WORKERS}: {len(model.wv)} words "
         f"(min_count={args.min_count}) from {model.corpus_total_words} tokens in {elapsed:.0f}s "
-        f"-> {w2v_path}, {args.output / 'static_model'}"
+        f"-> {w2v_path}, {args.output / 'static_model'} (vectors sha256 {checksum[:16]})"
     )
 
 
