@@ -12,7 +12,8 @@ Skip-gram (sg=1) with one worker thread and a fixed seed, so the same corpus and
 bit for bit (several threads interleave their updates in the order the OS schedules them: two 2-thread trainings
 differ; gensim 4.4 draws the start vectors from numpy's seeded generator, so PYTHONHASHSEED does not matter).
 ``<output>/vectors.json`` records the settings, the training time and the SHA-256 of the vector table
-(``static_model/vocab/vectors``), the checksum ``scripts/train_run.py`` writes into the record of every run that uses the vectors.
+(``static_model/vocab/vectors``), the checksum ``scripts/train_run.py`` writes into the record of every run that
+uses the vectors.
 """
 
 from __future__ import annotations
