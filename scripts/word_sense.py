@@ -132,7 +132,11 @@ def main() -> None:
     parser.add_argument("--options", type=optional_path, default=None, help="biLM options.json (null: bundled)")
     parser.add_argument("--weights", type=optional_path, default=None, help="biLM weights.hdf5 (null: bundled)")
     parser.add_argument("--output", type=Path, default=Path("results/word_sense.json"), help="JSON to write")
+    parser.add_argument("--bank-only", action="store_true", help='print only the "bank" check (no WordNet, no file)')
     args = parser.parse_args()
+    if args.bank_only:
+        print(json.dumps(bank_check(elmo_pipeline(args.options, args.weights)), indent=2))
+        return
     try:
         wordnet = debian_package(args.assets, "wordnet-base") / "usr" / "share" / "wordnet"
     except SourceUnavailable as err:

@@ -192,10 +192,12 @@ def pretrain(
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
     heldout: Path = typer.Option(..., "--heldout", help="tokenized held-out text for perplexity"),
     options: Optional[Path] = typer.Option(
-        None, "--options", help="options.json giving the architecture of a new biLM"
+        None, "--options", help="options.json giving the architecture of a new biLM (this or --init-from is required)"
     ),
     init_from: Optional[Path] = typer.Option(
-        None, "--init-from", help="continue training an exported biLM (its options, weights, vocab and lm_head.pt)"
+        None,
+        "--init-from",
+        help="continue training an exported biLM: its options, weights, vocab and lm_head.pt (or --options)",
     ),
     resume: bool = typer.Option(False, "--resume", help="continue from OUTPUT_DIR/checkpoints"),
     **settings: Any,
@@ -388,6 +390,9 @@ def _yes(flag: object) -> str:
 @app.command()
 def download(
     models: List[str] = typer.Argument(..., help="released model names (see `spacy-elmo models`) or file URLs"),
+    force: bool = typer.Option(
+        False, "--force", help="download again even if cached (the cached copy stays if that fails)"
+    ),
 ) -> None:
     """Download released models (or files by URL) into the cache (SPACY_ELMO_CACHE) and verify them."""
     from .hub import download_model, fetch
@@ -395,7 +400,7 @@ def download(
 
     for model in models:
         with _one_line_errors():
-            paths = [fetch(model)] if is_url(model) else download_model(model)
+            paths = [fetch(model, force=force)] if is_url(model) else download_model(model, force=force)
         typer.echo(f"{model}: " + " ".join(str(p) for p in paths))
 
 
@@ -417,6 +422,12 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, help="how long the oldest waiting request waits for others to join"),
     max_queue: int = typer.Option(256, help="requests waiting at most (more: 503 with Retry-After)"),
     max_request_tokens: int = typer.Option(2048, help="tokens per request at most (more: 413)"),
+    max_body_bytes: int = typer.Option(4 * 2**20, help="request body size at most (more: 413)"),
+    request_timeout_s: float = typer.Option(30.0, help="a request's headers and body must arrive within this (408)"),
+    keep_alive_s: float = typer.Option(75.0, help="a connection with no request under way is closed after this"),
+    max_connections: int = typer.Option(1000, help="open connections at most (more are closed at once)"),
+    max_header_bytes: int = typer.Option(16 * 2**10, help="request line + headers at most (more: 400)"),
+    drain_timeout_s: float = typer.Option(30.0, help="at SIGTERM, requests still open after this are cancelled"),
     tokenizer: str = typer.Option("whitespace", help="splits 'texts': whitespace, or a spaCy language code"),
     ray_address: Optional[str] = typer.Option(
         None, "--ray", help="serve on Ray Serve: local (a new cluster here), auto (RAY_ADDRESS) or a cluster address"
@@ -429,19 +440,32 @@ def serve(
 
     Concurrent requests are batched; SIGTERM stops accepting, finishes the admitted requests and exits 0.
     """
-    from ._compat import RAY_MISSING, SERVE_MISSING, has_ray, has_serve
+    from ._compat import RAY_SERVE_MISSING, SERVE_MISSING, has_ray, has_serve
     from .hub import ModelSpec
 
     if not has_serve or (ray_address is not None and not has_ray):
-        _fail(SERVE_MISSING if not has_serve else RAY_MISSING)
+        _fail(SERVE_MISSING if not has_serve else RAY_SERVE_MISSING)
+    from .serve.app import check_max_wait_ms
+    from .serve.limits import Limits
     from .serve.tokenizers import make_tokenizer
 
     with _one_line_errors():
+        limits = Limits(
+            max_body_bytes=max_body_bytes,
+            request_timeout_s=request_timeout_s,
+            keep_alive_s=keep_alive_s,
+            max_connections=max_connections,
+            max_header_bytes=max_header_bytes,
+            drain_timeout_s=drain_timeout_s,
+        )
+        check_max_wait_ms(max_wait_ms)
+        if not 1 <= port <= 65535:
+            raise ValueError(f"--port must be in 1..65535, found {port}")
         model = ModelSpec(options.pop("model"), options.pop("options_file"), options.pop("weight_file"))
         device, token_cache_size = options.pop("device"), options.pop("token_cache_size")
         name = model.model or ("default" if model.is_default else str(model.options_file))
         tokenize = make_tokenizer(tokenizer)  # a bad name fails here, also before Ray starts
-        limits: dict[str, Any] = dict(
+        settings: dict[str, Any] = dict(
             max_batch_tokens=max_batch_tokens,
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
@@ -449,7 +473,10 @@ def serve(
             precision=options.pop("precision"),
         )
         if ray_address is not None:
-            from .serve.ray_serve import deployment, run_on_ray
+            try:
+                from .serve.ray_serve import deployment, run_on_ray
+            except ImportError as err:  # Ray without its serve extra: grpcio, fastapi, ... missing
+                _fail(f"{RAY_SERVE_MISSING} ({err})")
 
             application = deployment(
                 model,
@@ -459,13 +486,15 @@ def serve(
                 device=device,
                 token_cache_size=token_cache_size,
                 tokenizer=tokenizer,
-                **limits,
+                **settings,
             )
             run_on_ray(application, ray_address, host, port)
             return
         from .serve import create_app, run
+        from .serve.connections import check_port
 
+        check_port(host, port)  # before the model loads: a port in use is known in a moment
         bilm = model.load(device, token_cache_size=token_cache_size)
-        service = create_app(bilm, tokenizer=tokenize, model_name=name, **limits)
+        service = create_app(bilm, tokenizer=tokenize, model_name=name, limits=limits, **settings)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)

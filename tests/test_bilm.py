@@ -197,10 +197,10 @@ def test_weights_with_more_layers_than_options(tmp_path):
     [
         ("char_cnn", "activation", "sigmoid", "unsupported char_cnn.activation 'sigmoid'"),
         ("char_cnn", "n_characters", 300, "unsupported char_cnn.n_characters 300"),
-        ("lstm", "n_layers", 0, "lstm.n_layers must be an integer >= 1, found 0"),
+        ("lstm", "n_layers", 0, r"lstm.n_layers must be an integer in \[1, 32\], found 0"),
         ("lstm", "peepholes", True, r"unsupported option\(s\) \['peepholes'\] in 'lstm'"),
         ("char_cnn", "filters", [[1, 0]], "char_cnn.filters must be a non-empty list"),
-        ("lstm", "cell_clip", "3", "lstm.cell_clip must be a non-negative number"),
+        ("lstm", "cell_clip", "3", "lstm.cell_clip must be a finite non-negative number"),
     ],
 )
 def test_bad_options(tmp_path, section, key, value, message):

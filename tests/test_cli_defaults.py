@@ -12,12 +12,13 @@ import typer
 
 from spacy_elmo.cli import app
 from spacy_elmo.embed import EmbedSettings, embed_dir, embed_file
-from spacy_elmo.hub import ModelSpec
+from spacy_elmo.hub import ModelSpec, download_model
 from spacy_elmo.training import TrainConfig, train
 from spacy_elmo.training.adapt import adapt, recipe_settings
 
 serve_app = pytest.importorskip("spacy_elmo.serve.app")
 ray_serve = pytest.importorskip("spacy_elmo.serve.ray_serve")
+serve_limits = pytest.importorskip("spacy_elmo.serve.limits")
 
 #: the library sources of each command's defaults, searched in order
 SOURCES: dict[str, tuple[Any, ...]] = {
@@ -25,9 +26,9 @@ SOURCES: dict[str, tuple[Any, ...]] = {
     "adapt": (adapt, TrainConfig),
     "embed": (EmbedSettings, ModelSpec, embed_file),
     "embed-dir": (EmbedSettings, ModelSpec, embed_dir),
-    "serve": (serve_app.create_app, serve_app.run, ray_serve.deployment, ModelSpec),
+    "serve": (serve_app.create_app, serve_app.run, ray_serve.deployment, ModelSpec, serve_limits.Limits),
     "info": (),
-    "download": (),
+    "download": (download_model,),
     "models": (),
 }
 #: a command-line name for a library name

@@ -181,7 +181,8 @@ def test_to_disk_and_load_without_original_files(model_copy, tmp_path):
     nlp.add_pipe("elmo", config={"options_file": str(options), "weight_file": str(weights), "mix": "top"})
     expected = [nlp(text) for text in TEXTS]
     nlp.to_disk(tmp_path / "pipeline")
-    assert sorted(p.name for p in (tmp_path / "pipeline" / "elmo").iterdir()) == ["options.json", "weights.hdf5"]
+    saved = sorted(p.name for p in (tmp_path / "pipeline" / "elmo").iterdir())
+    assert saved == ["checksums.sha256", "options.json", "weights.hdf5"]
     shutil.rmtree(options.parent)
     loaded = spacy.load(tmp_path / "pipeline")
     assert loaded.get_pipe("elmo").mix == "top"
@@ -221,7 +222,7 @@ def test_serialization_honours_exclude(model_copy, tmp_path):
     assert component.from_bytes(component.to_bytes(), exclude=["model"]).bilm is bilm
     # other names (spaCy passes exclude=["vocab"]) leave the model in
     component.to_disk(tmp_path / "with", exclude=["vocab", "cfg"])
-    assert sorted(p.name for p in (tmp_path / "with").iterdir()) == ["options.json", "weights.hdf5"]
+    assert sorted(p.name for p in (tmp_path / "with").iterdir()) == ["checksums.sha256", "options.json", "weights.hdf5"]
     shutil.rmtree(options.parent)
     fresh = make_nlp((options, weights)).get_pipe("elmo")  # configured files gone: only from_* can load it
     fresh.from_bytes(component.to_bytes(exclude=["vocab"]), exclude=["vocab"])

@@ -14,6 +14,8 @@ import importlib.util
 import inspect
 import re
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -93,6 +95,37 @@ def test_example_runs(example: Example, scratch: Path, monkeypatch) -> None:
     _ran[example.page] = example.index
 
 
+def test_the_docbin_example_runs_on_its_own(scratch: Path, monkeypatch) -> None:
+    """The component guide's stored-Docs example, read alone (a reader jumping to that section), runs."""
+    page = DOCS / "guides" / "spacy-component.md"
+    (example,) = [e for e in EXAMPLES if e.page == page and "DocBin" in e.code]
+    monkeypatch.chdir(scratch)
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    exec(compile(example.code, example.name, "exec"), {"__name__": "__doc_example__"})
+
+
+def _github_slug(heading: str) -> str:
+    """The anchor GitHub (and MyST, ``myst_heading_anchors``) gives a heading: lower case, punctuation dropped,
+    spaces to hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_heading_anchors_resolve_on_github_and_in_the_site() -> None:
+    """Every relative link with an anchor names a heading (levels 1-3) of its page by its GitHub slug, which the
+    built site has too; docutils' own ids (``allennlp-s`` for ``AllenNLP's``) work in the site only."""
+    link = re.compile(r"\]\(([^)#\s]+\.md)#([^)\s]+)\)")
+    checked = 0
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for target, anchor in link.findall(text):
+            path = (page.parent / target).resolve()
+            outside_code = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+            headings = re.findall(r"^#{1,3} (.+)$", outside_code, flags=re.M)
+            assert anchor in {_github_slug(h) for h in headings}, f"{page.relative_to(ROOT)}: {target}#{anchor}"
+            checked += 1
+    assert checked >= 6
+
+
 def test_enough_examples_run() -> None:
     runnable = [example for example in EXAMPLES if example.skip is None]
     skipped = [example for example in EXAMPLES if example.skip]
@@ -112,14 +145,43 @@ def _cli_reference() -> Any:
     return module
 
 
+def test_cli_reference_is_current() -> None:
+    """docs/reference/cli.md in the repository is what the command line defines (readable without a docs build)."""
+    module = _cli_reference()
+    committed = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    assert committed == module.page(), module.STALE
+
+
+@pytest.mark.slow  # runs the script in subprocesses
+def test_cli_reference_script_regenerates_a_stale_page(tmp_path: Path) -> None:
+    """``scripts/gen_cli_reference.py --check`` fails on a page that lost an option; without --check it rewrites it."""
+    for name in ("scripts/gen_cli_reference.py", "docs/_ext/cli_reference.py", "docs/reference/cli.md"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, tmp_path / name)
+    page = tmp_path / "docs" / "reference" / "cli.md"
+    page.write_text(page.read_text(encoding="utf-8").replace("| `--max-queue` |", "| `--queue` |"), encoding="utf-8")
+
+    def script(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(tmp_path / "scripts" / "gen_cli_reference.py"), *args]
+        return subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+
+    stale = script("--check")
+    assert (stale.returncode, stale.stderr) == (
+        1,
+        "error: cli.md is not what the command line defines now: run python scripts/gen_cli_reference.py\n",
+    )
+    assert (script().returncode, script("--check").stdout) == (0, "docs/reference/cli.md is current\n")
+    assert page.read_text(encoding="utf-8") == (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+
+
 def test_cli_reference_names_every_command_and_option() -> None:
     import typer
 
     from spacy_elmo.cli import app
 
     module = _cli_reference()
-    page = module.cli_markdown()
-    assert module.MARKER in (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    page = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    assert module.MARKER in page
     group = typer.main.get_command(app)
     ctx = group.context_class(group, info_name="spacy-elmo")
     names = group.list_commands(ctx)
@@ -135,6 +197,25 @@ def test_cli_reference_names_every_command_and_option() -> None:
     assert "`--debug`" in page
 
 
+def test_cli_reference_says_pretrain_needs_options_or_init_from(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
+    page = (DOCS / "reference" / "cli.md").read_text(encoding="utf-8")
+    pretrain = page.split("## `spacy-elmo pretrain`")[1].split("\n## ")[0]
+    assert (
+        "| `--options` | options.json giving the architecture of a new biLM (this or --init-from is required) |"
+        in pretrain
+    )
+    assert "(or --options) |" in pretrain
+    corpus = tmp_path / "train.txt"
+    corpus.write_text("a b c\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["pretrain", str(corpus), str(tmp_path / "out"), "--heldout", str(corpus)])
+    assert result.exit_code == 1
+    assert "give either an options file (a new biLM) or init_from (a trained one to continue)" in result.output
+
+
 def test_component_reference_has_every_setting() -> None:
     from spacy_elmo.pipeline.component import DEFAULT_CONFIG
 
@@ -146,6 +227,19 @@ def test_component_reference_has_every_setting() -> None:
             shown = f'"{default}"' if isinstance(default, str) else str(default)
         assert f"\n{key} = {shown}\n" in page, f"{key} = {shown} is not in the config block of component.md"
         assert f"`{key}`" in page, f"setting {key} has no row in component.md"
+
+
+def test_component_reference_has_every_attribute_it_sets() -> None:
+    import spacy
+
+    nlp = spacy.blank("en")
+    nlp.add_pipe("elmo")
+    assigns = nlp.get_pipe_meta("elmo").assigns
+    page = (DOCS / "reference" / "component.md").read_text(encoding="utf-8")
+    assert len(assigns) == 4
+    for attribute in assigns:
+        level, name = attribute.split("._.")
+        assert f"`{level.capitalize()}._.{name}`" in page or f"`Span._.{name}`, `Doc._.{name}`" in page, attribute
 
 
 def test_config_reference_has_every_argument() -> None:

@@ -262,8 +262,10 @@ def test_refused_connections_and_http_errors_name_the_url_and_the_reason(mirror)
     with pytest.raises(DownloadError, match=f"could not download {url}: connection to 127.0.0.1:{port} refused"):
         load_bilm(url, url)
     missing = mirror.url("no/such/options.json")
-    with pytest.raises(DownloadError, match=f"could not download {missing}: HTTP 404 File not found"):
+    with pytest.raises(DownloadError) as raised:
         load_bilm(missing, missing)
+    assert str(raised.value) == f"could not download {missing}: HTTP 404 File not found (not retried: a client error)"
+    assert mirror.requests.count("no/such/options.json") == 1  # a 404 is final: asked once, not 3 times
 
 
 def test_bad_names_and_schemes():
@@ -404,3 +406,26 @@ def test_model_spec_options_need_no_download(model_cache):
     assert ModelSpec(str(DATA / "manylangs" / "words")).options().projection_dim == 8
     assert ModelSpec(str(PARITY)).options().output_dim == 64
     assert list(model_cache.rglob("*")) == []  # nothing was downloaded
+
+
+@pytest.mark.parametrize("model", ["medium", "default", "many-langs/de", str(PARITY)])
+def test_load_bilm_model_and_weight_file_fail_as_everywhere(model, tmp_path, monkeypatch):
+    """``load_bilm(name_or_directory, weight_file)``: the message ``--model`` + ``--weights`` gives, nothing loaded."""
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
+    monkeypatch.setenv("SPACY_ELMO_OFFLINE", "1")
+    with pytest.raises(ValueError) as raised:
+        load_bilm(model, "weights.hdf5")
+    expected = (
+        "give either model (a name or a directory) or options_file + weight_file, not both; "
+        f"found model={model!r}, options_file=None, weight_file='weights.hdf5'"
+    )
+    assert str(raised.value) == expected
+    text = tmp_path / "s.txt"
+    text.write_text("a b\n", encoding="utf-8")
+    cli = CliRunner().invoke(
+        app, ["embed", str(text), str(tmp_path / "o.hdf5"), "--model", model, "--weights", "weights.hdf5"]
+    )
+    assert cli.exit_code == 1 and expected in " ".join(cli.output.split()), cli.output

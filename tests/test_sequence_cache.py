@@ -102,7 +102,7 @@ def test_memory_bound_and_lru_order():
     assert cache.nbytes == sizes["a"] + sizes["d"] + sizes["e"] <= cache.max_bytes
     too_big = np.zeros((3, 200, 64), dtype=np.float32)  # 153,600 bytes > the whole budget
     cache.put(sequence_key("fp32", ["f"]), too_big)
-    assert len(cache) == 3 and cache.get(sequence_key("fp32", ["f"])) is None
+    assert len(cache) == 3 and cache.get(sequence_key("fp32", ["f"])) is None and cache.too_large == 1
     assert (cache.hits, cache.misses) == (4, 3)
 
 
@@ -229,6 +229,17 @@ def test_warm_up_stops_when_the_budget_is_too_small(workspace, parity_files, cap
         cache = init_nlp(ner_config(workspace, parity_files, 0.005)).get_pipe("elmo").sequence_cache
     assert cache.evictions > 0 and cache.nbytes <= cache.max_bytes == 5242
     assert "sequence_cache_mb = 0.005 is too small to hold the training and dev corpora" in caplog.text
+
+
+def test_warm_up_warns_when_not_even_one_sequence_fits(workspace, parity_files, caplog):
+    # 0.0001 MB = 104 bytes: less than any sequence's layers, so nothing is stored and nothing evicted
+    with caplog.at_level("WARNING", logger="spacy"):
+        cache = init_nlp(ner_config(workspace, parity_files, 0.0001)).get_pipe("elmo").sequence_cache
+    assert (len(cache), cache.evictions, cache.too_large) == (0, 0, 6)
+    assert (
+        "sequence_cache_mb = 0.0001 is too small to hold the training and dev corpora; stopped filling the cache "
+        "at 0 sequences (6 larger than the whole budget)"
+    ) in caplog.text
 
 
 def test_warm_up_without_the_corpus_files_warns_and_leaves_the_cache_empty(workspace, parity_files, caplog):

@@ -7,12 +7,10 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +27,8 @@ from spacy_elmo.serve import create_app  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
+from .serving import free_port, metric_samples, serving, wait_ready  # noqa: E402
+
 # A request's vectors vs ``embed_sentences`` of the same sentences in other batches: products over other row counts
 # round differently, within 1e-5 through oneDNN's packed kernels and up to ~3e-5 with PyTorch's generic ones
 # (measured: 2.5e-5 with SPACY_ELMO_KERNELS=plain).
@@ -36,19 +36,6 @@ BATCHING_ATOL = 5e-5 if kernels.mode() == "plain" else 1e-5
 
 ROOT = Path(__file__).resolve().parents[1]
 NPY = {"accept": "application/x-npy"}
-
-
-@asynccontextmanager
-async def serving(app):
-    """The app with its lifespan running, a client talking to it in process, and the model warmed up."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            for _ in range(500):
-                if (await client.get("/ready")).status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
-            yield client
 
 
 def values(response) -> list[np.ndarray]:
@@ -62,14 +49,6 @@ def from_npy(response) -> list[np.ndarray]:
     array = np.load(io.BytesIO(response.content), allow_pickle=False)
     lengths = [int(n) for n in response.headers["x-sentence-lengths"].split(",")]
     return np.split(array, np.cumsum(lengths)[:-1], axis=-2)
-
-
-def metric_samples(text: str) -> dict[tuple[str, tuple], float]:
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def requests_of(sentences: list[list[str]], n: int) -> list[list[list[str]]]:
@@ -257,7 +236,7 @@ def test_every_bad_input_gets_its_status_and_a_message_naming_the_field(parity_b
 def test_create_app_rejects_bad_settings(parity_bilm):
     with pytest.raises(ValueError, match="max_batch_tokens must be an integer >= 1, found 0"):
         create_app(parity_bilm, max_batch_tokens=0)
-    with pytest.raises(ValueError, match="max_wait_ms must be >= 0, found -1"):
+    with pytest.raises(ValueError, match=r"max_wait_ms must be a number of milliseconds in \[0, 60000\], found -1"):
         create_app(parity_bilm, max_wait_ms=-1)
     with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\), found 'fp16'"):
         create_app(parity_bilm, precision="fp16")
@@ -332,7 +311,7 @@ def test_a_failed_batch_is_a_500_and_the_worker_goes_on(parity_bilm, monkeypatch
 
     failed, fine = asyncio.run(main())
     assert failed.status_code == 500
-    assert failed.json()["error"] == "the biLM failed: RuntimeError: out of memory"
+    assert failed.json()["error"] == "the biLM failed (RuntimeError); the server log has the details"
     assert np.abs(values(fine)[0] - parity_bilm.embed_sentences([["a", "b"]])[0]).max() <= BATCHING_ATOL
 
 
@@ -470,24 +449,35 @@ def test_cli_serve_rejects_a_model_with_files_and_a_bad_tokenizer():
     assert "error: tokenizer 'zz9' is neither 'whitespace', a spaCy language code nor a pipeline" in result.output
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.mark.slow  # a subprocess, so that Ray Serve's modules are not yet imported
+def test_serve_ray_without_ray_serve_names_the_extra_that_brings_it():
+    """Ray with only its data extra (``spacy-elmo[ray]``) has no grpcio: one line naming ``[ray-serve]``."""
+    code = (
+        "import sys; sys.modules['grpc'] = None; from spacy_elmo.cli import app; "
+        "app(['serve', '--ray', 'local'], prog_name='spacy-elmo')"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.startswith('error: serve --ray needs Ray Serve: pip install "spacy-elmo[ray-serve]" (')
+    assert "grpc" in result.stderr and result.stderr.count("\n") == 1
 
 
-def wait_ready(url: str, process: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise AssertionError(f"the server exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} was not ready within {timeout} s")
+def test_the_ray_serve_extra_brings_grpcio_and_fastapi():
+    """``spacy-elmo[ray-serve]`` asks for ``ray[serve]``, whose own requirements hold what Ray Serve imports."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from .pip_check import _project_requirements
+
+    problems: list[str] = []
+    extra = _project_requirements({"ray-serve"}, problems)
+    ray = [r for r in extra if r.name == "ray"]
+    assert problems == [] and [sorted(r.extras) for r in ray] == [["serve"]]
+    wanted = {Requirement(text) for text in metadata.requires("ray") or []}
+    serve = {r.name for r in wanted if r.marker is not None and r.marker.evaluate({"extra": "serve"})}
+    assert {"grpcio", "fastapi", "starlette", "uvicorn"} <= serve
 
 
 @pytest.mark.slow
@@ -566,3 +556,27 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert too_long.status_code == 413
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
     assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not has_ray, reason='needs Ray Serve: pip install "spacy-elmo[ray-serve]"')
+def test_serve_on_ray_exits_0_on_sigterm(parity_files):
+    """`serve --ray local` stops on SIGTERM as the local server does: Serve and Ray shut down, exit code 0 (Ray's
+    own SIGTERM handler, installed by ray.init, would abort the process with 134)."""
+    pytest.importorskip("ray.serve", reason='needs Ray Serve: pip install "ray[serve]"')
+    port = free_port()
+    options, weights = parity_files
+    command = [sys.executable, "-m", "spacy_elmo", "serve", "--ray", "local", "--port", str(port)]
+    command += ["--options", str(options), "--weights", str(weights)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, timeout=400)
+        process.send_signal(signal.SIGTERM)
+        _, output = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, output[-3000:]
+    assert "SIGTERM received" not in output

@@ -57,3 +57,23 @@ def test_missing_wordnet_file_is_named(wordnet):
     (wordnet / "data.adv").unlink()
     with pytest.raises(ValueError, match=r"data\.adv: not found \(expected WordNet 3\.0 data files in "):
         read_examples(wordnet, str.split)
+
+
+def test_model_card_bank_figures_are_what_the_script_prints():
+    """The bundled model card's "bank" cosines, as `scripts/word_sense.py --bank-only` computes them (3 decimals)."""
+    import re
+
+    from evaluation import elmo_pipeline
+    from word_sense import bank_check
+
+    card = (Path(__file__).resolve().parents[1] / "spacy_elmo" / "data" / "default" / "MODEL_CARD.md").read_text()
+    text = " ".join(card.split())
+    found = re.search(
+        r"is (\S+) to \"The bank approved the loan\" and (\S+) to \"They fished by the bank of the river\" "
+        r"\(per layer, biLSTM 1: (\S+) vs (\S+), biLSTM 2: (\S+) vs (\S+); `python scripts/word_sense.py --bank-only`",
+        text,
+    )
+    assert found is not None, "the model card's bank sentence changed its form"
+    bank = bank_check(elmo_pipeline(None, None))
+    computed = [bank["loan"], bank["river"], *bank["layer1"].values(), *bank["layer2"].values()]
+    assert list(found.groups()) == [f"{value:.3f}" for value in computed]

@@ -1,13 +1,15 @@
-"""Sphinx extension: the CLI reference page is generated from the typer app, so it cannot drift.
+"""The CLI reference page, generated from the typer app so that it cannot drift, and a Sphinx check that it is current.
 
-``reference/cli.md`` holds an introduction and the line ``<!-- cli-reference -->``; when Sphinx reads that page,
-the line is replaced by one section per command (usage, arguments, options with their defaults and help), taken
-from the click command tree of ``spacy_elmo.cli.app``. ``tests/test_docs.py`` checks the generated text names
-every command and option.
+``docs/reference/cli.md`` is an introduction, the line ``<!-- cli-reference -->`` and one section per command
+(usage, arguments, options with their defaults and help), taken from the click command tree of
+``spacy_elmo.cli.app``. It is written into the repository (readable on GitHub, not only in the built site) by
+``python scripts/gen_cli_reference.py``; the docs build (this module as a Sphinx extension) and
+``tests/test_docs.py`` fail while the committed page differs from what the app gives.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, List
 
 # typer >= 0.22 carries its own copy of click (``typer._click``); the command tree is read by duck typing so the
@@ -16,6 +18,14 @@ import typer
 
 MARKER = "<!-- cli-reference -->"
 PAGE = "reference/cli"
+PATH = Path(__file__).resolve().parent.parent / "reference" / "cli.md"
+INTRO = """# Command line: `spacy-elmo`
+
+`spacy-elmo COMMAND [OPTIONS] ARGS` (also `python -m spacy_elmo`). This page is generated from the command
+line's own definition (`python scripts/gen_cli_reference.py`; the tests and the docs build check it is
+current), so it lists exactly what this version accepts; `spacy-elmo COMMAND --help` prints the same.
+"""
+STALE = f"{PATH.name} is not what the command line defines now: run python scripts/gen_cli_reference.py"
 
 
 def _default(param: Any) -> str:
@@ -86,11 +96,14 @@ def cli_markdown() -> str:
     return command_markdown(group)
 
 
+def page() -> str:
+    """The whole Markdown page: the introduction, the marker line, every command."""
+    return f"{INTRO}\n{MARKER}\n\n{cli_markdown()}"
+
+
 def _on_source_read(app: Any, docname: str, source: List[str]) -> None:
-    if docname == PAGE:
-        if MARKER not in source[0]:
-            raise ValueError(f"{PAGE}.md: the line {MARKER} is missing")
-        source[0] = source[0].replace(MARKER, cli_markdown())
+    if docname == PAGE and source[0] != page():
+        raise ValueError(STALE)
 
 
 def setup(app: Any) -> dict:

@@ -160,8 +160,14 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many kinds for a bad or unsafe pickle
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"{path}: not a plain PyTorch state dict ({reason:.200})") from None
+        text = str(err).strip()
+        if "weights only load failed" in text.lower():
+            raise ValueError(
+                f"{path}: refused: this pickle needs more than plain tensors to load (it could run code), and only "
+                "a plain PyTorch state dict is read"
+            ) from None
+        first = text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(err).__name__
+        raise ValueError(f"{path}: not a plain PyTorch state dict ({first})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise ValueError(f"{path}: not a plain PyTorch state dict of tensors (found {type(state).__name__})")
     return state

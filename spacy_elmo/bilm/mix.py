@@ -36,7 +36,15 @@ def mix_weights(mix: Mix, n_layers: int, source: str = "the biLM", setting: str 
             raise ValueError(
                 f"{setting} has {len(mix)} weights, but {source} has {n_layers} layers: give one weight per layer"
             )
-        weights[:] = mix
+        values = np.asarray(mix, dtype=np.float64)
+        # float32 holds |w| < 3.4e38; the weighted sum must stay finite too, so the weights' magnitudes must
+        # add up to a finite float32 (1e308 would give inf or NaN vectors and a similarity of 0.0)
+        if not np.isfinite(values).all() or not sum(abs(float(v)) for v in values) < np.finfo(np.float32).max:
+            raise ValueError(
+                f"{setting} must be finite weights whose magnitudes add up to less than 3.4e38 (float32), "
+                f"found {list(mix)}"
+            )
+        weights[:] = values
     return weights
 
 

@@ -23,7 +23,7 @@ from .outputs import DEFAULT_BATCH_SIZE
 from .state import CarriedState
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache_size
 from .token_ids import ByteTokenIds, TokenIds
-from .weights import load_weights, save_weights
+from .weights import check_weights, load_weights, save_weights
 
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "data" / "default"
 # A saved biLM's files (bilm-tf / AllenNLP names); the vocabulary only when the model has one.
@@ -239,6 +239,9 @@ def load_local(
     options = BiLMOptions.read(options_file)
     vocab_file = Path(weight_file).with_name(VOCAB_NAME)
     vocab = read_vocab(vocab_file) if vocab_file.is_file() else None
+    with torch.device("meta"):  # shapes only: the weight file is checked against them before anything is allocated
+        skeleton = BiLM(options)
+    check_weights(skeleton, weight_file, options_source=str(options_file))
     model = BiLM(options, vocab=vocab, token_cache_size=token_cache_size)
     load_weights(model, weight_file, options_source=str(options_file))
     return model.to(device).eval()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,19 @@ from typing import Any
 from ..util.checks import is_int, is_number
 
 ACTIVATIONS = ("relu", "tanh")
+#: upper bounds of the sizes an options file may declare, far above any published ELMo (the largest has 4096 LSTM
+#: cells, projection 512, 2048 filters): a file declaring more is refused before anything is allocated
+MAX_SIZES = {
+    "lstm.dim": 65_536,
+    "lstm.projection_dim": 16_384,
+    "lstm.n_layers": 32,
+    "char_cnn.n_highway": 32,
+    "char_cnn.embedding.dim": 4_096,
+    "char_cnn.max_characters_per_token": 1_024,
+    "char_cnn.filters num": 65_536,
+}
+#: parameters at most (4 GB of float32; the largest released ELMo has 93.6M)
+MAX_PARAMETERS = 1_000_000_000
 # Keys bilm-tf writes next to "lstm"/"char_cnn" when training; they do not change the network.
 TRAINING_KEYS = {
     "bidirectional",
@@ -45,6 +59,14 @@ class BiLMOptions:
     @property
     def n_filters(self) -> int:
         return sum(num for _, num in self.filters)
+
+    @property
+    def n_parameters(self) -> int:
+        """Parameters of the biLM this describes (without a softmax), known before anything is allocated."""
+        f, p, c = self.n_filters, self.projection_dim, self.lstm_dim
+        total = 262 * self.char_dim + sum(w * self.char_dim * n + n for w, n in self.filters)
+        total += self.n_highway * 2 * (f * f + f) + f * p + p
+        return total + 2 * self.n_layers * ((p + p) * 4 * c + 4 * c + c * p)
 
     @property
     def output_dim(self) -> int:
@@ -108,6 +130,11 @@ class BiLMOptions:
             or not all(isinstance(f, list) and len(f) == 2 and all(is_int(x) and x > 0 for x in f) for f in filters)
         ):
             raise fail(f"char_cnn.filters must be a non-empty list of [width, num] positive ints, found {filters!r}")
+        for width, num in filters:
+            if num > MAX_SIZES["char_cnn.filters num"]:
+                raise fail(
+                    f"char_cnn.filters has [{width}, {num}]: more than {MAX_SIZES['char_cnn.filters num']} filters"
+                )
         activation = cnn.get("activation", "relu")
         if activation not in ACTIVATIONS:
             raise fail(f"unsupported char_cnn.activation {activation!r}; expected one of {ACTIVATIONS}")
@@ -127,7 +154,7 @@ class BiLMOptions:
         skip = lstm.get("use_skip_connections", True)
         if not isinstance(skip, bool):
             raise fail(f"lstm.use_skip_connections must be true or false, found {skip!r}")
-        return cls(
+        options = cls(
             filters=tuple((int(w), int(n)) for w, n in filters),
             n_highway=_positive_int(cnn, "n_highway", "char_cnn", fail, minimum=0),
             char_dim=_positive_int(embedding, "dim", "char_cnn.embedding", fail),
@@ -140,6 +167,12 @@ class BiLMOptions:
             proj_clip=_clip(lstm, "proj_clip", fail),
             use_skip_connections=skip,
         )
+        if options.n_parameters > MAX_PARAMETERS:
+            raise fail(
+                f"describes a biLM of {options.n_parameters:,} parameters, more than the {MAX_PARAMETERS:,} taken "
+                "(the largest released ELMo has 93.6M)"
+            )
+        return options
 
     @classmethod
     def read(cls, path: str | os.PathLike[str]) -> "BiLMOptions":
@@ -150,6 +183,8 @@ class BiLMOptions:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"{path}: not a valid JSON options file ({err})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: not an options file: its JSON is nested too deeply") from None
         return cls.from_json(data, source=str(path))
 
 
@@ -168,8 +203,10 @@ def _no_unknown(section: dict, name: str, known: set[str], fail) -> None:
 
 def _positive_int(section: dict, key: str, name: str, fail, minimum: int = 1, default: int | None = None) -> int:
     value = section.get(key, default)
-    if not is_int(value) or value < minimum:
-        raise fail(f"{name}.{key} must be an integer >= {minimum}, found {value!r}")
+    most = MAX_SIZES.get(f"{name}.{key}")
+    if not is_int(value) or value < minimum or (most is not None and value > most):
+        bound = f"in [{minimum}, {most:,}]" if most is not None else f">= {minimum}"
+        raise fail(f"{name}.{key} must be an integer {bound}, found {value!r}")
     return value
 
 
@@ -177,6 +214,6 @@ def _clip(section: dict, key: str, fail) -> float | None:
     value = section.get(key)
     if value is None or value == 0:
         return None
-    if not is_number(value) or value < 0:
-        raise fail(f"lstm.{key} must be a non-negative number or null, found {value!r}")
+    if not is_number(value) or not 0 <= value < math.inf:  # nan and inf too
+        raise fail(f"lstm.{key} must be a finite non-negative number or null, found {value!r}")
     return float(value)

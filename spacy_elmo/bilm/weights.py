@@ -104,39 +104,56 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(d for d in shape if d != 1)
 
 
+def check_weights(model: "BiLM", weight_file: str | os.PathLike[str], options_source: str = "the options") -> None:
+    """Check that ``weight_file`` holds every dataset of ``model`` with its shape and a float dtype, and nothing
+    of a larger network, from the file's metadata alone (nothing is read): ``model`` may live on the ``meta``
+    device, so a file and options that disagree are refused before the real biLM is allocated. ``ValueError``
+    names any mismatch."""
+    with _open(weight_file) as fin:
+        _check(fin, model, Path(weight_file), options_source)
+
+
 def load_weights(model: "BiLM", weight_file: str | os.PathLike[str], options_source: str = "the options") -> None:
-    """Copy every dataset of ``weight_file`` into ``model``; ``ValueError`` names any mismatch."""
-    weight_file = Path(weight_file)
-    if not weight_file.is_file():
-        raise ValueError(f"ELMo weight file not found: {weight_file}")
-    try:
-        fin = h5py.File(weight_file, "r")
-    except OSError as err:
-        raise ValueError(f"{weight_file}: not a readable HDF5 weight file ({err})") from None
-    with fin:
-        for path in _extra_groups(model):
-            if path in fin:
-                raise ValueError(
-                    f"{weight_file}: has '{path}', which {options_source} do not describe "
-                    f"(filters={len(model.options.filters)}, n_highway={model.options.n_highway}, "
-                    f"n_layers={model.options.n_layers}): options and weights do not match"
-                )
+    """Copy every dataset of ``weight_file`` into ``model``; ``ValueError`` names any mismatch (checked from the
+    metadata before any dataset is read, so a dataset declaring a huge shape allocates nothing)."""
+    with _open(weight_file) as fin:
+        _check(fin, model, Path(weight_file), options_source)
         for ds in datasets(model):
-            if ds.path not in fin or not isinstance(fin[ds.path], h5py.Dataset):
-                raise ValueError(f"{weight_file}: dataset '{ds.path}' is missing (expected shape {ds.shape})")
-            array = fin[ds.path][...]
-            if array.shape != ds.shape:
-                if _squeezed(array.shape) != _squeezed(ds.shape):
-                    raise ValueError(
-                        f"{weight_file}: dataset '{ds.path}' has shape {array.shape}, expected {ds.shape} "
-                        f"from {options_source}"
-                    )
-                array = array.reshape(ds.shape)
-            if not np.issubdtype(array.dtype, np.floating):
-                raise ValueError(f"{weight_file}: dataset '{ds.path}' has dtype {array.dtype}, expected float")
+            array = fin[ds.path][...].reshape(ds.shape)
             with torch.no_grad():
                 for param, value in zip(ds.params, ds.to_params(array.astype(np.float32))):
                     param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def _open(weight_file: str | os.PathLike[str]) -> h5py.File:
+    path = Path(weight_file)
+    if not path.is_file():
+        raise ValueError(f"ELMo weight file not found: {path}")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path}: not a readable HDF5 weight file ({err})") from None
+
+
+def _check(fin: h5py.File, model: "BiLM", weight_file: Path, options_source: str) -> None:
+    for path in _extra_groups(model):
+        if path in fin:
+            raise ValueError(
+                f"{weight_file}: has '{path}', which {options_source} do not describe "
+                f"(filters={len(model.options.filters)}, n_highway={model.options.n_highway}, "
+                f"n_layers={model.options.n_layers}): options and weights do not match"
+            )
+    for ds in datasets(model):
+        if ds.path not in fin or not isinstance(fin[ds.path], h5py.Dataset):
+            raise ValueError(f"{weight_file}: dataset '{ds.path}' is missing (expected shape {ds.shape})")
+        dataset = fin[ds.path]
+        if dataset.shape != ds.shape and _squeezed(dataset.shape) != _squeezed(ds.shape):
+            raise ValueError(
+                f"{weight_file}: dataset '{ds.path}' has shape {dataset.shape}, expected {ds.shape} "
+                f"from {options_source}"
+            )
+        if not np.issubdtype(dataset.dtype, np.floating):
+            raise ValueError(f"{weight_file}: dataset '{ds.path}' has dtype {dataset.dtype}, expected float")
 
 
 def save_weights(model: "BiLM", weight_file: str | Path) -> None:

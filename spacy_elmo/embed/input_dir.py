@@ -169,6 +169,8 @@ def embed_dir(
     settings = settings or EmbedSettings()
     if not is_int(workers) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, found {workers!r}")
+    if threads is not None and (not is_int(threads) or threads < 1):
+        raise ValueError(f"threads must be an int >= 1, found {threads!r}")
     output_dir = Path(output_dir)
     if not Path(input_dir).is_dir():
         raise ValueError(f"input directory not found: {input_dir}")

@@ -25,6 +25,7 @@ from ..bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, check_batch_size, c
 from ..util.atomic import check_free_space, check_output, remove_stale_temps
 from ..util.hdf5 import atomic_hdf5
 from ..util.text import BOM, read_lines
+from ..util.windows import MAX_LENGTH, split_windows
 
 logger = logging.getLogger(__name__)
 PathOrFile = Union[str, os.PathLike, TextIO, Iterable[str]]
@@ -57,7 +58,12 @@ def estimate_bytes(n_lines: int, n_tokens: int, n_layers: int, dim: int, output_
 def check_embed_paths(input_file: str | os.PathLike, output_file: str | os.PathLike) -> None:
     """Before any work: the input exists, the output is not the input (also through a link), not a directory,
     and its directory can be written. :raises ValueError: naming the path and the problem."""
-    if not Path(input_file).is_file():
+    path = Path(input_file)
+    if path.is_dir():
+        raise ValueError(f"{input_file}: is a directory, not a text file (embed-dir embeds a directory)")
+    if path.exists() and not path.is_file():
+        raise ValueError(f"{input_file}: not a regular file (a device, pipe or socket): give a text file")
+    if not path.is_file():
         raise ValueError(f"input file not found: {input_file}")
     check_output(output_file, [input_file])
 
@@ -145,14 +151,29 @@ def _text_lines(path: str | os.PathLike) -> Iterator[str]:
 
 
 def embed_lines(
-    numbered: Iterable[tuple[int, str]], batch_size: int, embed: EmbedBatch
+    numbered: Iterable[tuple[int, str]], batch_size: int, embed: EmbedBatch, max_length: int = MAX_LENGTH
 ) -> Iterator[list[tuple[int, str, np.ndarray]]]:
     """Read ``batch_size`` ``(index, line)`` pairs at a time, embed their whitespace tokens, yield
-    ``(index, line, layers (n_layers, n_tokens, dim))`` per line of the batch."""
+    ``(index, line, layers (n_layers, n_tokens, dim))`` per line of the batch.
+
+    A line of more than ``max_length`` tokens is embedded in even windows of at most that many (each its own biLM
+    sequence, as the component's ``max_length`` does), its layers joined along the token axis: memory stays flat
+    whatever the line's length."""
     numbered = iter(numbered)
     while batch := list(itertools.islice(numbered, batch_size)):
-        embeddings = embed([line.split() for _, line in batch])
-        yield [(index, line, layers) for (index, line), layers in zip(batch, embeddings)]
+        pieces: list[list[str]] = []
+        owners: list[int] = []
+        for k, (_, line) in enumerate(batch):
+            tokens = line.split()
+            for start, end in split_windows(0, len(tokens), max_length) or [(0, 0)]:
+                pieces.append(tokens[start:end])
+                owners.append(k)
+        parts: list[list[np.ndarray]] = [[] for _ in batch]
+        for k, layers in zip(owners, embed(pieces)):
+            parts[k].append(layers)
+        yield [
+            (index, line, p[0] if len(p) == 1 else np.concatenate(p, axis=-2)) for (index, line), p in zip(batch, parts)
+        ]
 
 
 def write_sentence_to_index(out: h5py.File, sentence_to_index: dict[str, str]) -> None:

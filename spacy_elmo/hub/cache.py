@@ -67,33 +67,34 @@ def record_hash(path: Path, sha256: str) -> None:
     write_text(hash_file(path), sha256 + "\n")
 
 
-def discard(path: Path) -> None:
-    """Delete a cached file and its recorded hash."""
-    for p in (path, hash_file(path)):
-        p.unlink(missing_ok=True)
+def discard(path: Path) -> str:
+    """Delete a cached file and its recorded hash: ``"the file was deleted"``, or why it could not be (a
+    read-only cache), for the message that follows."""
+    try:
+        for p in (path, hash_file(path)):
+            p.unlink(missing_ok=True)
+    except OSError as err:
+        return f"it could not be deleted ({err.strerror or err}): delete {path} by hand"
+    return "the file was deleted"
 
 
 def check_pin(path: Path, pin: Pin | None, label: str) -> str:
     """The sha256 of ``path``; an ``IntegrityError`` (after deleting the file) if it breaks ``pin``."""
     size = path.stat().st_size
     if pin is not None and size != pin.size:
-        discard(path)
-        raise IntegrityError(
-            f"{label}: {size:,} bytes, expected {pin.size:,} (sha256 {pin.sha256}); the file was deleted"
-        )
+        raise IntegrityError(f"{label}: {size:,} bytes, expected {pin.size:,} (sha256 {pin.sha256}); {discard(path)}")
     found = sha256_of(path)
     if pin is not None and found != pin.sha256:
-        discard(path)
-        raise IntegrityError(f"{label}: sha256 mismatch: expected {pin.sha256}, found {found}; the file was deleted")
+        raise IntegrityError(f"{label}: sha256 mismatch: expected {pin.sha256}, found {found}; {discard(path)}")
     return found
 
 
 def verify_cached(path: Path, remote: Remote) -> None:
     """Check a cached file against its pin, else against the hash recorded at its download.
 
-    A file with neither (copied in by hand) gets its hash recorded now. A mismatch deletes the
-    file (a later load downloads it anew) and raises ``IntegrityError`` naming it, the expected
-    and the found sha256.
+    A file with neither (copied in by hand) gets its hash recorded now (not in a read-only cache: it is then
+    used unrecorded). A mismatch deletes the file (a later load downloads it anew) and raises ``IntegrityError``
+    naming it, the expected and the found sha256.
     """
     label = f"cached file {path} (from {remote.url})"
     found = check_pin(path, remote.pin, label)
@@ -101,12 +102,13 @@ def verify_cached(path: Path, remote: Remote) -> None:
         return
     recorded = hash_file(path)
     if not recorded.is_file():
-        record_hash(path, found)
+        try:
+            record_hash(path, found)
+        except OSError:  # a read-only cache: the file is checked against nothing, as before the hash was recorded
+            pass
         return
     expected = recorded.read_text(encoding="utf-8").strip()
     if found != expected:
-        discard(path)
         raise IntegrityError(
-            f"{label}: sha256 mismatch: expected {expected} (recorded at its download), found {found}; "
-            "the file was deleted"
+            f"{label}: sha256 mismatch: expected {expected} (recorded at its download), found {found}; {discard(path)}"
         )

@@ -108,6 +108,10 @@ def many_langs_model(name: str) -> ManyLangsModel:
     return model
 
 
+#: directories a zip member may lie under (a model zip has one or two; thousands exhaust Python's recursion)
+MAX_DEPTH = 32
+
+
 def _member_parts(info: zipfile.ZipInfo, archive: Path) -> tuple[str, ...]:
     """The path parts of a zip member; a ``ValueError`` for a name that could land outside the target."""
     name = info.filename
@@ -119,7 +123,13 @@ def _member_parts(info: zipfile.ZipInfo, archive: Path) -> tuple[str, ...]:
         raise ValueError(f"{archive}: member {name!r} has an absolute path; refusing to unpack")
     if ".." in path.parts:
         raise ValueError(f"{archive}: member {name!r} points outside the archive's directory; refusing to unpack")
-    return tuple(p for p in path.parts if p not in ("", "."))
+    parts = tuple(p for p in path.parts if p not in ("", "."))
+    if len(parts) > MAX_DEPTH:
+        raise ValueError(
+            f"{archive}: member {name[:60]!r}... lies {len(parts) - 1} directories deep, more than {MAX_DEPTH}; "
+            "refusing to unpack"
+        )
+    return parts
 
 
 def unpack_zip(

@@ -64,9 +64,12 @@ class ModelSpec:
     @classmethod
     def from_args(cls, options_file: PathArg = None, weight_file: PathArg = None) -> ModelSpec:
         """``load_bilm``'s positional arguments: ``options_file`` alone is a model name or a directory,
-        unless it names a file or a URL (which then needs ``weight_file``)."""
+        unless it names a file or a URL (which then needs ``weight_file``). A model's name or directory with a
+        ``weight_file`` fails as ``model`` + files do everywhere ("not both")."""
         if weight_file is None and options_file is not None and _is_model(options_file):
             return cls(model=os.fspath(options_file))
+        if options_file is not None and _names_model(options_file):
+            return cls(model=os.fspath(options_file), weight_file=_str(weight_file))
         return cls(options_file=_str(options_file), weight_file=_str(weight_file))
 
     @property
@@ -77,7 +80,11 @@ class ModelSpec:
     def released(self) -> bool:
         """An AllenNLP released model's name (its two files are downloaded into the cache on first use)."""
         model = self.model
-        return model is not None and not self.is_default and not (self.many_langs or _is_path(model) or _is_zip(model))
+        return (
+            model is not None
+            and not self.is_default
+            and not (self.many_langs or _is_path(model) or _is_zip(model) or os.path.isdir(model))
+        )
 
     @property
     def many_langs(self) -> bool:
@@ -165,11 +172,24 @@ class ModelSpec:
         return f"{self.options_file} + {self.weight_file}"
 
 
-def download_model(name: str) -> tuple[Path, Path]:
-    """The cached ``options.json`` and weight file of the released model ``name`` (downloaded if needed)."""
+def download_model(name: str, force: bool = False) -> tuple[Path, Path]:
+    """The cached ``options.json`` and weight file of the released model ``name`` (downloaded if needed, or
+    again with ``force``)."""
     model = model_named(name)
     base = mirror_base()
-    return fetch(base + model.options_path, name=name), fetch(base + model.weights_path, name=name)
+    return (
+        fetch(base + model.options_path, name=name, force=force),
+        fetch(base + model.weights_path, name=name, force=force),
+    )
+
+
+def _names_model(value: Union[str, os.PathLike]) -> bool:
+    """Certainly a model, never an options file: a directory, a ``.zip``, or a released or default name."""
+    if os.path.isdir(value):
+        return True
+    return isinstance(value, str) and (
+        _is_zip(value) or value in MODELS or value in DEFAULT_NAMES or value.startswith(PREFIX)
+    )
 
 
 def _is_model(value: Union[str, os.PathLike]) -> bool:

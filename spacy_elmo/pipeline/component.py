@@ -23,6 +23,8 @@ from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from ..util.atomic import check_output
+from ..util.windows import MAX_LENGTH
+from .checksums import CHECKSUMS_NAME, check_checksums, write_checksums
 from .extensions import LAYERS, MIX_WEIGHTS, TOKEN_VECTORS, VECTOR, install_extensions
 from .hooks import set_vector_hooks
 from .sequence_cache import MB, SequenceCache, model_identity, sequence_key
@@ -45,7 +47,7 @@ DEFAULT_CONFIG = {
     "options_file": None,
     "weight_file": None,
     "mix": "average",
-    "max_length": 256,
+    "max_length": MAX_LENGTH,
     "batch_size": DEFAULT_BATCH_SIZE,
     "store_layers": True,
     "set_vector_hooks": True,
@@ -274,15 +276,18 @@ class ElmoComponent(Pipe):
         if MODEL_PART in exclude:
             path.mkdir(parents=True, exist_ok=True)
             return
-        for name in DIRECTORY_FILES:
+        for name in (*DIRECTORY_FILES, CHECKSUMS_NAME):
             check_output(path / name)
         save_directory(self.bilm, path)
+        write_checksums(path, DIRECTORY_FILES)
 
     def from_disk(self, path: str | Path, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
-        """Load the biLM saved in ``path``; with ``"model"`` excluded keep the configured (lazily loaded) one."""
+        """Load the biLM saved in ``path`` (its files checked against the checksums ``to_disk`` recorded); with
+        ``"model"`` excluded keep the configured (lazily loaded) one."""
         if MODEL_PART in exclude:
             return self
         path = Path(path)
+        check_checksums(path)
         self._set_bilm(load_directory(path, _device(), self.token_cache_size))
         return self
 
@@ -292,7 +297,8 @@ class ElmoComponent(Pipe):
             return srsly.msgpack_dumps({})
         with tempfile.TemporaryDirectory() as tmp:
             self.to_disk(tmp)
-            files = {name: (Path(tmp) / name).read_bytes() for name in DIRECTORY_FILES if (Path(tmp) / name).is_file()}
+            names = (*DIRECTORY_FILES, CHECKSUMS_NAME)
+            files = {name: (Path(tmp) / name).read_bytes() for name in names if (Path(tmp) / name).is_file()}
         return srsly.msgpack_dumps({"files": files})
 
     def from_bytes(self, bytes_data: bytes, *, exclude: Iterable[str] = tuple()) -> "ElmoComponent":
@@ -303,7 +309,7 @@ class ElmoComponent(Pipe):
         files = msg["files"]
         with tempfile.TemporaryDirectory() as tmp:
             for name, data in files.items():
-                if name not in DIRECTORY_FILES:
+                if name not in DIRECTORY_FILES and name != CHECKSUMS_NAME:
                     raise ValueError(f"elmo: unexpected file {name!r} in the serialized component")
                 (Path(tmp) / name).write_bytes(data)
             return self.from_disk(tmp)

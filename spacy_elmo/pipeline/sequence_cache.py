@@ -49,7 +49,7 @@ class SequenceCache:
     model state: :meth:`bind` drops them all when the model identity changes. Stored arrays are
     made read-only (a Doc holding one cannot alter the cache), and a pickled cache (``nlp.pipe``
     with spawned workers) arrives empty. ``hits`` / ``misses`` count the lookups of :meth:`get`,
-    ``evictions`` the entries dropped to make room.
+    ``evictions`` the entries dropped to make room, ``too_large`` the entries not stored (larger than the budget).
     """
 
     def __init__(self, max_bytes: int) -> None:
@@ -58,6 +58,7 @@ class SequenceCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
+        self.too_large = 0
         self._entries: "OrderedDict[Key, Tuple[np.ndarray, int]]" = OrderedDict()
         self._identity: Optional[Hashable] = None
 
@@ -93,6 +94,7 @@ class SequenceCache:
         """Store ``array`` (made read-only) under ``key``, evicting the least recently used entries to fit."""
         size = array.nbytes + key_nbytes(key)
         if size > self.max_bytes:
+            self.too_large += 1
             return
         old = self._entries.pop(key, None)
         if old is not None:

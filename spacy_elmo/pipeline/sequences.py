@@ -2,30 +2,13 @@
 
 from __future__ import annotations
 
-from typing import List, Tuple
+from typing import List
 
 from spacy.tokens import Doc
 
-Range = Tuple[int, int]
+from ..util.windows import Range, split_windows
 
-
-def split_windows(start: int, end: int, max_length: int) -> List[Range]:
-    """Split ``[start, end)`` into the fewest windows of at most ``max_length`` tokens.
-
-    The windows are as even as possible (lengths differ by at most one), so no
-    window is left with only a few tokens of context.
-    """
-    n_tokens = end - start
-    if n_tokens <= 0:
-        return []
-    n_windows = -(-n_tokens // max_length)
-    base, extra = divmod(n_tokens, n_windows)
-    windows = []
-    for i in range(n_windows):
-        size = base + (1 if i < extra else 0)
-        windows.append((start, start + size))
-        start += size
-    return windows
+__all__ = ["Range", "sequence_ranges", "split_windows"]
 
 
 def sequence_ranges(doc: Doc, max_length: int) -> List[Range]:

@@ -28,8 +28,9 @@ def warm_sequence_cache(component: str = "elmo", batch_size: int = 256) -> Calla
     """An ``after_init`` callback: embed the Docs of ``[training] train_corpus`` and ``dev_corpus``
     with the component ``component`` into its sequence cache, ``batch_size`` Docs per call.
 
-    It stops early, with a warning, once the cache starts evicting (``sequence_cache_mb`` is too
-    small for the corpora); without a cache (``sequence_cache_mb = 0``) it does nothing.
+    It stops early, with a warning, once the cache starts evicting or meets a sequence larger than the
+    whole budget (``sequence_cache_mb`` is too small for the corpora); without a cache
+    (``sequence_cache_mb = 0``) it does nothing.
     """
 
     def after_init(nlp: Language) -> Language:
@@ -45,12 +46,13 @@ def warm_sequence_cache(component: str = "elmo", batch_size: int = 256) -> Calla
         for corpus in resolve_dot_names(config, names):
             for docs in minibatch((example.predicted for example in corpus(nlp)), size=batch_size):
                 elmo.predict(list(docs))
-                if cache.evictions:
+                if cache.evictions or cache.too_large:
                     logger.warning(
                         "elmo: sequence_cache_mb = %s is too small to hold the training and dev corpora; "
-                        "stopped filling the cache at %d sequences",
+                        "stopped filling the cache at %d sequences%s",
                         elmo.sequence_cache_mb,
                         len(cache),
+                        f" ({cache.too_large} larger than the whole budget)" if cache.too_large else "",
                     )
                     return nlp
         logger.info("elmo: sequence cache filled with %d sequences (%.1f MiB)", len(cache), cache.nbytes / MB)

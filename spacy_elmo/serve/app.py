@@ -19,6 +19,7 @@ from ..bilm.model import BiLM
 from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from .batcher import Batcher, Sentences
 from .handlers import Service
+from .limits import DEFAULT_LIMITS, Limits
 from .metrics import Metrics
 from .schema import Tokenizer
 
@@ -26,6 +27,8 @@ WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
 #: sentences per biLM forward within a batch (embed_sentences' default)
 FORWARD_SENTENCES = DEFAULT_BATCH_SIZE
 DEFAULTS: Dict[str, Any] = {"max_batch_tokens": 2048, "max_wait_ms": 5.0, "max_queue": 256, "max_request_tokens": 2048}
+#: the longest --max-wait-ms taken (a minute): the batcher's wait must be a finite, sane time
+MAX_WAIT_MS = 60_000.0
 
 
 def create_app(
@@ -38,6 +41,7 @@ def create_app(
     precision: str = "fp32",
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Starlette:
     """The service for an already loaded ``bilm`` (see ``spacy_elmo.load_bilm``).
 
@@ -45,6 +49,8 @@ def create_app(
     arrived ``max_wait_ms`` after the oldest waiting request; at most ``max_queue`` requests wait (more get
     503 with ``Retry-After``); a request may hold ``max_request_tokens`` tokens (more: 413).
     ``tokenizer`` splits ``"texts"`` (default: on whitespace); ``model_name`` is reported by ``/info``.
+    ``limits``: body size, request and idle timeouts, connections (see :class:`.Limits`; :func:`run` applies the
+    connection ones).
 
     The app's lifespan starts the worker thread (and warms the model up) and, at shutdown, finishes the
     admitted requests. Mounted inside another app (whose lifespan does not reach it) the worker starts
@@ -57,8 +63,7 @@ def create_app(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, found {value!r}")
-    if max_wait_ms < 0:
-        raise ValueError(f"max_wait_ms must be >= 0, found {max_wait_ms!r}")
+    check_max_wait_ms(max_wait_ms)
     if precision not in kernels.PRECISIONS:
         raise ValueError(f"precision must be one of {kernels.PRECISIONS}, found {precision!r}")
     precision = kernels.resolve_precision(precision, bilm.device)
@@ -82,6 +87,7 @@ def create_app(
         "max_queue": max_queue,
         "max_request_tokens": max_request_tokens,
         "precision": precision,
+        **limits.to_json(),
     }
     service = Service(
         bilm,
@@ -90,6 +96,7 @@ def create_app(
         metrics=metrics,
         is_ready=batcher.is_ready,
         tokenizer=tokenizer,
+        limits=limits,
         info={"model": model_name, "serving": settings},
     )
 
@@ -103,7 +110,18 @@ def create_app(
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error})
     app.state.batcher = batcher
     app.state.service = service
+    app.state.limits = limits
     return app
+
+
+def check_max_wait_ms(max_wait_ms: float) -> None:
+    """Refuse a wait the batcher cannot keep: negative, over :data:`MAX_WAIT_MS`, inf or nan."""
+    if (
+        isinstance(max_wait_ms, bool)
+        or not isinstance(max_wait_ms, (int, float))
+        or not 0 <= max_wait_ms <= MAX_WAIT_MS
+    ):
+        raise ValueError(f"max_wait_ms must be a number of milliseconds in [0, {MAX_WAIT_MS:g}], found {max_wait_ms!r}")
 
 
 async def _http_error(request: Request, error: Exception) -> Response:
@@ -115,8 +133,12 @@ async def _http_error(request: Request, error: Exception) -> Response:
 
 def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
     """Serve ``app`` with uvicorn until SIGINT / SIGTERM, then stop accepting, finish what was admitted and
-    return (exit status 0: uvicorn itself re-raises the signal after its graceful shutdown)."""
+    return (exit status 0: uvicorn itself re-raises the signal after its graceful shutdown). Requests still open
+    ``drain_timeout_s`` after the signal (a client that stalled mid-upload) are cancelled; the connection limits
+    of ``app.state.limits`` apply (see :mod:`.connections`)."""
     import uvicorn
+
+    from .connections import config
 
     class Server(uvicorn.Server):
         @contextmanager
@@ -128,7 +150,4 @@ def run(app: Starlette, host: str = "127.0.0.1", port: int = 8000, log_level: st
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
 
-    # keep-alive 75 s (nginx's default) instead of uvicorn's 5 s: a busy client's pooled connection that sat idle
-    # for a few seconds must not be closed under it (the client would see a read error, not an answer)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=75)
-    Server(config).run()
+    Server(config(app, host, port, log_level, app.state.limits)).run()

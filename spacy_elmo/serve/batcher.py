@@ -72,8 +72,8 @@ class Batcher:
         for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue", max_queue)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, found {value}")
-        if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be at least 0, found {max_wait_ms}")
+        if not 0 <= max_wait_ms < math.inf:  # nan and inf too: the worker's wait must be a finite time
+            raise ValueError(f"max_wait_ms must be a finite number >= 0, found {max_wait_ms}")
         self.embed = embed
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
@@ -86,6 +86,7 @@ class Batcher:
         self._waiting_tokens = 0
         self._tokens_per_second = 0.0
         self._closing = False
+        self._failure: Optional[BaseException] = None
         self._condition = threading.Condition()
         self._thread: Optional[threading.Thread] = None
 
@@ -95,10 +96,10 @@ class Batcher:
         return len(self._waiting)
 
     def is_ready(self) -> bool:
-        """Warmed up and admitting requests. Starts the worker if nothing has yet (an app mounted in
-        another app, whose lifespan does not start it)."""
+        """Warmed up, admitting requests, and the worker alive. Starts the worker if nothing has yet (an app
+        mounted in another app, whose lifespan does not start it)."""
         self.start()
-        return self.ready.is_set() and not self._closing
+        return self.ready.is_set() and not self._closing and self._failure is None
 
     def start(self) -> None:
         """Start the worker thread (once; later calls do nothing)."""
@@ -110,12 +111,15 @@ class Batcher:
     async def submit(self, sentences: Sentences) -> List[np.ndarray]:
         """The biLM's arrays ``(n_layers, n_tokens, dim)`` for ``sentences``, in order.
 
-        Raises :class:`QueueFull` or :class:`ShuttingDown` at once when the request is not admitted.
+        Raises :class:`QueueFull` or :class:`ShuttingDown` at once when the request is not admitted (also when
+        the worker has died: its error is in the log).
         """
         self.start()
         loop = asyncio.get_running_loop()
         job = _Job(sentences, sum(len(s) for s in sentences), loop.create_future(), loop)
         with self._condition:
+            if self._failure is not None:
+                raise _stopped(self._failure)
             if self._closing:
                 raise ShuttingDown("the server is shutting down")
             if len(self._waiting) >= self.max_queue:
@@ -151,6 +155,21 @@ class Batcher:
             self.on_queue(depth)
 
     def _work(self) -> None:
+        """The worker; if it dies (a bug, not a failed batch), the waiting requests fail and nothing more is
+        admitted, so ``/ready`` says so instead of requests waiting for ever."""
+        try:
+            self._serve()
+        except BaseException as error:
+            logger.exception("the batch worker stopped")
+            with self._condition:
+                self._failure = error
+                waiting = list(self._waiting)
+                self._waiting.clear()
+                self._waiting_tokens = 0
+            for job in waiting:
+                _post(job, _fail, _stopped(error))
+
+    def _serve(self) -> None:
         if self.warm_up is not None:
             self.warm_up()
         self.ready.set()
@@ -210,6 +229,10 @@ class Batcher:
             _post(job, _deliver, rows)
         if self.on_batch is not None:
             self.on_batch(len(batch), len(sentences), tokens, seconds)
+
+
+def _stopped(error: BaseException) -> ShuttingDown:
+    return ShuttingDown(f"the batch worker stopped ({type(error).__name__}); see the server log")
 
 
 def _post(job: _Job, handler: Callable[[asyncio.Future, object], None], value: object) -> None:

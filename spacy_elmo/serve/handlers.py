@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import time
 from typing import Any, Awaitable, Callable, Dict, List, Optional
 
@@ -22,6 +23,7 @@ from ..bilm.mix import cosine, mean_mixed_vector
 from ..bilm.model import BiLM
 from ..bilm.outputs import select_layers
 from .batcher import QueueFull, Sentences, ShuttingDown
+from .limits import DEFAULT_LIMITS, ClientGone, Limits, read_body
 from .metrics import Metrics
 from .schema import Output, RequestError, Tokenizer, parse_embed, parse_similarity, whitespace_tokenizer
 
@@ -30,10 +32,9 @@ Handler = Callable[[Request], Awaitable[Response]]
 NPY = "application/x-npy"
 CLIENT_GONE = 499  # no response reaches the client; the status only labels the metrics
 JSON_IN_THREAD = 50_000  # JSON responses with more values than this are encoded off the event loop
-
-
-class ClientGone(Exception):
-    """The client disconnected before its response was ready."""
+#: the response headers that make uvicorn close the connection after an answer sent before the body was read whole
+CLOSE = {"Connection": "close"}
+logger = logging.getLogger(__name__)
 
 
 class Service:
@@ -41,7 +42,7 @@ class Service:
     ``/info``, ``/metrics`` (see :meth:`routes`).
 
     ``watch_disconnect``: drop the work of a client that disconnects (needs an ASGI server that reports
-    ``http.disconnect``, as uvicorn does).
+    ``http.disconnect``, as uvicorn does). ``limits``: the body's size and time (see :func:`.limits.read_body`).
     """
 
     def __init__(
@@ -55,6 +56,7 @@ class Service:
         tokenizer: Optional[Tokenizer] = None,
         info: Optional[Dict[str, Any]] = None,
         watch_disconnect: bool = True,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.bilm = bilm
         self.embed_sentences = embed
@@ -64,6 +66,7 @@ class Service:
         self.tokenizer = tokenizer or whitespace_tokenizer
         self.extra_info = info or {}
         self.watch_disconnect = watch_disconnect
+        self.limits = limits
         self._routes = self._route_table()
 
     def routes(self) -> Dict[str, tuple[str, Handler]]:
@@ -96,11 +99,16 @@ class Service:
         ``(n_layers, n_tokens, dim)`` per sentence), ``top`` / ``average`` (``(n_tokens, dim)``) or per-layer
         weights (their weighted sum, ``(n_tokens, dim)``). ``Accept: application/x-npy``: one ``.npy`` array
         with the sentences concatenated along the token axis, their lengths in ``X-Sentence-Lengths``."""
-        parsed = parse_embed(await request.body(), self.bilm.n_layers, self.max_request_tokens, self.tokenizer)
+        parsed = parse_embed(
+            await read_body(request, self.limits), self.bilm.n_layers, self.max_request_tokens, self.tokenizer
+        )
         layers = await self._embed(request, parsed.sentences)
-        arrays = [_select(a, parsed.output) for a in layers]
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            arrays = [_select(a, parsed.output) for a in layers]
         output = parsed.output if isinstance(parsed.output, str) else "weights"
-        if NPY in request.headers.get("accept", ""):
+        if not all(np.isfinite(a).all() for a in arrays):
+            raise RequestError(400, "output: the weighted sum of the layers overflows float32; use smaller weights")
+        if _wants_npy(request.headers.get("accept", "")):
             return _npy_response(arrays, output)
         body = {
             "output": output,
@@ -115,9 +123,15 @@ class Service:
     async def similarity(self, request: Request) -> Response:
         """Cosine of the two document vectors: the mean over tokens of the mixed token vectors, as
         ``doc.similarity`` computes it with the ``elmo`` component (mix ``"average"`` unless ``"mix"`` says)."""
-        parsed = parse_similarity(await request.body(), self.bilm.n_layers, self.max_request_tokens, self.tokenizer)
+        parsed = parse_similarity(
+            await read_body(request, self.limits), self.bilm.n_layers, self.max_request_tokens, self.tokenizer
+        )
         first, second = await self._embed(request, [parsed.first, parsed.second])
-        value = cosine(mean_mixed_vector(first, parsed.weights), mean_mixed_vector(second, parsed.weights))
+        with np.errstate(over="ignore", invalid="ignore"):  # checked below
+            vectors = [mean_mixed_vector(first, parsed.weights), mean_mixed_vector(second, parsed.weights)]
+        if not all(np.isfinite(v).all() for v in vectors):
+            raise RequestError(400, "mix: the weighted sum of the layers overflows float32; use smaller weights")
+        value = cosine(*vectors)
         return JSONResponse({"similarity": value, "tokens": [parsed.first, parsed.second]})
 
     async def health(self, request: Request) -> Response:
@@ -171,15 +185,16 @@ class Service:
             try:
                 response = await handler(request)
             except RequestError as error:
-                response = _error(error.status, error.message)
+                response = _error(error.status, error.message, CLOSE if error.status in (408, 413) else None)
             except QueueFull as error:
                 response = _error(503, str(error), {"Retry-After": str(error.retry_after)})
             except ShuttingDown as error:
                 response = _error(503, str(error), {"Retry-After": "5"})
             except ClientGone:
                 response = Response(status_code=CLIENT_GONE)
-            except Exception as error:
-                response = _error(500, f"the biLM failed: {type(error).__name__}: {error}")
+            except Exception as error:  # the details go to the log, not to the client
+                logger.exception("%s %s failed", request.method, request.url.path)
+                response = _error(500, f"the biLM failed ({type(error).__name__}); the server log has the details")
             self.metrics.observe_request(endpoint, response.status_code, time.perf_counter() - start)
             return response
 
@@ -191,6 +206,26 @@ def _select(layers: np.ndarray, output: Output) -> np.ndarray:
     if isinstance(output, str):
         return select_layers(layers, output)
     return np.tensordot(output, layers, axes=1).astype(np.float32, copy=False)
+
+
+def _wants_npy(accept: str) -> bool:
+    """Whether an ``Accept`` header prefers ``.npy`` to JSON: its quality is above 0 and at least JSON's
+    (``application/json``, ``application/*`` or ``*/*``; JSON when the header names neither)."""
+    quality = {"npy": 0.0, "json": 0.0}
+    for entry in accept.split(","):
+        media, *parameters = [part.strip().lower() for part in entry.split(";")]
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        kind = "npy" if media == NPY else "json" if media in ("application/json", "application/*", "*/*") else None
+        if kind is not None:
+            quality[kind] = max(quality[kind], q)
+    return quality["npy"] > 0 and quality["npy"] >= quality["json"]
 
 
 def _npy_response(arrays: List[np.ndarray], output: str) -> Response:

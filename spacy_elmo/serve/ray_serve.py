@@ -119,11 +119,14 @@ def deployment(
 def run_on_ray(app: Any, address: str, host: str = "127.0.0.1", port: int = 8000) -> None:
     """Join Ray at ``address`` (``local``: a new cluster here; ``auto``: ``RAY_ADDRESS`` or this machine's),
     serve ``app`` over HTTP on ``host:port`` until SIGINT / SIGTERM, then shut Serve down (replicas
-    finish their requests first)."""
+    finish their requests first) and return, so that the command exits 0.
+
+    The handlers are installed after ``ray.init``: Ray's core installs its own for SIGTERM there, which logs
+    a stack trace and aborts the process (exit 134)."""
     stop = threading.Event()
+    ray.init(address=address, include_dashboard=False, log_to_driver=False)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    ray.init(address=address, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": host, "port": port})
         serve.run(app, name="spacy-elmo", route_prefix="/")

@@ -19,6 +19,9 @@ from ..util.checks import is_int, is_number
 Tokenizer = Callable[[str], List[str]]
 #: ``"all"``, ``"top"``, ``"average"``, or per-layer weights ``(n_layers,)``
 Output = Union[str, np.ndarray]
+#: characters a text may hold per token of --max-request-tokens (ELMo reads 50 characters of a token at most; the
+#: rest is room for spaces): a longer text is refused before it is tokenized
+CHARACTERS_PER_TOKEN = 64
 
 
 class RequestError(ValueError):
@@ -86,6 +89,8 @@ def _object(body: bytes, allowed: tuple[str, ...]) -> dict[str, Any]:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise RequestError(400, f"the body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise RequestError(400, "the body is nested too deeply to be a request") from None
     if not isinstance(data, dict):
         raise RequestError(400, f"the body must be a JSON object, found {_kind(data)}")
     unknown = sorted(set(data) - set(allowed))
@@ -107,17 +112,27 @@ def _sentences(
         raise RequestError(400, f"{field} must hold exactly {exactly} items, found {len(items)}")
     if not items:
         raise RequestError(400, f"{field} is empty: give at least one")
-    sentences = [_tokens(field, i, item, tokenizer) for i, item in enumerate(items)]
+    if len(items) > max_request_tokens:  # each item has at least one token
+        raise RequestError(413, f"{field} has {len(items)} items, more than the limit of {max_request_tokens} tokens")
+    sentences = [_tokens(field, i, item, tokenizer, max_request_tokens) for i, item in enumerate(items)]
     n_tokens = sum(len(s) for s in sentences)
     if n_tokens > max_request_tokens:
         raise RequestError(413, f"the request has {n_tokens} tokens, more than the limit of {max_request_tokens}")
     return sentences
 
 
-def _tokens(field: str, i: int, item: object, tokenizer: Tokenizer) -> List[str]:
+def _tokens(field: str, i: int, item: object, tokenizer: Tokenizer, max_request_tokens: int) -> List[str]:
     if field == "texts":
         if not isinstance(item, str):
             raise RequestError(400, f"texts[{i}] must be a string, found {_kind(item)}")
+        most = max_request_tokens * CHARACTERS_PER_TOKEN
+        if len(item) > most:
+            raise RequestError(
+                413,
+                f"texts[{i}] has {len(item):,} characters, more than the limit of {most:,} "
+                f"({CHARACTERS_PER_TOKEN} per token of the {max_request_tokens} a request may hold)",
+            )
+        _check_unicode(item, f"texts[{i}]")
         tokens = tokenizer(item)
         if not tokens:
             raise RequestError(400, f"texts[{i}] has no tokens")
@@ -132,7 +147,19 @@ def _tokens(field: str, i: int, item: object, tokenizer: Tokenizer) -> List[str]
             raise RequestError(400, f"sentences[{i}][{j}] must be a string token, found {_kind(token)}")
         if not token or token.isspace():
             raise RequestError(400, f"sentences[{i}][{j}] is an empty or whitespace-only token")
+        _check_unicode(token, f"sentences[{i}][{j}]")
     return item
+
+
+def _check_unicode(text: str, field: str) -> None:
+    """Refuse a string that UTF-8 cannot encode: a lone surrogate (JSON's ``"\\ud800"`` escape decodes to one)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        code = ord(text[error.start])
+        raise RequestError(
+            400, f"{field} holds a lone surrogate U+{code:04X} at character {error.start}, which is not text"
+        ) from None
 
 
 def _output(value: object, n_layers: int) -> Output:
