@@ -103,23 +103,8 @@ def _fields(*names: str, **option: Any) -> tuple[tuple[str, Any, dict[str, Any]]
 
 #: settings shared by ``pretrain`` and ``adapt``
 _TRAINING_OPTIONS = _fields(
-    "vocab_size",
-    "min_count",
-    "max_length",
-    "batch_tokens",
-    "optimizer",
-    "clip",
-    "warmup_steps",
-    "lr_schedule",
-    "dropout",
-    "max_steps",
-    "max_minutes",
-    "max_epochs",
-    "eval_every",
-    "checkpoint_every",
-    "seed",
-    "precision",
-    "device",
+    *"vocab_size min_count max_length batch_tokens optimizer clip warmup_steps lr_schedule dropout max_steps".split(),
+    *"max_minutes max_epochs eval_every checkpoint_every seed precision device".split(),
 )
 #: ``adapt``'s: the same, but --max-epochs defaults to the chosen recipe's, which depends on --mix-corpus; and the
 #: head warm-up and the ways to keep what the trained biLM knows
