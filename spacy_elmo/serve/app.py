@@ -16,6 +16,7 @@ from starlette.routing import Route
 
 from ..bilm import kernels
 from ..bilm.model import BiLM
+from ..bilm.precision import Precision
 from .batcher import Batcher, Sentences
 from .handlers import Service
 from .metrics import Metrics
@@ -35,7 +36,7 @@ def create_app(
     max_wait_ms: float = DEFAULTS["max_wait_ms"],
     max_queue: int = DEFAULTS["max_queue"],
     max_request_tokens: int = DEFAULTS["max_request_tokens"],
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
 ) -> Starlette:
@@ -59,9 +60,7 @@ def create_app(
             raise ValueError(f"{name} must be an integer >= 1, found {value!r}")
     if max_wait_ms < 0:
         raise ValueError(f"max_wait_ms must be >= 0, found {max_wait_ms!r}")
-    if precision not in kernels.PRECISIONS:
-        raise ValueError(f"precision must be one of {kernels.PRECISIONS}, found {precision!r}")
-    precision = kernels.resolve_precision(precision, bilm.device)
+    precision = kernels.resolve_precision(precision, bilm.device)  # checks it too
 
     def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
         return bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)

@@ -18,9 +18,10 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..bilm.kernels import PRECISIONS, runs_as
+from ..bilm.kernels import runs_as
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME, read_vocab, resolve_device
 from ..bilm.options import BiLMOptions
+from ..bilm.precision import TRAINING_PRECISIONS, Precision, check_precision
 from ..bilm.weights import load_weights
 from ..util.atomic import atomic_path, check_output, write_text
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
@@ -98,7 +99,7 @@ class TrainConfig:
     eval_every: int = 500
     checkpoint_every: int = 200
     seed: int = 0
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     device: str = "cpu"
     mix_file: Optional[str] = None
     mix_ratio: float = 0.0
@@ -112,8 +113,7 @@ class TrainConfig:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; expected one of {SCHEDULES}")
         if self.lr_schedule == "linear" and self.max_steps < 1:
             raise ValueError("lr_schedule 'linear' decays to zero at max_steps: give max_steps >= 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
+        check_precision(self.precision, allowed=TRAINING_PRECISIONS)
         for name in (
             "vocab_size",
             "max_length",
