@@ -259,7 +259,7 @@ def test_create_app_rejects_bad_settings(parity_bilm):
         create_app(parity_bilm, max_batch_tokens=0)
     with pytest.raises(ValueError, match="max_wait_ms must be >= 0, found -1"):
         create_app(parity_bilm, max_wait_ms=-1)
-    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\), found 'fp16'"):
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16', 'int8'\), found 'fp16'"):
         create_app(parity_bilm, precision="fp16")
 
 

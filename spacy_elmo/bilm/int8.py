@@ -3,9 +3,11 @@
 A product ``x @ W.T`` runs as ``s_x * s_W * (q_x @ q_W.T)``:
 
 - the weight ``W`` ``(out, in)`` quantized once per module, symmetrically per output channel
-  (``q_W = round(W / s_W)`` in ``[-127, 127]``, ``s_W = max|W_row| / 127``), pre-packed for
-  oneDNN and cached like the float packs (:func:`.onednn.cached`: rebuilt when a parameter
-  changes, never saved);
+  (``q_W = round(W / s_W)`` in ``[-r, r]``, ``s_W = max|W_row| / r``), pre-packed for oneDNN and
+  cached like the float packs (:func:`.onednn.cached`: rebuilt when a parameter changes, never
+  saved). ``r`` is 127 where the CPU has VNNI (AVX512-VNNI, AMX), 63 on AVX2: there oneDNN's
+  kernel (``vpmaddubsw``) adds pairs of ``uint8 x int8`` products in int16, which saturates
+  beyond 7-bit weights (measured here: 2-9% relative error with 8-bit weights, exact with 7);
 - the activations ``x`` ``(rows, in)`` quantized at run time per row, symmetrically, stored as
   ``uint8`` with zero point 128 (the form oneDNN's int8 kernels take; ``q_x - 128`` in
   ``[-127, 127]``);
@@ -30,7 +32,8 @@ import torch
 
 OPS = ("qlinear_pointwise", "qlinear_prepack")  # the private oneDNN ops this module wraps
 ZERO_POINT = 128  # activations are stored as uint8 q + 128
-_RANGE = 127.0
+_RANGE = 127.0  # activations: q in [-127, 127]
+_AVX2_WEIGHT_RANGE = 63.0  # weights where int16 pair sums would saturate (see above)
 
 #: the products that run in int8 under ``precision="int8"`` (the others in float32), chosen by measurement
 #: (see docs/performance.md): the LSTM's input, recurrent and projection products, the character CNN,
@@ -100,11 +103,17 @@ def why_not() -> str:
     )
 
 
+def weight_range() -> float:
+    """The largest weight magnitude ``r`` of the quantized weights: 127, or 63 where the kernel is AVX2's."""
+    return _AVX2_WEIGHT_RANGE if kernel() == "AVX2" else _RANGE
+
+
 def quantize_weight(weight: torch.Tensor) -> QuantizedWeight:
     """``weight`` ``(out, in)`` quantized per output channel and packed for oneDNN."""
     weight = weight.detach().float()
-    scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / _RANGE
-    q = torch.round(weight / scale.unsqueeze(1)).clamp_(-_RANGE, _RANGE).to(torch.int8)
+    limit = weight_range()
+    scale = weight.abs().amax(dim=1).clamp_min(torch.finfo(torch.float32).tiny) / limit
+    q = torch.round(weight / scale.unsqueeze(1)).clamp_(-limit, limit).to(torch.int8)
     packed = torch.ops.onednn.qlinear_prepack(q.contiguous(), None)
     return QuantizedWeight(packed, scale.contiguous(), torch.zeros(scale.shape[0], dtype=torch.int64))
 
