@@ -42,8 +42,8 @@ def main() -> None:
     if len(args.pairs) % 2:
         parser.error("give pairs of MODEL and TEST.spacy")
     others = [check_precision(p, "--precisions") for p in args.precisions.split(",") if p != "fp32"]
-    labels = {p: p if kernels.runs_as(p, torch.device("cpu")) == p else f"{p}->{kernels.runs_as(p, torch.device('cpu'))}"
-              for p in others}
+    ran = {p: kernels.runs_as(p, torch.device("cpu")) for p in others}
+    labels = {p: p if ran[p] == p else f"{p}->{ran[p]}" for p in others}
     print(f"{'pipeline':45} {'score':13} {'fp32':>7} " + " ".join(f"{labels[p]:>10} {'diff':>6}" for p in others)
           + f" {'s fp32':>7} " + " ".join(f"{'s ' + p:>7}" for p in others))
     for model, test in zip(args.pairs[::2], args.pairs[1::2]):
