@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import re
 import warnings
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,40 +20,11 @@ from spacy_elmo.embed import embed_file
 from spacy_elmo.embed.shards import EmbedSettings
 from spacy_elmo.training.loop import TrainConfig
 
-from .helpers import SETTINGS, read_h5
+from .helpers import MEAN_COSINE, P1_COSINE, SETTINGS, cosines, read_h5, running_text, serving, values
 
 SENTENCES = [["The", "bank", "approved", "the", "loan", "."], ["They", "fished", "by", "the", "river"]]
 NO_INT8 = f"this CPU has no oneDNN int8 kernels: {int8.why_not()}"
 needs_int8 = pytest.mark.skipif(not onednn.supports(torch.int8), reason=NO_INT8)
-# the accuracy budget: per-token cosine of int8 to fp32, mean and 1st percentile
-MEAN_COSINE, P1_COSINE = 0.995, 0.98
-
-
-def running_text(tokens: int) -> list[list[str]]:
-    """The first sentences of gensim's Lee background corpus (news text), words and punctuation split,
-    up to ``tokens`` tokens."""
-    gensim = pytest.importorskip("gensim")
-    path = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
-    sentences, total = [], 0
-    for text in re.split(r"(?<=[.!?])\s+", path.read_text(encoding="utf-8")):
-        words = re.findall(r"\w+|[^\w\s]", text)
-        if words:
-            sentences.append(words)
-            total += len(words)
-        if total >= tokens:
-            return sentences
-    raise AssertionError(f"{path} holds fewer than {tokens} tokens")
-
-
-def cosines(reference: list[np.ndarray], found: list[np.ndarray]) -> dict[str, np.ndarray]:
-    """Per-token cosine of ``found`` to ``reference`` (``(n_layers, n_tokens, dim)`` each): top layer, layer average."""
-    a = np.concatenate(reference, axis=1)
-    b = np.concatenate(found, axis=1)
-
-    def cos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        return (x * y).sum(-1) / (np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1))
-
-    return {"top": cos(a[-1], b[-1]), "average": cos(a.mean(0), b.mean(0))}
 
 
 def assert_within_budget(bilm, sentences: list[list[str]]) -> None:
@@ -128,8 +97,6 @@ def test_every_entry_point_accepts_int8(parity_bilm, parity_files, tmp_path):
     assert settings.record()["precision"] == "int8"
     # the service
     from spacy_elmo.serve.app import create_app
-
-    from .test_serve import serving, values
 
     app = create_app(parity_bilm, precision="int8")
 

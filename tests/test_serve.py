@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,8 @@ from spacy_elmo.serve import create_app  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
+from .helpers import serving, values  # noqa: E402
+
 # A request's vectors vs ``embed_sentences`` of the same sentences in other batches: products over other row counts
 # round differently, within 1e-5 through oneDNN's packed kernels and up to ~3e-5 with PyTorch's generic ones
 # (measured: 2.5e-5 with SPACY_ELMO_KERNELS=plain).
@@ -36,24 +37,6 @@ BATCHING_ATOL = 5e-5 if kernels.mode() == "plain" else 1e-5
 
 ROOT = Path(__file__).resolve().parents[1]
 NPY = {"accept": "application/x-npy"}
-
-
-@asynccontextmanager
-async def serving(app):
-    """The app with its lifespan running, a client talking to it in process, and the model warmed up."""
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
-            for _ in range(500):
-                if (await client.get("/ready")).status_code == 200:
-                    break
-                await asyncio.sleep(0.01)
-            yield client
-
-
-def values(response) -> list[np.ndarray]:
-    assert response.status_code == 200, response.text
-    return [np.asarray(e["values"], dtype=np.float32) for e in response.json()["embeddings"]]
 
 
 def from_npy(response) -> list[np.ndarray]:
