@@ -59,6 +59,13 @@ def test_bundled_model_within_the_budget_on_running_text(bundled_bilm):
     assert_within_budget(bundled_bilm, sentences)
 
 
+def test_int8_ops_present_on_x86():
+    # the int8 path relies on private oneDNN ops: if a torch release drops one, this fails instead of falling back
+    if torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512") and torch.backends.mkldnn.is_available():
+        assert int8.available(), f"torch {torch.__version__} lacks one of torch.ops.onednn.{int8.OPS}"
+        assert int8.kernel() is not None
+
+
 @needs_int8
 def test_quantized_product_matches_the_float_product():
     torch.manual_seed(0)
