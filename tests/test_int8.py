@@ -20,7 +20,7 @@ from spacy_elmo.embed import embed_file
 from spacy_elmo.embed.shards import EmbedSettings
 from spacy_elmo.training.loop import TrainConfig
 
-from .helpers import MEAN_COSINE, P1_COSINE, SETTINGS, cosines, read_h5, running_text, serving, values
+from .helpers import MEAN_COSINE, P1_COSINE, PARITY, SETTINGS, cosines, read_h5, running_text, serving, values
 
 SENTENCES = [["The", "bank", "approved", "the", "loan", "."], ["They", "fished", "by", "the", "river"]]
 NO_INT8 = f"this CPU has no oneDNN int8 kernels: {int8.why_not()}"
@@ -203,3 +203,24 @@ def test_token_cache_keys_include_the_precision(parity_bilm):
     assert len(cache) == 4  # two word types, once per precision
     assert quantized.dtype == torch.float32 and torch.equal(quantized, again)
     assert not torch.equal(fp32, quantized) and torch.allclose(fp32, quantized, atol=0.1 * float(fp32.abs().max()))
+
+
+def test_cli_info_shows_the_int8_kernel_and_embed_takes_int8(tmp_path):
+    from typer.testing import CliRunner
+
+    from spacy_elmo.cli import app
+
+    model = ["--options", str(PARITY / "options.json"), "--weights", str(PARITY / "weights.hdf5")]
+    result = CliRunner().invoke(app, ["info", *model[1::2]])
+    assert result.exit_code == 0, result.output
+    kernels_row = next(line for line in result.output.splitlines() if line.startswith("kernels"))
+    ran = kernels.runs_as("int8", torch.device("cpu"))
+    assert f"int8 {int8.kernel() or 'no'};" in kernels_row and f"int8 as {ran};" in kernels_row
+    (tmp_path / "in.txt").write_text(" ".join(SENTENCES[0]) + "\n", encoding="utf-8")
+    args = ["embed", str(tmp_path / "in.txt"), str(tmp_path / "out.hdf5"), *model, "--precision"]
+    result = CliRunner().invoke(app, [*args, "int8"])
+    assert result.exit_code == 0, result.output
+    assert read_h5(tmp_path / "out.hdf5")["0"].shape == (3, len(SENTENCES[0]), 64)
+    result = CliRunner().invoke(app, [*args, "int4"])
+    assert result.exit_code == 1
+    assert "error: precision must be one of ('fp32', 'bf16', 'int8'), found 'int4'" in result.output
