@@ -15,7 +15,8 @@ Paths: "bare" is ``BiLM.embed_sentences``; "pipe" is ``nlp.pipe`` over pre-token
 ``"elmo"`` component alone in a blank English pipeline (skipped without spaCy or the component). Each row's time is
 the best of ``--repeats`` runs over the same sentences after one warm-up batch (the median is printed too); the load
 average is read at the end of each row. Model FLOPs are counted analytically (see ``model_flops``).
-The synthetic cases run without the token cache. The running-text rows (``--text``, default
+The synthetic cases run without the token cache; per case the precisions alternate run by run.
+The running-text rows (``--text``, default
 ``corpus/pretrain/heldout.txt``) embed its first ``--text-tokens`` tokens once per timed run, without and
 with the token cache (empty at the start of each run), and, when a venv with AllenNLP 2.10.1 is found
 (``benchmarks/allennlp_setup.sh``), AllenNLP on the same weights and sentences in its own process.
@@ -139,7 +140,14 @@ def sync(device: torch.device) -> None:
 
 
 def matmul_gflops(device, dtype, m, k, n, method, budget_s: float) -> float:
-    """Best-of GFLOP/s of ``(m, k) x (k, n)``: ``torch.matmul`` or oneDNN with a pre-packed weight."""
+    """Best-of GFLOP/s of ``(m, k) x (k, n)``: ``torch.matmul`` or oneDNN with a pre-packed weight; for
+    ``torch.int8`` oneDNN's int8 product of already quantized rows with a quantized weight (GOP/s)."""
+    if dtype == torch.int8:
+        from spacy_elmo.bilm import int8
+
+        q = int8.quantize_rows(torch.randn(m, k))[0]
+        weight = int8.quantize_weight(torch.randn(n, k))
+        return _best_rate(lambda: int8.product(q, weight), 2.0 * m * k * n, device, budget_s)
     x = torch.randn(m, k, device=device).to(dtype)
     w = torch.randn(k, n, device=device).to(dtype)
     if method == "torch.matmul":
@@ -147,7 +155,11 @@ def matmul_gflops(device, dtype, m, k, n, method, budget_s: float) -> float:
     else:
         packed = onednn.pack(w.t(), dtype)
         fn = lambda: onednn.linear(x, packed)  # noqa: E731
-    flops = 2.0 * m * k * n
+    return _best_rate(fn, 2.0 * m * k * n, device, budget_s)
+
+
+def _best_rate(fn, flops: float, device, budget_s: float) -> float:
+    """Best of 5 timed batches of ``fn`` (after two warm-up calls), as G(FL)OP/s."""
     with torch.inference_mode():
         fn(), fn()
         sync(device)
@@ -183,24 +195,26 @@ def matmul_bound(device, models: dict, quick: bool) -> dict[str, float]:
     budget = 0.3 if quick else 1.0
     bound = {}
     print(f"\nMatrix-product throughput, GFLOP/s (best of 5; load {load_average()[0]} at start)")
-    print(f"{'shape (m x k x n)':44} " + " ".join(f"{p + ' ' + m:>22}" for p in ("fp32", "bf16") for m in methods))
+    columns = [(p, d, m) for p, d in (("fp32", torch.float32), ("bf16", torch.bfloat16)) for m in methods]
+    columns.append(("int8", torch.int8, "oneDNN int8"))
+    print(f"{'shape (m x k x n)':44} " + " ".join(f"{p + ' ' + m:>22}" for p, _, m in columns))
     for label, m, k, n in shapes:
         cells = []
-        for prec, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-            for method in methods:
-                if kernels.runs_as(prec, device) != prec or (method == "oneDNN packed" and not onednn.supports(dtype)):
-                    cells.append(f"{'n/a: no kernels':>22}")  # bf16 runs as fp32 here, or no oneDNN bf16
-                    continue
-                try:
-                    g = matmul_gflops(device, dtype, m, k, n, method, budget)
-                    bound[prec] = max(bound.get(prec, 0.0), g)
-                    cells.append(f"{g:22.1f}")
-                except Exception as err:  # noqa: BLE001 - a missing kernel is a table cell, not a failure
-                    cells.append(f"{'error: ' + type(err).__name__:>22}")
+        for prec, dtype, method in columns:
+            if kernels.runs_as(prec, device) != prec or (method != "torch.matmul" and not onednn.supports(dtype)):
+                cells.append(f"{'n/a: no kernels':>22}")  # bf16 runs as fp32 here, or no oneDNN bf16 / int8
+                continue
+            try:
+                g = matmul_gflops(device, dtype, m, k, n, method, budget)
+                bound[prec] = max(bound.get(prec, 0.0), g)
+                cells.append(f"{g:22.1f}")
+            except Exception as err:  # noqa: BLE001 - a missing kernel is a table cell, not a failure
+                cells.append(f"{'error: ' + type(err).__name__:>22}")
         print(f"{label + f' ({m}x{k}x{n})':44} " + " ".join(cells))
     print(
         f"bound (best measured): fp32 {bound.get('fp32', float('nan')):.1f} GFLOP/s, "
-        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s; load {load_average()[0]} at end"
+        f"bf16 {bound.get('bf16', float('nan')):.1f} GFLOP/s, int8 {bound.get('int8', float('nan')):.1f} GOP/s "
+        f"(oneDNN int8 product of quantized rows); load {load_average()[0]} at end"
     )
     return bound
 
@@ -251,17 +265,23 @@ def pipe_all(nlp, sentences: list, batch: int) -> None:
 
 
 def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
-    for prec in precisions:
-        for label, batch, sentences in cases:
+    """Per case, the precisions' timed runs interleaved (run r of each precision, then run r + 1...), so that a
+    change in the machine's load hits them alike; RSS is the peak over all of them."""
+    for label, batch, sentences in cases:
+        for prec in precisions:
             bilm.embed_sentences(sentences[:batch], batch_size=batch, precision=prec)  # warm-up (packs weights)
-            release_memory()
-            exact = reset_peak_rss()
-            if device.type == "cuda":
-                torch.cuda.reset_peak_memory_stats(device)
-            best, median = time_runs(
-                partial(bilm.embed_sentences, sentences, batch_size=batch, precision=prec), repeats
-            )
-            gflop = sentences_flops(bilm.options, sentences) / best / 1e9
+        release_memory()
+        exact = reset_peak_rss()
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times: dict[str, list[float]] = {prec: [] for prec in precisions}
+        for _ in range(repeats):
+            for prec in precisions:
+                run = partial(bilm.embed_sentences, sentences, batch_size=batch, precision=prec)
+                times[prec].append(time_runs(run, 1)[0])
+        best = {prec: min(t) for prec, t in times.items()}
+        for prec in precisions:
+            gflop = sentences_flops(bilm.options, sentences) / best[prec] / 1e9
             note = "" if exact else "RSS = process peak"
             if device.type == "cuda":
                 note += f"GPU peak {torch.cuda.max_memory_allocated(device) / 2**20:.0f} MB"
@@ -271,13 +291,16 @@ def bench_bare(name, bilm, cases, precisions, repeats, bound, device):
                 prec,
                 label,
                 sentences,
-                best,
-                median,
+                best[prec],
+                statistics.median(times[prec]),
                 gflop,
                 bound.get(kernels.runs_as(prec, device)),
                 rss_mb(field="VmHWM"),
                 note,
             )
+        if "int8" in best:
+            ratios = ", ".join(f"{best[p] / best['int8']:.2f}x {p}" for p in precisions if p != "int8")
+            print(f"{'':9} {'':5} {'int8':5} {label:17} speed-up: {ratios}")
 
 
 def bench_text(name, bilm, sentences, precisions, repeats, bound, device, batch=32, allennlp=None):
@@ -488,7 +511,7 @@ def parse_args() -> tuple[argparse.Namespace, torch.device]:
     parser.add_argument("--weights", help="weights.hdf5 to go with --options")
     parser.add_argument("--models", default="original,default", help="comma list of: original, default")
     parser.add_argument("--paths", default="bare,pipe", help="comma list of: bare, pipe")
-    parser.add_argument("--precisions", default="fp32,bf16", help="comma list of: fp32, bf16")
+    parser.add_argument("--precisions", default="fp32,bf16,int8", help="comma list of: fp32, bf16, int8")
     parser.add_argument("--cases", default=None, help="comma list of case numbers 1-4 (default: all)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per row (default 3, --quick 1)")
     parser.add_argument("--no-bound", action="store_true", help="skip the matrix-product measurement")
@@ -534,7 +557,8 @@ def print_machine(device: torch.device) -> None:
     print(
         f"kernels: mode {described['kernel_mode']}, capability {described['cpu_capability']}, features "
         f"{described['cpu_features']}, oneDNN fp32 {described['onednn_fp32']}, bf16 {described['onednn_bf16']}; "
-        f"precision bf16 runs as {kernels.runs_as('bf16', device)}"
+        f"int8 kernel {described['int8_kernel']}; precision bf16 runs as {kernels.runs_as('bf16', device)}, int8 as "
+        f"{kernels.runs_as('int8', device)}"
     )
 
 

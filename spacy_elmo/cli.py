@@ -41,7 +41,11 @@ _MODEL_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
     ),
     ("options_file", None, {"param_decls": ["--options"], "help": "options.json: path or URL (default: bundled)"}),
     ("weight_file", None, {"param_decls": ["--weights"], "help": "weights.hdf5: path or URL (default: bundled)"}),
-    ("precision", "fp32", {"help": "fp32 or bf16 (runs as fp32 on CPUs without bf16 kernels)"}),
+    (
+        "precision",
+        "fp32",
+        {"help": "fp32, bf16 or int8 (each runs as the best other one where this CPU lacks its kernels: see `info`)"},
+    ),
     ("device", "cpu", {"help": "cpu, cuda or cuda:N"}),
     ("token_cache_size", DEFAULT_TOKEN_CACHE_SIZE, {"help": "word types whose token layer is cached (0: no cache)"}),
 )
@@ -358,7 +362,8 @@ def info(
         "cpu": f"{machine['cpu']} ({machine['cpu_capability']}: {', '.join(machine['cpu_features'])})",
         "kernels": (
             f"mode {machine['kernel_mode']}, oneDNN fp32 {_yes(machine['onednn_fp32'])}, "
-            f"bf16 {_yes(machine['onednn_bf16'])}; --precision bf16 runs as {machine['bf16_runs_as']}; "
+            f"bf16 {_yes(machine['onednn_bf16'])}, int8 {machine['int8_kernel'] or 'no'}; --precision bf16 runs as "
+            f"{machine['bf16_runs_as']}, int8 as {machine['int8_runs_as']}; "
             f"{machine['torch_threads']} torch threads"
         ),
         "cuda": ", ".join(machine["cuda_devices"]) or "none",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import h5py
@@ -163,3 +164,37 @@ def assert_same_as_embed(bilm, input_dir: Path, output_dir: Path, stems, output_
             else:
                 assert found[key].dtype == np.float32 and found[key].shape == value.shape
                 np.testing.assert_allclose(found[key], value, rtol=1e-4, atol=1e-5)
+
+
+# ---- running text and the int8 accuracy budget --------------------------------------------------
+
+# per-token cosine of int8 to fp32 outputs: mean and 1st percentile
+MEAN_COSINE, P1_COSINE = 0.995, 0.98
+
+
+def running_text(tokens: int) -> list[list[str]]:
+    """The first sentences of gensim's Lee background corpus (news text), split at . ! ? into words and
+    punctuation, up to ``tokens`` tokens."""
+    import gensim
+
+    path = Path(gensim.__file__).parent / "test" / "test_data" / "lee_background.cor"
+    sentences, total = [], 0
+    for text in re.split(r"(?<=[.!?])\s+", path.read_text(encoding="utf-8")):
+        words = re.findall(r"\w+|[^\w\s]", text)
+        if words:
+            sentences.append(words)
+            total += len(words)
+        if total >= tokens:
+            return sentences
+    raise AssertionError(f"{path} holds fewer than {tokens} tokens")
+
+
+def cosines(reference: list[np.ndarray], found: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per-token cosine of ``found`` to ``reference`` (``(n_layers, n_tokens, dim)`` each): top layer, layer average."""
+    a = np.concatenate(reference, axis=1)
+    b = np.concatenate(found, axis=1)
+
+    def cos(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (x * y).sum(-1) / (np.linalg.norm(x, axis=-1) * np.linalg.norm(y, axis=-1))
+
+    return {"top": cos(a[-1], b[-1]), "average": cos(a.mean(0), b.mean(0))}

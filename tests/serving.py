@@ -9,6 +9,7 @@ import time
 from contextlib import asynccontextmanager
 
 import httpx
+import numpy as np
 from prometheus_client.parser import text_string_to_metric_families
 
 
@@ -23,6 +24,12 @@ async def serving(app):
                     break
                 await asyncio.sleep(0.01)
             yield client
+
+
+def values(response) -> list[np.ndarray]:
+    """The vectors of a JSON ``/v1/embed`` response, one array per sentence."""
+    assert response.status_code == 200, response.text
+    return [np.asarray(e["values"], dtype=np.float32) for e in response.json()["embeddings"]]
 
 
 def metric_samples(text: str) -> dict[tuple[str, tuple], float]:

@@ -297,7 +297,7 @@ def test_lazy_load_without_initialize(model_copy, tmp_path):
         ({"max_length": 0}, "max_length must be an integer >= 1"),
         ({"batch_size": 0}, "batch_size must be an integer >= 1"),
         ({"max_length": 2.5}, "max_length"),
-        ({"precision": "fp16"}, r"precision must be one of \('fp32', 'bf16'\), found 'fp16'"),
+        ({"precision": "fp16"}, r"precision must be one of \('fp32', 'bf16', 'int8'\), found 'fp16'"),
         ({"store_layers": "yes"}, "store_layers"),
         ({"weight_file": None}, r"elmo: give both options_file and weight_file \(paths or URLs\), or neither"),
         ({"model": "small", "options_file": "o.json"}, "elmo: give either model .* not both; found model='small'"),

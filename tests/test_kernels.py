@@ -21,7 +21,7 @@ def no_bf16_kernels(monkeypatch):
     """This CPU as one without oneDNN bf16 kernels (AVX2 only), in auto mode (whatever SPACY_ELMO_KERNELS
     says), with the one-time warning not yet given."""
     monkeypatch.setattr(onednn, "_bf16_kernels", lambda: False)
-    monkeypatch.setattr(kernels, "_warned_bf16", False)
+    monkeypatch.setattr(kernels, "_warned", set())
     with kernels.forced("auto"):
         yield
 
@@ -75,7 +75,7 @@ def test_plain_mode_never_uses_onednn():
 
 def test_bf16_falls_back_to_fp32_with_one_warning(parity_bilm, no_bf16_kernels):
     fp32 = parity_bilm.embed_sentences(SENTENCES)
-    with pytest.warns(RuntimeWarning, match="precision 'bf16' runs in fp32 on this CPU: oneDNN's bf16 kernels need"):
+    with pytest.warns(RuntimeWarning, match="precision 'bf16' runs as 'fp32' here: oneDNN's bf16 kernels need"):
         bf16 = parity_bilm.embed_sentences(SENTENCES, precision="bf16")
     for a, b in zip(fp32, bf16):
         assert np.array_equal(a, b)
@@ -90,7 +90,7 @@ def test_bf16_fallback_in_every_entry_point(parity_files, no_bf16_kernels, tmp_p
 
     embedder = ElmoEmbedder(*map(str, parity_files))
     expected = embedder.embed_sentence(SENTENCES[0])
-    with pytest.warns(RuntimeWarning, match="runs in fp32"):
+    with pytest.warns(RuntimeWarning, match="runs as 'fp32'"):
         embed_file(embedder.bilm, iter([" ".join(SENTENCES[0])]), tmp_path / "out.hdf5", precision="bf16")
     nlp = spacy.blank("en")
     nlp.add_pipe(
@@ -127,12 +127,14 @@ def test_describe_reports_the_machine():
         "onednn_fp32",
         "onednn_bf16",
         "bf16_runs_as",
+        "int8_kernel",
+        "int8_runs_as",
         "torch_threads",
         "cuda_devices",
     }
     assert info["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert info["torch_threads"] == torch.get_num_threads() and info["onednn_fp32"] == onednn.available()
-    assert set(info["cpu_features"]) <= {"AMX", "AVX512_BF16", "AVX-512", "AVX2"}
+    assert set(info["cpu_features"]) <= {"AMX", "AVX512_BF16", "AVX512-VNNI", "AVX-512", "AVX2"}
 
 
 def test_elmo_under_bf16_autocast_runs_without_bf16_kernels(parity_files, no_bf16_kernels):

@@ -27,7 +27,7 @@ from spacy_elmo.serve import create_app  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
-from .serving import free_port, metric_samples, serving, wait_ready  # noqa: E402
+from .serving import free_port, metric_samples, serving, values, wait_ready  # noqa: E402
 
 # A request's vectors vs ``embed_sentences`` of the same sentences in other batches: products over other row counts
 # round differently, within 1e-5 through oneDNN's packed kernels and up to ~3e-5 with PyTorch's generic ones
@@ -36,11 +36,6 @@ BATCHING_ATOL = 5e-5 if kernels.mode() == "plain" else 1e-5
 
 ROOT = Path(__file__).resolve().parents[1]
 NPY = {"accept": "application/x-npy"}
-
-
-def values(response) -> list[np.ndarray]:
-    assert response.status_code == 200, response.text
-    return [np.asarray(e["values"], dtype=np.float32) for e in response.json()["embeddings"]]
 
 
 def from_npy(response) -> list[np.ndarray]:
@@ -257,7 +252,7 @@ def test_create_app_rejects_bad_settings(parity_bilm):
         create_app(parity_bilm, max_batch_tokens=0)
     with pytest.raises(ValueError, match=r"max_wait_ms must be a number of milliseconds in \[0, 60000\], found -1"):
         create_app(parity_bilm, max_wait_ms=-1)
-    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\), found 'fp16'"):
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16', 'int8'\), found 'fp16'"):
         create_app(parity_bilm, precision="fp16")
 
 

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import kernels, onednn
+from . import int8, kernels, onednn
 from .chars import N_BYTE_CHAR_IDS as N_CHAR_IDS
 from .modules import ModuleList
 from .options import BiLMOptions
@@ -38,11 +38,11 @@ class _PackedEncoder(TypedDict):
 
     embedding: torch.Tensor
     word_embedding: torch.Tensor | None
-    conv: torch.Tensor
+    conv: torch.Tensor | int8.QuantizedWeight
     conv_bias: torch.Tensor
     invalid: torch.Tensor
-    highways: list[tuple[torch.Tensor, torch.Tensor]]
-    projection: torch.Tensor
+    highways: list[tuple[torch.Tensor | int8.QuantizedWeight, torch.Tensor]]
+    projection: torch.Tensor | int8.QuantizedWeight
     projection_bias: torch.Tensor
 
 
@@ -99,7 +99,9 @@ class CharCNNEncoder(nn.Module):
 
     def _packed(self, dtype: torch.dtype) -> _PackedEncoder:
         """All convolutions as one product over windows of the widest filter's width (the narrower
-        filters' kernels zero-padded), each highway's two products as one; packed for oneDNN."""
+        filters' kernels zero-padded), each highway's two products as one; packed for oneDNN (``torch.int8``:
+        see :func:`.onednn.pack`, the other values in float32)."""
+        values = onednn.value_dtype(dtype)
 
         def build() -> _PackedEncoder:
             widths = [w for w, _ in self.options.filters]
@@ -112,20 +114,20 @@ class CharCNNEncoder(nn.Module):
                 invalid[n_chars - w + 1 :, col : col + num] = float("-inf")
                 col += num
             return _PackedEncoder(
-                embedding=self.char_embedding.weight.to(dtype),
-                word_embedding=None if self.word_embedding is None else self.word_embedding.weight.to(dtype),
-                conv=onednn.pack(conv_kernels.reshape(self.options.n_filters, -1), dtype),
-                conv_bias=torch.cat([_bias(conv) for conv in self.convs]).to(dtype),
-                invalid=invalid.to(dtype),
+                embedding=self.char_embedding.weight.to(values),
+                word_embedding=None if self.word_embedding is None else self.word_embedding.weight.to(values),
+                conv=onednn.pack(conv_kernels.reshape(self.options.n_filters, -1), dtype, "char_cnn"),
+                conv_bias=torch.cat([_bias(conv) for conv in self.convs]).to(values),
+                invalid=invalid.to(values),
                 highways=[
                     (
-                        onednn.pack(torch.cat([h.transform.weight, h.carry.weight]), dtype),
-                        torch.cat([h.transform.bias, h.carry.bias]).to(dtype),
+                        onednn.pack(torch.cat([h.transform.weight, h.carry.weight]), dtype, "highway"),
+                        torch.cat([h.transform.bias, h.carry.bias]).to(values),
                     )
                     for h in self.highways
                 ],
-                projection=onednn.pack(self.projection.weight, dtype),
-                projection_bias=self.projection.bias.to(dtype),
+                projection=onednn.pack(self.projection.weight, dtype, "token_projection"),
+                projection_bias=self.projection.bias.to(values),
             )
 
         return onednn.cached(self, dtype, build)
@@ -138,7 +140,7 @@ class CharCNNEncoder(nn.Module):
         ids = char_ids.reshape(-1, char_ids.shape[-1])
         n_tokens, n_chars = ids.shape[0], self.options.max_chars
         width = max(w for w, _ in self.options.filters)
-        out = torch.empty(n_tokens, self.options.projection_dim, dtype=dtype)
+        out = torch.empty(n_tokens, self.options.projection_dim, dtype=onednn.value_dtype(dtype))
         for start in range(0, n_tokens, onednn.BLOCK):
             block = ids[start : start + onednn.BLOCK]
             size = block.shape[0]

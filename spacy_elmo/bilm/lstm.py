@@ -38,7 +38,7 @@ from typing import Callable, NamedTuple, Sequence, Tuple
 import torch
 from torch import nn
 
-from . import kernels, onednn
+from . import int8, kernels, onednn
 from .modules import ModuleList
 
 FORGET_BIAS = 1.0
@@ -260,21 +260,22 @@ class _Packed(NamedTuple):
     cell state can be kept doubled (``m = 2 c``) and ``tanh(c) = 2 (sigmoid(m) - 1/2)``.
     (PyTorch's float32 ``tanh`` on CPU costs ~7 sigmoids.)"""
 
-    input_weight: torch.Tensor
+    input_weight: torch.Tensor | int8.QuantizedWeight
     bias: torch.Tensor
-    state_weight: torch.Tensor
-    projection: torch.Tensor
+    state_weight: torch.Tensor | int8.QuantizedWeight
+    projection: torch.Tensor | int8.QuantizedWeight
 
 
 def _pack(cell: ProjectedLstm, dtype: torch.dtype) -> _Packed:
+    """With ``torch.int8`` the per-channel weight scales absorb the factors 2 (the int8 values are unchanged)."""
     c = cell.cell_dim
     scale = torch.ones(4 * c, 1, device=cell.bias.device)
     scale[c : 2 * c] = 2.0
     return _Packed(
-        onednn.pack(cell.input_weight * scale, dtype),
-        (cell.gate_bias() * scale[:, 0]).to(dtype).contiguous(),
-        onednn.pack(cell.state_weight * scale, dtype),
-        onednn.pack(cell.projection * 2.0, dtype),
+        onednn.pack(cell.input_weight * scale, dtype, "lstm_input"),
+        (cell.gate_bias() * scale[:, 0]).to(onednn.value_dtype(dtype)).contiguous(),
+        onednn.pack(cell.state_weight * scale, dtype, "recurrent"),
+        onednn.pack(cell.projection * 2.0, dtype, "lstm_projection"),
     )
 
 
@@ -292,8 +293,8 @@ def _run_onednn(
     rows = onednn.step_rows(plan.steps[0][1]) if plan.steps else 0
     # all steps' input products at once (in fixed-size blocks), bias included
     gates = [onednn.RowBlocks(x.to(dtype), p.input_weight, p.bias, spare=rows) for x, p in zip(inputs, packed)]
-    cell_dim = packed[0].projection.size(1)
-    hidden_dim = packed[0].projection.size(0)
+    cell_dim = packed[0].bias.shape[0] // 4
+    hidden_dim = onednn.out_features(packed[0].projection)
     outs = [torch.empty(positions, hidden_dim, dtype=dtype) for _ in inputs]
     memories = [torch.zeros(rows, cell_dim) for _ in inputs]  # 2 * cell state, float32
     scratch = torch.empty(rows, cell_dim)

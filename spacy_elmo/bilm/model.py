@@ -6,7 +6,7 @@ import json
 import os
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Sequence
+from typing import ContextManager, Sequence
 
 import numpy as np
 import torch
@@ -14,12 +14,13 @@ from torch import nn
 
 from ..util.atomic import write_text
 from ..util.text import read_lines
-from . import kernels
+from . import int8, kernels
 from .chars import check_sentences
 from .encoder import CharCNNEncoder
 from .lstm import BiLstmStack
 from .options import BiLMOptions
 from .outputs import DEFAULT_BATCH_SIZE
+from .precision import Precision
 from .state import CarriedState
 from .token_cache import DEFAULT_TOKEN_CACHE_SIZE, TokenCache, check_token_cache_size
 from .token_ids import ByteTokenIds, TokenIds
@@ -168,19 +169,23 @@ class BiLM(nn.Module):
         return stripped * mask.unsqueeze(-1).to(stripped.dtype), mask
 
     def embed_sentences(
-        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: str = "fp32"
+        self, sentences: Sequence[Sequence[str]], batch_size: int = DEFAULT_BATCH_SIZE, precision: Precision = "fp32"
     ) -> list[np.ndarray]:
         """One float32 array ``(n_layers, n_tokens, dim)`` per tokenized sentence.
 
         Sentences are batched by length; the result for a sentence does not depend
-        on the other sentences or on earlier calls.
+        on the other sentences or on earlier calls. ``precision``: ``"fp32"``, ``"bf16"`` (autocast) or
+        ``"int8"`` (int8 products, CPU); what runs where a CPU lacks the kernels: ``kernels.resolve_precision``.
         """
         check_sentences(sentences)
         precision = kernels.resolve_precision(precision, self.device)
         order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i]))
         results: list[np.ndarray] = [np.empty(0)] * len(sentences)
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if precision == "bf16" else nullcontext()
-        with torch.inference_mode(), autocast:
+        if precision == "bf16":
+            arithmetic: ContextManager[object] = torch.autocast(self.device.type, dtype=torch.bfloat16)
+        else:
+            arithmetic = int8.products() if precision == "int8" else nullcontext()
+        with torch.inference_mode(), arithmetic:
             for start in range(0, len(order), batch_size):
                 index = order[start : start + batch_size]
                 ids = self.token_ids.batch([sentences[i] for i in index]).to(self.device)

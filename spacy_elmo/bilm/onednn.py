@@ -15,6 +15,10 @@ per-step products) a number of rows bounded by the batch size (see :func:`step_r
 
 Packed weights are derived data: they are cached per module and dtype, rebuilt when any
 parameter changes (its storage or its version counter), and never saved or pickled.
+
+``torch.int8`` as a "dtype" here means ``precision="int8"``: weights quantized and packed by
+:mod:`.int8` (for the products in :data:`.int8.PRODUCTS`; the others packed in float32), values
+between the products (biases, activations, outputs) in float32 (:func:`value_dtype`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from typing import Callable, Iterable, TypeVar
 import torch
 from torch import nn
 
-DTYPES = (torch.float32, torch.bfloat16)
+from . import int8
+
+DTYPES = (torch.float32, torch.bfloat16, torch.int8)
 BLOCK = 256  # rows per product over a data-dependent number of rows
 ROW_ALIGN = 32  # the last block's rows are padded to a multiple of this
 T = TypeVar("T")
@@ -47,9 +53,11 @@ def _bf16_kernels() -> bool:
 
 
 def supports(dtype: torch.dtype) -> bool:
-    """Whether this CPU runs products in ``dtype`` through oneDNN (float32 or bfloat16)."""
+    """Whether this CPU runs products in ``dtype`` through oneDNN (float32, bfloat16 or int8)."""
     if dtype == torch.float32:
         return available()
+    if dtype == torch.int8:
+        return available() and int8.kernel() is not None
     return dtype == torch.bfloat16 and available() and _bf16_kernels()
 
 
@@ -59,6 +67,8 @@ def why_not(dtype: torch.dtype) -> str:
         return f"only {[str(d) for d in DTYPES]} run through oneDNN"
     if not available():
         return "this PyTorch build has no oneDNN (or lacks its linear ops)"
+    if dtype == torch.int8:
+        return int8.why_not()
     return (
         f"oneDNN's bf16 kernels need AVX512BW, AVX512VL and AVX512DQ, or AVX-NE-CONVERT; this CPU "
         f"({torch.backends.cpu.get_cpu_capability()}) has neither"
@@ -66,31 +76,54 @@ def why_not(dtype: torch.dtype) -> str:
 
 
 def compute_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype products run in: the CPU autocast dtype when autocast is on, else the input's."""
+    """The dtype products run in: ``torch.int8`` under :func:`.int8.products` without autograd, the CPU
+    autocast dtype when autocast is on, else the input's."""
+    if int8.enabled() and not torch.is_grad_enabled():
+        return torch.int8
     if torch.is_autocast_enabled("cpu"):
         return torch.get_autocast_dtype("cpu")
     return x.dtype
 
 
-def pack(weight: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A ``(out, in)`` linear weight in oneDNN's blocked layout."""
+def value_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of the values between products computed in ``dtype``: float32 for int8, else ``dtype``."""
+    return torch.float32 if dtype == torch.int8 else dtype
+
+
+def pack(weight: torch.Tensor, dtype: torch.dtype, product: str = "") -> torch.Tensor | int8.QuantizedWeight:
+    """A ``(out, in)`` linear weight in oneDNN's blocked layout; for ``torch.int8``, quantized when
+    ``product`` is one of :data:`.int8.PRODUCTS` (else packed in float32)."""
+    if dtype == torch.int8:
+        if product in int8.PRODUCTS:
+            return int8.quantize_weight(weight)
+        dtype = torch.float32
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype).contiguous())
+
+
+def out_features(packed: torch.Tensor | int8.QuantizedWeight) -> int:
+    """The output size of a :func:`pack` ed weight."""
+    return packed.out_features if isinstance(packed, int8.QuantizedWeight) else packed.size(0)
 
 
 def linear(
     x: torch.Tensor,
-    packed: torch.Tensor,
+    packed: torch.Tensor | int8.QuantizedWeight,
     bias: torch.Tensor | None = None,
     clip: float | None = None,
 ) -> torch.Tensor:
-    """``x @ W.T + bias`` for a :func:`pack` ed ``W``; ``clip``: clamped to ``[-clip, clip]`` in the same kernel."""
+    """``x @ W.T + bias`` for a :func:`pack` ed ``W``; ``clip``: clamped to ``[-clip, clip]`` (in the same
+    kernel for float weights)."""
+    if isinstance(packed, int8.QuantizedWeight):
+        return int8.linear(x, packed, bias, clip)
     if clip:
         return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "hardtanh", [-clip, clip], "")
     return torch.ops.mkldnn._linear_pointwise(x, packed, bias, "none", [], "")
 
 
-def linear_add(x: torch.Tensor, packed: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-    """``x @ W.T + other`` for a :func:`pack` ed ``W``, the addition fused into the product."""
+def linear_add(x: torch.Tensor, packed: torch.Tensor | int8.QuantizedWeight, other: torch.Tensor) -> torch.Tensor:
+    """``x @ W.T + other`` for a :func:`pack` ed ``W``, the addition fused into the product (a new tensor)."""
+    if isinstance(packed, int8.QuantizedWeight):
+        return int8.linear_add(x, packed, other)
     return torch.ops.mkldnn._linear_pointwise.binary(x, other, packed, None, "add")
 
 
@@ -110,7 +143,9 @@ class RowBlocks:
     ``spare`` zero rows are appended to ``x`` so that a range may run up to ``spare`` rows past its end.
     """
 
-    def __init__(self, x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None, spare: int = 0) -> None:
+    def __init__(
+        self, x: torch.Tensor, packed: torch.Tensor | int8.QuantizedWeight, bias: torch.Tensor | None, spare: int = 0
+    ) -> None:
         self.rows = x.shape[0]
         total = self.rows + spare
         self.blocks = []

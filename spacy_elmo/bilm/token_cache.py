@@ -4,7 +4,7 @@ Layer 0 of ELMo depends on a token's characters alone (and, in ELMoForManyLangs 
 word id), so a word type needs it computed once. Entries are keyed by the row of ids the
 token layer sees (see :mod:`.token_ids`: the character ids cut at the encoder's maximum, with
 the word markers, and the word id where there is one): two strings the encoder cannot tell
-apart share an entry; and by the dtype the encoder computes in (fp32, or bf16 under autocast).
+apart share an entry; and by the precision the encoder computes in (fp32, bf16 under autocast, or int8).
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ class TokenCache:
         if state != self._state:
             self.clear()
             self._state = state
-        tag = b"b" if dtype == torch.bfloat16 else b"f"
+        tag = {torch.bfloat16: b"b", torch.int8: b"i"}.get(dtype, b"f")
+        dtype = onednn.value_dtype(dtype)  # of the vectors
         rows = char_ids.to(torch.int16 if encoder.n_ids <= 2**15 else torch.int32).cpu().numpy()
         keys = [tag + row.tobytes() for row in rows]
         hit_at, hit_slots, new_rows = [], [], {}

@@ -11,6 +11,7 @@ from functools import partial
 from typing import Any, Iterator, Sequence
 
 from .._compat import RAY_MISSING
+from ..bilm.precision import Precision
 
 try:
     import pyarrow as pa
@@ -135,7 +136,7 @@ def embed_dataset(
     weight_file: str | None = None,
     output_format: OutputFormat = "all",
     batch_size: int = DEFAULT_BATCH_SIZE,
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     device: str = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     concurrency: int = 1,

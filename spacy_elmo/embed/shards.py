@@ -19,8 +19,8 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from ..bilm import BiLM
-from ..bilm.kernels import PRECISIONS
 from ..bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, check_batch_size, check_output_format, select_layers
+from ..bilm.precision import Precision, check_precision
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from ..util.hdf5 import atomic_hdf5
@@ -41,7 +41,7 @@ class EmbedSettings:
     model: ModelSpec = field(default_factory=ModelSpec)
     output_format: OutputFormat = "all"
     batch_size: int = DEFAULT_BATCH_SIZE
-    precision: str = "fp32"
+    precision: Precision = "fp32"
     device: str = "cpu"
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE
     forget_sentences: bool = False
@@ -51,8 +51,7 @@ class EmbedSettings:
             raise ValueError(f"model must be a ModelSpec, found {type(self.model).__name__} {self.model!r}")
         check_output_format(self.output_format)
         check_batch_size(self.batch_size)
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
+        check_precision(self.precision)
 
     def resolved(self) -> EmbedSettings:
         """The same settings with a name or URLs replaced by local files (downloaded into the cache once)."""

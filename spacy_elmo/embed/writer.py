@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..bilm import BiLM
 from ..bilm.outputs import DEFAULT_BATCH_SIZE, OutputFormat, check_batch_size, check_output_format, select_layers
+from ..bilm.precision import Precision
 from ..util.atomic import check_free_space, check_output, remove_stale_temps
 from ..util.hdf5 import atomic_hdf5
 from ..util.text import BOM, read_lines
@@ -76,7 +77,7 @@ def embed_file(
     batch_size: int = DEFAULT_BATCH_SIZE,
     forget_sentences: bool = False,
     use_sentence_keys: bool = False,
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     progress: bool = True,
     embed_batch: EmbedBatch | None = None,
 ) -> None:
@@ -92,8 +93,8 @@ def embed_file(
     input, not a directory, writable; a path input is checked for bad lines and its output's size against
     the free space) and temporary files of the output left by killed runs are removed. The output file
     appears only when complete; a full disk raises :class:`~spacy_elmo.util.atomic.WriteError` (an
-    ``OSError``) naming the file, with nothing left behind. ``precision``: ``"fp32"`` or ``"bf16"`` autocast;
-    ``progress``: show a tqdm bar; ``embed_batch``: embeds each batch instead of ``bilm.embed_sentences``
+    ``OSError``) naming the file, with nothing left behind. ``precision``: ``"fp32"``, ``"bf16"`` autocast or
+    ``"int8"``; ``progress``: show a tqdm bar; ``embed_batch``: embeds each batch instead of ``bilm.embed_sentences``
     (a stateful ``ElmoEmbedder`` passes its own).
     """
     check_output_format(output_format)

@@ -20,6 +20,7 @@ from thinc.api import get_current_ops
 from ..bilm.model import BiLM
 from ..bilm.model_dir import DIRECTORY_FILES, load_directory, save_directory
 from ..bilm.outputs import DEFAULT_BATCH_SIZE
+from ..bilm.precision import check_precision
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from ..util.atomic import check_output
@@ -137,7 +138,7 @@ class ElmoComponent(Pipe):
         self.batch_size = batch_size
         self.store_layers = store_layers
         self.set_vector_hooks = set_vector_hooks
-        self.precision = precision
+        self.precision = check_precision(precision, "elmo: precision")
         self.token_cache_size = token_cache_size
         self.sequence_cache_mb = sequence_cache_mb
         self.sequence_cache = SequenceCache(int(sequence_cache_mb * MB)) if sequence_cache_mb > 0 else None

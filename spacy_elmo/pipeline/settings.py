@@ -8,10 +8,10 @@ from typing import Optional
 
 import numpy as np
 
-from ..bilm.kernels import PRECISIONS
 from ..bilm.mix import Mix, mix_weights
 from ..bilm.model import DEFAULT_MODEL_DIR, OPTIONS_NAME
 from ..bilm.options import BiLMOptions
+from ..bilm.precision import check_precision
 from ..bilm.token_cache import check_token_cache_size
 from ..hub.releases import model_named
 from ..hub.spec import ModelSpec
@@ -38,8 +38,7 @@ def check_settings(
     for name, value in (("max_length", max_length), ("batch_size", batch_size)):
         if not is_int(value) or value < 1:
             raise ValueError(f"elmo: {name} must be an integer >= 1, found {value!r}")
-    if precision not in PRECISIONS:
-        raise ValueError(f"elmo: precision must be one of {PRECISIONS}, found {precision!r}")
+    check_precision(precision, "elmo: precision")
     check_token_cache_size(token_cache_size, "elmo: token_cache_size")
 
 

@@ -18,6 +18,7 @@ from starlette.routing import Route
 from ..bilm import kernels
 from ..bilm.model import BiLM
 from ..bilm.outputs import DEFAULT_BATCH_SIZE
+from ..bilm.precision import Precision
 from .auth import OPEN_PATHS, RequireKey, check_key
 from .batcher import Batcher, Sentences
 from .handlers import Service
@@ -43,7 +44,7 @@ def create_app(
     max_wait_ms: float = DEFAULTS["max_wait_ms"],
     max_queue: int = DEFAULTS["max_queue"],
     max_request_tokens: int = DEFAULTS["max_request_tokens"],
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
     limits: Limits = DEFAULT_LIMITS,
@@ -74,9 +75,7 @@ def create_app(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, found {value!r}")
     check_max_wait_ms(max_wait_ms)
-    if precision not in kernels.PRECISIONS:
-        raise ValueError(f"precision must be one of {kernels.PRECISIONS}, found {precision!r}")
-    precision = kernels.resolve_precision(precision, bilm.device)
+    precision = kernels.resolve_precision(precision, bilm.device)  # checks it too
     api_key = check_key(api_key)
 
     def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:

@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..bilm import kernels
+from ..bilm.precision import Precision
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from .app import DEFAULTS, FORWARD_SENTENCES
@@ -93,7 +94,7 @@ def deployment(
     max_wait_ms: float = DEFAULTS["max_wait_ms"],
     max_queue: int = DEFAULTS["max_queue"],
     max_request_tokens: int = DEFAULTS["max_request_tokens"],
-    precision: str = "fp32",
+    precision: Precision = "fp32",
     device: str = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     tokenizer: Optional[str] = None,

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Optional, get_args
 
-from ..bilm.kernels import PRECISIONS
 from ..bilm.model import HEAD_NAME, OPTIONS_NAME, VOCAB_NAME, WEIGHTS_NAME
+from ..bilm.precision import TRAINING_PRECISIONS, Precision, check_precision
 from ..util.atomic import check_output
 from ..util.checks import check_choice
 
@@ -93,7 +93,7 @@ class TrainConfig:
     eval_every: int = setting(500, "held-out evaluation every N steps")
     checkpoint_every: int = setting(200, "checkpoint every N steps")
     seed: int = setting(0, "random seed")
-    precision: str = setting("fp32", "fp32 or bf16 (autocast)")
+    precision: Precision = setting("fp32", "fp32 or bf16 (autocast); int8 is for inference only")
     device: str = setting("cpu", "cpu or cuda")
     mix_file: Optional[str] = None
     mix_ratio: float = setting(0.0, "share of each epoch's sentences drawn from the mix corpus, in [0, 1)")
@@ -110,8 +110,7 @@ class TrainConfig:
         check_choice("freeze", self.freeze, FREEZE_CHOICES)
         if self.lr_schedule == "linear" and self.max_steps < 1:
             raise ValueError("lr_schedule 'linear' decays to zero at max_steps: give max_steps >= 1")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, found {self.precision!r}")
+        check_precision(self.precision, allowed=TRAINING_PRECISIONS)
         for name in (
             "vocab_size",
             "max_length",
