@@ -55,14 +55,19 @@ def _datasets(path: Path) -> dict[str, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_an_old_checkpoint_resumes_bitwise_like_an_uninterrupted_run(old_run):
+def test_an_old_checkpoint_resumes_like_an_uninterrupted_run(old_run):
+    """The old checkpoint's six steps were computed on another CPU (AVX-512 kernels), so an uninterrupted run here
+    matches its weights to float rounding, not bit for bit (test_pretrain resumes a checkpoint of this machine's
+    and checks that bitwise); the metrics, rounded as recorded, agree exactly."""
     old = torch.load(old_run / "run" / "checkpoints" / "checkpoint.pt", weights_only=True)
     assert old["progress"]["step"] == 6 and old["config"]["init_from"] == ""  # the old format
     resumed = train(_config("run"), resume=True)
     straight = train(_config("straight"))
     assert resumed == {**straight, "train_minutes": resumed["train_minutes"]}
     a, b = _datasets(old_run / "run" / "weights.hdf5"), _datasets(old_run / "straight" / "weights.hdf5")
-    assert a.keys() == b.keys() and all(np.array_equal(value, b[name]) for name, value in a.items())
+    assert a.keys() == b.keys()
+    for name, value in a.items():
+        np.testing.assert_allclose(value, b[name], rtol=0, atol=2e-5, err_msg=name)
     new = torch.load(old_run / "run" / "checkpoints" / "checkpoint.pt", weights_only=True)
     assert new["progress"]["step"] == 9 and new["progress"]["history"][:2] == old["progress"]["history"]
 
