@@ -37,7 +37,7 @@ autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 # The API page documents the Ray backend and the HTTP service, whose packages are optional extras: autodoc imports
 # them as mocks, so the docs extra alone builds every entry (and a full environment renders the same page).
-autodoc_mock_imports = ["pyarrow", "ray", "starlette", "uvicorn", "prometheus_client"]
+autodoc_mock_imports = ["orjson", "pyarrow", "ray", "starlette", "uvicorn", "prometheus_client"]
 # Docstrings name torch / numpy / spaCy types that this offline build cannot link (no intersphinx).
 nitpicky = False
 
