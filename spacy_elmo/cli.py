@@ -64,9 +64,7 @@ DEBUG_ENV = "SPACY_ELMO_DEBUG"
 @app.callback()
 def main(
     debug: bool = typer.Option(False, "--debug", help=f"show the full traceback of an error (also {DEBUG_ENV}=1)"),
-    version: bool = typer.Option(
-        False, "--version", callback=_print_version, is_eager=True, help="print the version and exit"
-    ),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True, help="print the version"),
 ) -> None:
     """ELMo contextual word vectors for spaCy."""
     if debug:
@@ -361,9 +359,9 @@ def info(
         "parameters": f"{params:,} ({params / 1e6:.1f}M)",
         "cpu": f"{machine['cpu']} ({machine['cpu_capability']}: {', '.join(machine['cpu_features'])})",
         "kernels": (
-            f"mode {machine['kernel_mode']}, oneDNN fp32 {_yes(machine['onednn_fp32'])}, "
-            f"bf16 {_yes(machine['onednn_bf16'])}, int8 {machine['int8_kernel'] or 'no'}; --precision bf16 runs as "
-            f"{machine['bf16_runs_as']}, int8 as {machine['int8_runs_as']}; "
+            f"mode {machine['kernel_mode']}, oneDNN fp32 {'yes' if machine['onednn_fp32'] else 'no'}, "
+            f"bf16 {'yes' if machine['onednn_bf16'] else 'no'}, int8 {machine['int8_kernel'] or 'no'}; "
+            f"--precision bf16 runs as {machine['bf16_runs_as']}, int8 as {machine['int8_runs_as']}; "
             f"{machine['torch_threads']} torch threads"
         ),
         "cuda": ", ".join(machine["cuda_devices"]) or "none",
@@ -371,10 +369,6 @@ def info(
     }
     width = max(map(len, rows))
     typer.echo("\n".join(f"{name:<{width}}  {value}" for name, value in rows.items()))
-
-
-def _yes(flag: object) -> str:
-    return "yes" if flag else "no"
 
 
 @app.command()

@@ -366,7 +366,7 @@ def test_a_mix_corpus_alone_runs_the_recipe(data, tmp_path):
 def _source_perplexity(data: dict[str, Path], output: Path) -> float:
     from spacy_elmo.training.checkpoint import load_checkpoint
     from spacy_elmo.training.corpus import EncodedCorpus, read_sentences
-    from spacy_elmo.training.loop import evaluate
+    from spacy_elmo.training.evaluation import evaluate
 
     state = load_checkpoint(output / "checkpoints")
     model = BiLMWithSoftmax(BiLMOptions.from_json(state["options"]), state["vocab"])

@@ -4,7 +4,6 @@ checkpoints, resume, DDP, and the head warm-up phase (the softmax alone, the biL
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -16,45 +15,20 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..bilm.model import HEAD_NAME
 from ..bilm.options import BiLMOptions
-from ..util.atomic import atomic_path, write_text
 from .build import autocasts, build_data, build_model, build_optimizer, build_progress, choose_vocab, input_files
 from .checkpoint import checkpoint_to_resume, save_checkpoint
-from .config import METRICS_NAME, TrainConfig
+from .config import TrainConfig
 from .corpus import EncodedCorpus, read_sentences
 from .distributed import join_process_group, reduce_over_ranks, training_device
+from .divergence import Diverged, check_weights, divergence_message
+from .evaluation import evaluate
+from .export import export_model
 from .lm import BiLMWithSoftmax
 from .progress import Progress
 from .summary import fine_tuning_warning, summary_line
 
 logger = logging.getLogger(__name__)
-
-
-class Diverged(ValueError):
-    """The loss, a gradient or a weight became NaN or infinite: the run stops and exports nothing."""
-
-
-@torch.no_grad()
-def evaluate(
-    model: BiLMWithSoftmax, corpus: EncodedCorpus, batch_tokens: int, device: torch.device
-) -> dict[str, float]:
-    """Held-out perplexity of the forward and backward LM and their average."""
-    model.eval()
-    forward = backward = 0.0
-    for index in corpus.batch_plan(batch_tokens):
-        batch = corpus.batch(index).to(device)
-        f, b = model(batch.char_ids, batch.targets, batch.lengths)
-        forward, backward = forward + float(f), backward + float(b)
-    model.train()
-    n = corpus.n_tokens
-    fwd, bwd = _perplexity(forward / n), _perplexity(backward / n)
-    return {"forward_ppl": fwd, "backward_ppl": bwd, "ppl": (fwd + bwd) / 2}
-
-
-def _perplexity(nll: float) -> float:
-    """``exp(nll)``; inf past float range (a diverged model), nan for nan."""
-    return math.exp(nll) if nll < 700 or math.isnan(nll) else math.inf
 
 
 def learning_rate(config: TrainConfig, step: int, start: int = 0) -> float:
@@ -125,7 +99,7 @@ def train(config: TrainConfig, resume: bool = False) -> dict[str, Any]:
     if not all(math.isfinite(v) for k, v in metrics.items() if k.endswith("ppl") and isinstance(v, float)):
         raise Diverged(run.diverged(f"the held-out perplexity is {metrics.get('ppl')}"))
     if rank == 0:
-        _export(run.model, {"final": metrics, "history": progress.history}, out)
+        export_model(run.model, {"final": metrics, "history": progress.history}, out)
         logger.info("%s; exported to %s", summary_line(metrics), out)
         warning = fine_tuning_warning(metrics)
         if warning:
@@ -274,17 +248,10 @@ class _Run:
         progress.history.append(entry[0])
 
     def check_finite(self) -> None:
-        """Raise :class:`Diverged` if a weight of the model (biLM or softmax) is NaN or infinite."""
-        for name, param in self.model.named_parameters():
-            if not torch.isfinite(param).all():
-                raise Diverged(self.diverged(f"the weight {name} holds NaN or inf"))
+        check_weights(self.model, self.diverged)
 
     def diverged(self, what: str) -> str:
-        config = self.config
-        return (
-            f"training diverged at step {self.progress.step}: {what}; nothing was exported: lower the learning "
-            f"rate (lr {config.lr:g}, head_lr {config.head_lr:g}) or the clip ({config.clip:g})"
-        )
+        return divergence_message(self.config, self.progress.step, what)
 
     def checkpoint(self) -> None:
         self.check_finite()  # a checkpoint holds no NaN weights: a resume starts from a sound model
@@ -373,11 +340,3 @@ def _start(
         n_train=len(train_sentences),
         train_tokens=sum(len(sentence) + 1 for sentence in train_sentences),  # predictions per direction
     )
-
-
-def _export(model: BiLMWithSoftmax, metrics: dict[str, Any], out: Path) -> None:
-    """The biLM in the bilm-tf format with its vocabulary, the softmax (for ``init_from``) and the metrics."""
-    model.bilm.save(out)
-    with atomic_path(out / HEAD_NAME) as tmp:
-        torch.save(model.softmax.state_dict(), tmp)
-    write_text(out / METRICS_NAME, json.dumps(metrics, indent=1))
