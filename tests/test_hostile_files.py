@@ -221,10 +221,12 @@ def test_a_long_line_is_embedded_in_windows(parity_bilm, tmp_path):
     embed_file(parity_bilm, source, tmp_path / "out.hdf5")
     with h5py.File(tmp_path / "out.hdf5", "r") as f:
         long, short = f["0"][...], f["1"][...]
-    windows = parity_bilm.embed_sentences([tokens[:200], tokens[200:400], tokens[400:]])
+    # the windows and the next line, as embed batches them (the same rows: plain PyTorch kernels round differently
+    # for other row counts, and this random model amplifies that along 200 steps)
+    *windows, alone = parity_bilm.embed_sentences([tokens[:200], tokens[200:400], tokens[400:], ["short", "line"]])
     assert long.shape == (3, 600, 64)
     np.testing.assert_allclose(long, np.concatenate(windows, axis=1), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(short, parity_bilm.embed_sentences([["short", "line"]])[0], atol=1e-5, rtol=0)
+    np.testing.assert_allclose(short, alone, atol=1e-5, rtol=0)
 
 
 def test_a_damaged_saved_pipeline_fails_to_load_with_one_line(parity_files, tmp_path):

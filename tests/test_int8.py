@@ -24,7 +24,11 @@ from .helpers import MEAN_COSINE, P1_COSINE, PARITY, SETTINGS, cosines, read_h5,
 
 SENTENCES = [["The", "bank", "approved", "the", "loan", "."], ["They", "fished", "by", "the", "river"]]
 NO_INT8 = f"this CPU has no oneDNN int8 kernels: {int8.why_not()}"
-needs_int8 = pytest.mark.skipif(not onednn.supports(torch.int8), reason=NO_INT8)
+#: int8 through the model: under SPACY_ELMO_KERNELS=plain it runs as fp32 (tested by the fallback tests below)
+needs_int8 = pytest.mark.skipif(
+    not onednn.supports(torch.int8) or kernels.mode() == "plain",
+    reason=NO_INT8 if not onednn.supports(torch.int8) else "SPACY_ELMO_KERNELS=plain: int8 runs as fp32",
+)
 
 
 def assert_within_budget(bilm, sentences: list[list[str]]) -> None:
