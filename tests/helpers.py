@@ -57,6 +57,16 @@ def tiny_sentence(rng: random.Random) -> str:
     return " ".join(words + ["."])
 
 
+def write_tiny_corpus(root: Path) -> dict[str, Path]:
+    """A pretraining corpus for the tiny biLM in ``root``: 300 train and 40 held-out sentences (seed 0) and
+    ``options.json`` of :data:`TINY`."""
+    rng = random.Random(0)
+    (root / "train.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(300)) + "\n", encoding="utf-8")
+    (root / "heldout.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(40)) + "\n", encoding="utf-8")
+    (root / "options.json").write_text(json.dumps(TINY.to_json()), encoding="utf-8")
+    return {"train": root / "train.txt", "heldout": root / "heldout.txt", "options": root / "options.json"}
+
+
 # ---- spacy train workspaces ----------------------------------------------------------------------
 
 NER_EXAMPLES = [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -28,19 +27,14 @@ from spacy_elmo.training.lm import BiLMWithSoftmax
 from spacy_elmo.training.loop import learning_rate
 from spacy_elmo.training.vocab import build_vocab
 
-from .helpers import TINY, tiny_sentence
+from .helpers import TINY, write_tiny_corpus
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # trains biLMs
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    (root / "train.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(300)) + "\n", encoding="utf-8")
-    (root / "heldout.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(40)) + "\n", encoding="utf-8")
-    (root / "options.json").write_text(json.dumps(TINY.to_json()), encoding="utf-8")
-    return {"train": root / "train.txt", "heldout": root / "heldout.txt", "options": root / "options.json"}
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def _config(corpus: dict[str, Path], output: Path, **overrides) -> TrainConfig:

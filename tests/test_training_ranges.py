@@ -3,9 +3,7 @@ NaN or infinite stops with one line and exports nothing."""
 
 from __future__ import annotations
 
-import json
 import math
-import random
 from pathlib import Path
 
 import pytest
@@ -14,19 +12,14 @@ from typer.testing import CliRunner
 from spacy_elmo.cli import app
 from spacy_elmo.training import TrainConfig
 
-from .helpers import TINY, tiny_sentence
+from .helpers import write_tiny_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("corpus")
-    rng = random.Random(0)
-    (root / "train.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(300)) + "\n", encoding="utf-8")
-    (root / "heldout.txt").write_text("\n".join(tiny_sentence(rng) for _ in range(40)) + "\n", encoding="utf-8")
-    (root / "options.json").write_text(json.dumps(TINY.to_json()), encoding="utf-8")
-    return {"train": root / "train.txt", "heldout": root / "heldout.txt", "options": root / "options.json"}
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def run_cli(*args: object) -> tuple[int, list[str]]:
