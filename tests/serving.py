@@ -26,6 +26,24 @@ async def serving(app):
             yield client
 
 
+def embed_scope(headers: dict[str, str]) -> dict:
+    """The ASGI scope of a ``POST /v1/embed`` with ``headers``, for tests that drive the app's messages by hand."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": "/v1/embed",
+        "raw_path": b"/v1/embed",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
+        "scheme": "http",
+        "server": ("service", 80),
+        "client": ("127.0.0.1", 1234),
+        "root_path": "",
+    }
+
+
 def values(response) -> list[np.ndarray]:
     """The vectors of a JSON ``/v1/embed`` response, one array per sentence."""
     assert response.status_code == 200, response.text

@@ -27,7 +27,7 @@ from spacy_elmo.serve import create_app  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
-from .serving import free_port, metric_samples, serving, values, wait_ready  # noqa: E402
+from .serving import embed_scope, free_port, metric_samples, serving, values, wait_ready  # noqa: E402
 
 # A request's vectors vs ``embed_sentences`` of the same sentences in other batches: products over other row counts
 # round differently, within 1e-5 through oneDNN's packed kernels and up to ~3e-5 with PyTorch's generic ones
@@ -376,21 +376,7 @@ def test_a_client_that_disconnects_has_its_work_dropped(parity_bilm, monkeypatch
         async def send(message):
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "path": "/v1/embed",
-            "raw_path": b"/v1/embed",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json")],
-            "scheme": "http",
-            "server": ("service", 80),
-            "client": ("127.0.0.1", 1234),
-            "root_path": "",
-        }
-        await app(scope, receive, send)
+        await app(embed_scope({"content-type": "application/json"}), receive, send)
         return sent
 
     async def main():

@@ -25,7 +25,7 @@ from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.limits import Limits  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
-from .serving import free_port, metric_samples, serving, wait_ready  # noqa: E402
+from .serving import embed_scope, free_port, metric_samples, serving, wait_ready  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -168,21 +168,7 @@ async def call(app, chunks, headers, receive_log, then=None):
     async def send(message):
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "path": "/v1/embed",
-        "raw_path": b"/v1/embed",
-        "query_string": b"",
-        "headers": [(k.encode(), v.encode()) for k, v in headers.items()],
-        "scheme": "http",
-        "server": ("service", 80),
-        "client": ("127.0.0.1", 1234),
-        "root_path": "",
-    }
-    await app(scope, receive, send)
+    await app(embed_scope(headers), receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], dict((k.decode(), v.decode()) for k, v in start["headers"]), body
