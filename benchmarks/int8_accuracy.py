@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from spacy_elmo import load_bilm  # noqa: E402
 from spacy_elmo.bilm import BiLM, kernels, onednn  # noqa: E402
 from spacy_elmo.bilm.model import DEFAULT_MODEL_DIR  # noqa: E402
-from spacy_elmo.hub.registry import MODELS  # noqa: E402
+from spacy_elmo.hub.releases import MODELS  # noqa: E402
 from tests.helpers import MEAN_COSINE, P1_COSINE, cosines, running_text  # noqa: E402
 
 PARITY = ROOT / "tests" / "data" / "elmo_parity"

@@ -182,3 +182,33 @@ def test_code_tells_what_it_does_not_its_history():
         if history.search(line.replace('scope="session"', "")) and path != Path(__file__)
     ]
     assert found == []
+
+
+def test_scripts_benchmarks_and_examples_import_names_that_exist():
+    """A rename in the package must not leave a script, benchmark, example or docs extension importing the old name:
+    every ``spacy_elmo`` module they import exists and has the names taken from it."""
+    import importlib
+    import importlib.util
+
+    repo = TESTS.parent
+    missing = []
+    for root in ("scripts", "benchmarks", "examples", "docs", "tests"):
+        for path in (repo / root).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("spacy_elmo"):
+                    modules = [(node.module, [alias.name for alias in node.names])]
+                elif isinstance(node, ast.Import):
+                    modules = [(a.name, []) for a in node.names if a.name.startswith("spacy_elmo")]
+                else:
+                    continue
+                for module_name, names in modules:
+                    where = f"{path.relative_to(repo)}:{node.lineno}"
+                    try:
+                        module = importlib.import_module(module_name)
+                    except ImportError as error:
+                        missing.append(f"{where}: {error}")
+                        continue
+                    for name in names:
+                        if not hasattr(module, name) and importlib.util.find_spec(f"{module_name}.{name}") is None:
+                            missing.append(f"{where}: {module_name} has no {name}")
+    assert missing == []
