@@ -187,7 +187,6 @@ def test_code_tells_what_it_does_not_its_history():
 def test_scripts_benchmarks_and_examples_import_names_that_exist():
     """A rename in the package must not leave a script, benchmark, example or docs extension importing the old name:
     every ``spacy_elmo`` module they import exists and has the names taken from it."""
-    import importlib
     import importlib.util
 
     repo = TESTS.parent
