@@ -41,6 +41,14 @@ def assert_within_budget(bilm, sentences: list[list[str]]) -> None:
 
 
 @pytest.fixture
+def every_size(monkeypatch):
+    """int8 for every product, however small: the parity fixture's products are all below the sizes where int8
+    pays (:func:`int8.pays`), so by default it would run them in float32."""
+    monkeypatch.setattr(int8, "MIN_IN", 0)
+    monkeypatch.setattr(int8, "MIN_WEIGHT", 0)
+
+
+@pytest.fixture
 def no_warning_yet(monkeypatch):
     monkeypatch.setattr(kernels, "_warned", set())
 
@@ -92,7 +100,7 @@ def test_quantized_product_matches_the_float_product():
 
 
 @needs_int8
-def test_every_entry_point_accepts_int8(parity_bilm, parity_files, tmp_path):
+def test_every_entry_point_accepts_int8(every_size, parity_bilm, parity_files, tmp_path):
     expected = parity_bilm.embed_sentences(SENTENCES, precision="int8")
     # embed (the writer behind `spacy-elmo embed` / `embed-dir` shards)
     embed_file(parity_bilm, iter(" ".join(s) for s in SENTENCES), tmp_path / "out.hdf5", precision="int8")
@@ -126,7 +134,7 @@ def test_every_entry_point_accepts_int8(parity_bilm, parity_files, tmp_path):
 
 @needs_int8
 @pytest.mark.skipif(not has_ray, reason='needs Ray: pip install "spacy-elmo[ray]"')
-def test_ray_dataset_workers_run_int8(parity_bilm):
+def test_ray_dataset_workers_run_int8(every_size, parity_bilm):
     import pyarrow as pa
 
     from spacy_elmo.embed.ray_actors import _BatchEmbedder
@@ -175,7 +183,7 @@ def test_a_cpu_without_int8_kernels_runs_the_best_other_precision(parity_bilm, n
 
 
 @needs_int8
-def test_quantized_weights_follow_a_weight_change_and_are_never_saved(parity_files, tmp_path):
+def test_quantized_weights_follow_a_weight_change_and_are_never_saved(every_size, parity_files, tmp_path):
     import pickle
 
     bilm = load_bilm(*parity_files, token_cache_size=0)
@@ -199,7 +207,7 @@ def test_quantized_weights_follow_a_weight_change_and_are_never_saved(parity_fil
 
 
 @needs_int8
-def test_token_cache_keys_include_the_precision(parity_bilm):
+def test_token_cache_keys_include_the_precision(every_size, parity_bilm):
     cache = TokenCache(100)
     ids = parity_bilm.token_ids.batch([["bank", "river", "bank"]])[0]
     with torch.inference_mode():
@@ -210,6 +218,17 @@ def test_token_cache_keys_include_the_precision(parity_bilm):
     assert len(cache) == 4  # two word types, once per precision
     assert quantized.dtype == torch.float32 and torch.equal(quantized, again)
     assert not torch.equal(fp32, quantized) and torch.allclose(fp32, quantized, atol=0.1 * float(fp32.abs().max()))
+
+
+@needs_int8
+def test_products_run_in_int8_only_where_it_pays(parity_files):
+    assert int8.pays("recurrent", torch.zeros(4096, 128)) and int8.pays("highway", torch.zeros(2048, 1024))
+    assert not int8.pays("lstm_projection", torch.zeros(128, 1024))  # 131,072 values: too small
+    assert not int8.pays("char_cnn", torch.zeros(512, 96))  # 96 inputs: too few
+    assert not int8.pays("bias", torch.zeros(4096, 4096))  # not a product that has an int8 path
+    bilm = load_bilm(*parity_files, token_cache_size=0)  # every product below the sizes: float32 throughout
+    for fp32, found in zip(bilm.embed_sentences(SENTENCES), bilm.embed_sentences(SENTENCES, precision="int8")):
+        np.testing.assert_array_equal(found, fp32)
 
 
 def test_cli_info_shows_the_int8_kernel_and_embed_takes_int8(tmp_path):

@@ -34,11 +34,16 @@ OPS = ("qlinear_pointwise", "qlinear_prepack")  # the private oneDNN ops this mo
 ZERO_POINT = 128  # activations are stored as uint8 q + 128
 _RANGE = 127.0  # activations: q in [-127, 127]
 _AVX2_WEIGHT_RANGE = 63.0  # weights where int16 pair sums would saturate (see above)
+_TINY = 1e-30  # the smallest row maximum: keeps 1 / scale finite in float32
 
-#: the products that run in int8 under ``precision="int8"`` (the others in float32), chosen by measurement
-#: (see docs/performance.md): the LSTM's input, recurrent and projection products, the character CNN,
-#: the highway layers and the token projection
+#: the kinds of product that may run in int8 under ``precision="int8"``: the LSTM's input, recurrent and projection
+#: products, the character CNN, the highway layers and the token projection ...
 PRODUCTS = frozenset({"lstm_input", "recurrent", "lstm_projection", "char_cnn", "highway", "token_projection"})
+#: ... each only where its weight ``(out, in)`` has at least MIN_IN inputs and MIN_WEIGHT values (:func:`pays`):
+#: below them quantizing the rows and the int8 kernel's set-up cost more than the cheaper arithmetic saves
+#: (measured with ``benchmarks/int8_products.py``; table in docs/performance.md)
+MIN_IN = 128
+MIN_WEIGHT = 1 << 18
 
 _enabled: ContextVar[bool] = ContextVar("spacy_elmo_int8", default=False)
 
@@ -108,6 +113,11 @@ def weight_range() -> float:
     return _AVX2_WEIGHT_RANGE if kernel() == "AVX2" else _RANGE
 
 
+def pays(product: str, weight: torch.Tensor) -> bool:
+    """Whether ``product`` (one of :data:`PRODUCTS`) with this ``(out, in)`` weight runs in int8."""
+    return product in PRODUCTS and weight.shape[1] >= MIN_IN and weight.numel() >= MIN_WEIGHT
+
+
 def quantize_weight(weight: torch.Tensor) -> QuantizedWeight:
     """``weight`` ``(out, in)`` quantized per output channel and packed for oneDNN."""
     weight = weight.detach().float()
@@ -120,11 +130,10 @@ def quantize_weight(weight: torch.Tensor) -> QuantizedWeight:
 
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` ``(rows, in)`` float32 -> ``(q + 128 as uint8 (rows, in), scale (rows, 1) float32)``; an all-zero
-    row gets scale 0 (its products are then exactly 0)."""
-    amax = torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True)
-    inverse = torch.where(amax > 0, _RANGE / amax, torch.zeros_like(amax))
-    q = torch.mul(x, inverse).add_(ZERO_POINT).round_().to(torch.uint8)
-    return q, amax / _RANGE
+    row gets q = 0 and a tiny scale (its products are then exactly 0)."""
+    scale = torch.linalg.vector_norm(x, ord=float("inf"), dim=1, keepdim=True).clamp_min_(_TINY).div_(_RANGE)
+    q = torch.div(x, scale).add_(ZERO_POINT).round_().to(torch.uint8)
+    return q, scale
 
 
 def product(q: torch.Tensor, weight: QuantizedWeight) -> torch.Tensor:

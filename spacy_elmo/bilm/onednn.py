@@ -17,7 +17,7 @@ Packed weights are derived data: they are cached per module and dtype, rebuilt w
 parameter changes (its storage or its version counter), and never saved or pickled.
 
 ``torch.int8`` as a "dtype" here means ``precision="int8"``: weights quantized and packed by
-:mod:`.int8` (for the products in :data:`.int8.PRODUCTS`; the others packed in float32), values
+:mod:`.int8` (for the products :func:`.int8.pays` selects; the others packed in float32), values
 between the products (biases, activations, outputs) in float32 (:func:`value_dtype`).
 """
 
@@ -92,9 +92,9 @@ def value_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def pack(weight: torch.Tensor, dtype: torch.dtype, product: str = "") -> torch.Tensor | int8.QuantizedWeight:
     """A ``(out, in)`` linear weight in oneDNN's blocked layout; for ``torch.int8``, quantized when
-    ``product`` is one of :data:`.int8.PRODUCTS` (else packed in float32)."""
+    ``product`` runs in int8 at this size (:func:`.int8.pays`; else packed in float32)."""
     if dtype == torch.int8:
-        if product in int8.PRODUCTS:
+        if int8.pays(product, weight):
             return int8.quantize_weight(weight)
         dtype = torch.float32
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach().to(dtype).contiguous())
