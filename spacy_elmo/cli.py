@@ -467,6 +467,8 @@ def serve(
             max_queue=max_queue,
             max_request_tokens=max_request_tokens,
             precision=options.pop("precision"),
+            api_key=api_key,
+            playground=playground,
         )
         if ray_address is not None:
             try:
@@ -482,7 +484,6 @@ def serve(
                 device=device,
                 token_cache_size=token_cache_size,
                 tokenizer=tokenizer,
-                api_key=api_key,
                 **settings,
             )
             run_on_ray(application, ray_address, host, port)
@@ -492,8 +493,6 @@ def serve(
 
         check_port(host, port)  # before the model loads: a port in use is known in a moment
         bilm = model.load(device, token_cache_size=token_cache_size)
-        service = create_app(
-            bilm, tokenizer=tokenize, model_name=name, limits=limits, api_key=api_key, playground=playground, **settings
-        )
+        service = create_app(bilm, tokenizer=tokenize, model_name=name, limits=limits, **settings)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)

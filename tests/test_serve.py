@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 
 from spacy_elmo._compat import has_ray  # noqa: E402
 from spacy_elmo.bilm import kernels  # noqa: E402
-from spacy_elmo.serve import create_app  # noqa: E402
+from spacy_elmo.serve import create_app, playground  # noqa: E402
 from spacy_elmo.serve.batcher import Batcher  # noqa: E402
 from spacy_elmo.serve.tokenizers import make_tokenizer  # noqa: E402
 
@@ -493,7 +493,7 @@ def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_
     options, weights = parity_files
     command = [sys.executable, "-m", "spacy_elmo", "serve", "--options", str(options), "--weights", str(weights)]
     command += ["--port", str(port), "--max-wait-ms", "5000"]  # the 8 requests below wait for it (< 2048 tokens)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", SLOW_PROXY_START[0]: SLOW_PROXY_START[1]}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(url, process)
@@ -523,9 +523,13 @@ def test_uvicorn_serves_and_drains_on_sigterm(parity_files, parity_bilm, parity_
         httpx.get(url + "/health", timeout=2)
 
 
+#: Ray Serve gives its HTTP proxy 5 s to start; on two busy cores it can take longer, and Serve then gives up
+SLOW_PROXY_START = ("RAY_SERVE_PROXY_READY_CHECK_TIMEOUT_S", "60")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not has_ray, reason='needs Ray Serve: pip install "spacy-elmo[ray-serve]"')
-def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentences):
+def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentences, monkeypatch):
     pytest.importorskip("ray.serve", reason='needs Ray Serve: pip install "ray[serve]"')
     import ray
     from ray import serve
@@ -536,6 +540,7 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     options, weights = parity_files
+    monkeypatch.setenv(*SLOW_PROXY_START)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         serve.start(http_options={"host": "127.0.0.1", "port": port})
@@ -555,6 +560,7 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
         embedded, similar, too_long, info = asyncio.run(main())
         health = httpx.get(url + "/health", timeout=30)
         no_key = httpx.post(url + "/v1/embed", json={"texts": ["a"]}, timeout=30)
+        page = httpx.get(url + "/", timeout=30)  # the playground: open without the key
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -566,6 +572,8 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert too_long.json()["error"] == "the request has 101 tokens, more than the limit of 100"
     assert health.json() == {"status": "alive"} and info.json()["serving"]["ray"] is True and "k3y" not in info.text
     assert no_key.status_code == 401 and no_key.json()["error"].startswith("this server needs an API key")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.content == playground.page() and page.headers["content-security-policy"] == playground.POLICY
 
 
 @pytest.mark.slow
@@ -578,7 +586,7 @@ def test_serve_on_ray_exits_0_on_sigterm(parity_files):
     options, weights = parity_files
     command = [sys.executable, "-m", "spacy_elmo", "serve", "--ray", "local", "--port", str(port)]
     command += ["--options", str(options), "--weights", str(weights)]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", SLOW_PROXY_START[0]: SLOW_PROXY_START[1]}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_ready(f"http://127.0.0.1:{port}", process, timeout=400)

@@ -31,6 +31,8 @@ from .batcher import Sentences
 from .handlers import Service
 from .json_io import JSONResponse
 from .metrics import Metrics
+from .playground import PATH as PLAYGROUND_PATH
+from .playground import playground as playground_page
 from .tokenizers import make_tokenizer
 
 
@@ -40,6 +42,7 @@ class ElmoDeployment:
 
     def __init__(self, model: ModelSpec, settings: Dict[str, Any], api_key: Optional[str] = None) -> None:
         self.api_key = api_key
+        self.playground = settings["playground"]
 
         self.bilm = model.load(settings["device"], token_cache_size=settings["token_cache_size"])
         self.precision = kernels.resolve_precision(settings["precision"], self.bilm.device)
@@ -76,6 +79,8 @@ class ElmoDeployment:
         return out
 
     async def __call__(self, request: Request) -> Response:
+        if self.playground and request.url.path == PLAYGROUND_PATH and request.method == "GET":
+            return await playground_page(request)  # open without the key, as on the local server
         if self.api_key and request.url.path not in OPEN_PATHS:
             problem = authorization_error(request.headers.raw, self.api_key)
             if problem is not None:
@@ -99,10 +104,11 @@ def deployment(
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
     tokenizer: Optional[str] = None,
     api_key: Optional[str] = None,
+    playground: bool = True,
 ) -> Any:
     """The bound Ray Serve application (for ``serve.run``) of ``model`` (resolved by each replica: a released
     name is fetched into each node's cache). ``max_replicas`` above ``replicas`` turns on autoscaling between
-    the two. ``api_key``: as :func:`~.app.create_app` takes it (kept out of ``/info``)."""
+    the two. ``api_key``, ``playground``: as :func:`~.app.create_app` takes them (the key kept out of ``/info``)."""
     if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
         raise ValueError(f"replicas must be >= 1 and max_replicas >= replicas, found {replicas} and {max_replicas}")
     options: Dict[str, Any] = {
@@ -123,6 +129,7 @@ def deployment(
         "device": device,
         "token_cache_size": token_cache_size,
         "tokenizer": tokenizer,
+        "playground": playground,
     }
     return cast(Any, ElmoDeployment).options(**options).bind(model, settings, check_key(api_key))
 
