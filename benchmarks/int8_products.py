@@ -3,6 +3,11 @@
 
     python benchmarks/int8_products.py                      # bundled model and the original architecture
     python benchmarks/int8_products.py --models default --tokens 3000 --rounds 5
+    python benchmarks/int8_products.py --shapes                # one product at a time, by shape
+
+``--shapes``: microseconds per product ``(rows, in) x (out, in)`` in float32 (``F.linear``) and through
+:func:`spacy_elmo.bilm.int8.linear` (row quantization included), from tiny to the original architecture's sizes:
+where int8 stops costing more than it saves (the sizes :func:`~spacy_elmo.bilm.int8.pays` uses).
 
 For each model it lists the products ``precision="int8"`` can quantize (kind, weight ``(out, in)``, whether
 :func:`spacy_elmo.bilm.int8.pays` selects it), then times ``embed_sentences`` (batch 32, running text) with:
@@ -69,14 +74,61 @@ def tokens_per_second(name: str, sentences: list[list[str]], config: tuple | Non
         int8.PRODUCTS, int8.MIN_IN, int8.MIN_WEIGHT = SHIPPED
 
 
+SHAPES = [
+    (32, 32, 512),
+    (32, 128, 32),
+    (800, 32, 512),
+    (32, 64, 256),
+    (32, 128, 512),
+    (32, 128, 4096),
+    (32, 256, 1024),
+    (32, 512, 2048),
+    (32, 1024, 4096),
+    (32, 512, 16384),
+    (32, 4096, 512),
+    (800, 512, 16384),
+]
+
+
+def print_shapes() -> None:
+    """fp32 vs int8 time of one product per shape (best of 3 x 100 calls)."""
+    print(f"{'rows x in x out':>20} {'fp32 us':>9} {'int8 us':>9} {'fp32 / int8':>11} {'pays':>5}")
+    for rows, inputs, outputs in SHAPES:
+        x, weight, bias = torch.randn(rows, inputs), torch.randn(outputs, inputs), torch.randn(outputs)
+        quantized = int8.quantize_weight(weight)
+        times = []
+        calls = (
+            lambda x=x, weight=weight, bias=bias: torch.nn.functional.linear(x, weight, bias),
+            lambda x=x, quantized=quantized, bias=bias: int8.linear(x, quantized, bias),
+        )
+        for call in calls:
+            call()
+            best = float("inf")
+            for _ in range(3):
+                start = time.perf_counter()
+                for _ in range(100):
+                    call()
+                best = min(best, (time.perf_counter() - start) / 100 * 1e6)
+            times.append(best)
+        shape = f"{rows} x {inputs} x {outputs}"
+        pays = "yes" if int8.pays("recurrent", weight) else "no"
+        print(f"{shape:>20} {times[0]:9.1f} {times[1]:9.1f} {times[0] / times[1]:11.2f} {pays:>5}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="default,original")
     parser.add_argument("--tokens", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--shapes", action="store_true", help="only the product-by-shape table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.shapes:
+        print(f"CPU {cpu_model()} ({cpu_flags()}); int8 kernel {int8.kernel()}; {args.threads} thread(s)")
+        print_shapes()
+        print(f"load {load_text()}")
+        return
     sentences = running_text(args.tokens)
     print(
         f"CPU {cpu_model()} ({cpu_flags()}); int8 kernel {int8.kernel()}; {args.threads} thread(s); "

@@ -222,8 +222,8 @@ def test_token_cache_keys_include_the_precision(every_size, parity_bilm):
 
 @needs_int8
 def test_products_run_in_int8_only_where_it_pays(parity_files):
-    assert int8.pays("recurrent", torch.zeros(4096, 128)) and int8.pays("highway", torch.zeros(2048, 1024))
-    assert not int8.pays("lstm_projection", torch.zeros(128, 1024))  # 131,072 values: too small
+    assert int8.pays("recurrent", torch.zeros(16384, 512)) and int8.pays("highway", torch.zeros(2048, 1024))
+    assert not int8.pays("recurrent", torch.zeros(4096, 128))  # 524,288 values: too small
     assert not int8.pays("char_cnn", torch.zeros(512, 96))  # 96 inputs: too few
     assert not int8.pays("bias", torch.zeros(4096, 4096))  # not a product that has an int8 path
     bilm = load_bilm(*parity_files, token_cache_size=0)  # every product below the sizes: float32 throughout

@@ -43,7 +43,7 @@ PRODUCTS = frozenset({"lstm_input", "recurrent", "lstm_projection", "char_cnn", 
 #: below them quantizing the rows and the int8 kernel's set-up cost more than the cheaper arithmetic saves
 #: (measured with ``benchmarks/int8_products.py``; table in docs/performance.md)
 MIN_IN = 128
-MIN_WEIGHT = 1 << 18
+MIN_WEIGHT = 1 << 20
 
 _enabled: ContextVar[bool] = ContextVar("spacy_elmo_int8", default=False)
 
