@@ -46,6 +46,7 @@ def every_size(monkeypatch):
     pays (:func:`int8.pays`), so by default it would run them in float32."""
     monkeypatch.setattr(int8, "MIN_IN", 0)
     monkeypatch.setattr(int8, "MIN_WEIGHT", 0)
+    monkeypatch.setattr(int8, "MIN_STEP_WEIGHT", 0)
 
 
 @pytest.fixture
@@ -223,7 +224,8 @@ def test_token_cache_keys_include_the_precision(every_size, parity_bilm):
 @needs_int8
 def test_products_run_in_int8_only_where_it_pays(parity_files):
     assert int8.pays("recurrent", torch.zeros(16384, 512)) and int8.pays("highway", torch.zeros(2048, 1024))
-    assert not int8.pays("recurrent", torch.zeros(4096, 128))  # 524,288 values: too small
+    assert int8.pays("lstm_input", torch.zeros(4096, 128))  # 524,288 values, applied to every token at once
+    assert not int8.pays("recurrent", torch.zeros(4096, 128))  # the same size, but one batch of rows per step
     assert not int8.pays("char_cnn", torch.zeros(512, 96))  # 96 inputs: too few
     assert not int8.pays("bias", torch.zeros(4096, 4096))  # not a product that has an int8 path
     bilm = load_bilm(*parity_files, token_cache_size=0)  # every product below the sizes: float32 throughout

@@ -39,11 +39,15 @@ _TINY = 1e-30  # the smallest row maximum: keeps 1 / scale finite in float32
 #: the kinds of product that may run in int8 under ``precision="int8"``: the LSTM's input, recurrent and projection
 #: products, the character CNN, the highway layers and the token projection ...
 PRODUCTS = frozenset({"lstm_input", "recurrent", "lstm_projection", "char_cnn", "highway", "token_projection"})
-#: ... each only where its weight ``(out, in)`` has at least MIN_IN inputs and MIN_WEIGHT values (:func:`pays`):
-#: below them quantizing the rows and the int8 kernel's set-up cost more than the cheaper arithmetic saves
-#: (measured with ``benchmarks/int8_products.py``; table in docs/performance.md)
+#: ... each only where its weight ``(out, in)`` has at least MIN_IN inputs and MIN_WEIGHT values, or
+#: MIN_STEP_WEIGHT for the products of one time step (:func:`pays`). Below those sizes quantizing the rows and the
+#: int8 kernel's set-up cost more than the cheaper arithmetic saves; a time step's products have only a batch of
+#: rows (a product over all tokens has hundreds), so they need larger weights to pay (measured with
+#: ``benchmarks/int8_products.py``; table in docs/performance.md)
 MIN_IN = 128
-MIN_WEIGHT = 1 << 20
+MIN_WEIGHT = 1 << 19
+MIN_STEP_WEIGHT = 1 << 20
+STEP_PRODUCTS = frozenset({"recurrent", "lstm_projection"})
 
 _enabled: ContextVar[bool] = ContextVar("spacy_elmo_int8", default=False)
 
@@ -115,7 +119,8 @@ def weight_range() -> float:
 
 def pays(product: str, weight: torch.Tensor) -> bool:
     """Whether ``product`` (one of :data:`PRODUCTS`) with this ``(out, in)`` weight runs in int8."""
-    return product in PRODUCTS and weight.shape[1] >= MIN_IN and weight.numel() >= MIN_WEIGHT
+    least = MIN_STEP_WEIGHT if product in STEP_PRODUCTS else MIN_WEIGHT
+    return product in PRODUCTS and weight.shape[1] >= MIN_IN and weight.numel() >= least
 
 
 def quantize_weight(weight: torch.Tensor) -> QuantizedWeight:
