@@ -82,6 +82,31 @@ def test_concurrent_requests_get_their_own_vectors_in_order(parity_bilm, parity_
     assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "200")))] == 30
 
 
+def test_a_batch_is_recorded_before_its_answers_are_handed_back():
+    recorded = []
+
+    def record(requests, sentences, tokens, seconds):
+        time.sleep(0.2)  # a slow recorder: an answer handed back first would be read before this returns
+        recorded.append((requests, sentences, tokens))
+
+    batcher = Batcher(
+        lambda sentences: [np.zeros((3, len(s), 2), np.float32) for s in sentences],
+        max_batch_tokens=64,
+        max_wait_ms=0,
+        max_queue=4,
+        on_batch=record,
+    )
+
+    async def main():
+        rows = await batcher.submit([["a", "b"], ["c"]])
+        return [r.shape for r in rows], list(recorded)
+
+    shapes, seen = asyncio.run(main())
+    batcher.close(5)
+    assert shapes == [(3, 2, 2), (3, 1, 2)]
+    assert seen == [(1, 2, 3)]
+
+
 def test_output_layouts_json_and_npy(parity_bilm, parity_sentences):
     app = create_app(parity_bilm)
     sentences = parity_sentences[:3]

@@ -222,13 +222,14 @@ class Batcher:
         seconds = time.perf_counter() - start
         speed = tokens / seconds if seconds > 0 else 0.0
         self._tokens_per_second = speed if self._tokens_per_second == 0 else 0.8 * self._tokens_per_second + 0.2 * speed
+        # Recorded before any answer is handed back, so a client that reads /metrics after its answer sees its batch.
+        if self.on_batch is not None:
+            self.on_batch(len(batch), len(sentences), tokens, seconds)
         offset = 0
         for job in batch:
             rows = arrays[offset : offset + len(job.sentences)]
             offset += len(job.sentences)
             _post(job, _deliver, rows)
-        if self.on_batch is not None:
-            self.on_batch(len(batch), len(sentences), tokens, seconds)
 
 
 def _stopped(error: BaseException) -> ShuttingDown:
