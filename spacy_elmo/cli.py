@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -14,10 +12,8 @@ from typing import Any, Callable, Iterator, List, Optional
 import typer
 
 from . import __version__
-from .bilm.outputs import DEFAULT_BATCH_SIZE
-from .bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
-from .training.adapt import ADAPT_LR, EPOCHS_WITH_MIX, EPOCHS_WITHOUT_MIX, MIX_RATIO
-from .training.config import TrainConfig
+from .cli_options import ADAPT_OPTIONS, EMBEDDING_OPTIONS, MODEL_OPTIONS, TRAINING_OPTIONS, fields, with_options
+from .training.adapt import ADAPT_LR, MIX_RATIO
 
 app = typer.Typer(help="ELMo contextual word vectors for spaCy", no_args_is_help=True, add_completion=False)
 
@@ -26,35 +22,6 @@ def _print_version(value: bool) -> None:
     if value:
         typer.echo(f"spacy-elmo {__version__}")
         raise typer.Exit()
-
-
-#: the model and how it runs (every command that loads one for inference): the model spec's three parts, precision,
-#: device, token cache
-_MODEL_OPTIONS: tuple[tuple[str, Any, dict[str, Any]], ...] = (
-    (
-        "model",
-        None,
-        {
-            "param_decls": ["--model"],
-            "help": "a released model's name (see `spacy-elmo models`), a model directory or a .zip of one",
-        },
-    ),
-    ("options_file", None, {"param_decls": ["--options"], "help": "options.json: path or URL (default: bundled)"}),
-    ("weight_file", None, {"param_decls": ["--weights"], "help": "weights.hdf5: path or URL (default: bundled)"}),
-    (
-        "precision",
-        "fp32",
-        {"help": "fp32, bf16 or int8 (each runs as the best other one where this CPU lacks its kernels: see `info`)"},
-    ),
-    ("device", "cpu", {"help": "cpu, cuda or cuda:N"}),
-    ("token_cache_size", DEFAULT_TOKEN_CACHE_SIZE, {"help": "word types whose token layer is cached (0: no cache)"}),
-)
-#: `embed` and `embed-dir`: the model options and the output layout (EmbedSettings fields)
-_EMBEDDING_OPTIONS = _MODEL_OPTIONS + (
-    ("output_format", "all", {"help": "all (every layer), top, or average"}),
-    ("batch_size", DEFAULT_BATCH_SIZE, {"help": "sentences per biLM batch"}),
-    ("forget_sentences", False, {"param_decls": ["--forget-sentences"], "help": "no sentence_to_index map"}),
-)
 
 
 #: set to 1 (or pass --debug) to see the traceback of an error instead of its one line
@@ -96,63 +63,6 @@ def _one_line_errors() -> Iterator[None]:
         _fail(_describe(err))
 
 
-def _fields(*names: str, **option: Any) -> tuple[tuple[str, Any, dict[str, Any]], ...]:
-    """Options from :class:`TrainConfig` fields: the default and help text are the field's (``option``: more
-    ``typer.Option`` arguments, e.g. ``param_decls``)."""
-    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
-    return tuple((name, fields[name].default, {"help": fields[name].metadata["help"], **option}) for name in names)
-
-
-#: settings shared by ``pretrain`` and ``adapt``
-_TRAINING_OPTIONS = _fields(
-    *"vocab_size min_count max_length batch_tokens optimizer clip warmup_steps lr_schedule dropout max_steps".split(),
-    *"max_minutes max_epochs eval_every checkpoint_every seed precision device".split(),
-)
-#: ``adapt``'s: the same, but --max-epochs defaults to the chosen recipe's, which depends on --mix-corpus; and the
-#: head warm-up and the ways to keep what the trained biLM knows
-_ADAPT_OPTIONS = tuple(
-    (
-        name,
-        None,
-        {
-            "help": "passes over the corpus, not counting a head warm-up (default: "
-            f"{EPOCHS_WITH_MIX} with --mix-corpus, else {EPOCHS_WITHOUT_MIX})",
-            "type": Optional[int],
-        },
-    )
-    if name == "max_epochs"
-    else (name, default, option)
-    for name, default, option in _TRAINING_OPTIONS
-)
-_ADAPT_OPTIONS += _fields("head_only", param_decls=["--head-only"])
-_ADAPT_OPTIONS += _fields("head_lr", "head_eval_every", "head_min_gain", "head_max_steps", "freeze", "lower_lr_factor")
-
-
-def _with_options(
-    table: tuple[tuple[str, Any, dict[str, Any]], ...],
-) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    """Add the options of ``table`` (name, default, ``typer.Option`` arguments) to a command, which takes them
-    as ``**settings``: one definition for the commands that share them."""
-
-    def add(command: Callable[..., None]) -> Callable[..., None]:
-        signature = inspect.signature(command)
-        own = [p for p in signature.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
-        shared = [
-            inspect.Parameter(
-                name,
-                inspect.Parameter.KEYWORD_ONLY,
-                default=typer.Option(default, *option.get("param_decls", ()), help=option["help"]),
-                annotation=option.get("type", Optional[str] if default is None else type(default)),
-            )
-            for name, default, option in table
-        ]
-        # typer reads the parameters from __signature__, which mypy does not know on a plain function
-        command.__signature__ = signature.replace(parameters=[*own, *shared])  # type: ignore[attr-defined]
-        return command
-
-    return add
-
-
 def _embed_settings(settings: dict[str, Any]) -> Any:
     """The ``EmbedSettings`` of the shared embedding options (the model spec from its three parts)."""
     from .embed import EmbedSettings
@@ -173,7 +83,7 @@ def _train(run: Callable[[], dict[str, Any]]) -> None:
 
 
 @app.command()
-@_with_options(_TRAINING_OPTIONS + _fields("lr"))
+@with_options(TRAINING_OPTIONS + fields("lr"))
 def pretrain(
     train_file: Path = typer.Argument(..., help="tokenized training text: one sentence per line"),
     output_dir: Path = typer.Argument(..., help="where checkpoints and the exported model go"),
@@ -207,7 +117,7 @@ def pretrain(
 
 
 @app.command()
-@_with_options(_ADAPT_OPTIONS)
+@with_options(ADAPT_OPTIONS)
 def adapt(
     model: str = typer.Argument(
         ...,
@@ -259,7 +169,7 @@ def adapt(
 
 
 @app.command()
-@_with_options(_EMBEDDING_OPTIONS)
+@with_options(EMBEDDING_OPTIONS)
 def embed(
     input_file: Path = typer.Argument(..., help="text file: one whitespace-tokenized sentence per line"),
     output_file: Path = typer.Argument(..., help="hdf5 file to write (one dataset per line)"),
@@ -288,7 +198,7 @@ def embed(
 
 
 @app.command(name="embed-dir")
-@_with_options(_EMBEDDING_OPTIONS)
+@with_options(EMBEDDING_OPTIONS)
 def embed_dir(
     input_dir: Path = typer.Argument(..., help="directory of *.txt files: one whitespace-tokenized sentence per line"),
     output_dir: Path = typer.Argument(..., help="where each INPUT_DIR/<stem>.txt becomes <stem>.hdf5"),
@@ -398,7 +308,7 @@ def list_models() -> None:
 
 
 @app.command()
-@_with_options(_MODEL_OPTIONS)
+@with_options(MODEL_OPTIONS)
 def serve(
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
     port: int = typer.Option(8000, help="port to listen on"),
@@ -406,6 +316,7 @@ def serve(
     max_wait_ms: float = typer.Option(5.0, help="how long the oldest waiting request waits for others to join"),
     max_queue: int = typer.Option(256, help="requests waiting at most (more: 503 with Retry-After)"),
     max_request_tokens: int = typer.Option(2048, help="tokens per request at most (more: 413)"),
+    workers: int = typer.Option(1, help="threads running batches at once, each with cores / workers torch threads"),
     max_body_bytes: int = typer.Option(4 * 2**20, help="request body size at most (more: 413)"),
     request_timeout_s: float = typer.Option(30.0, help="a request's headers and body must arrive within this (408)"),
     keep_alive_s: float = typer.Option(75.0, help="a connection with no request under way is closed after this"),
@@ -466,6 +377,7 @@ def serve(
             max_wait_ms=max_wait_ms,
             max_queue=max_queue,
             max_request_tokens=max_request_tokens,
+            workers=workers,
             precision=options.pop("precision"),
             api_key=api_key,
             playground=playground,
@@ -493,6 +405,12 @@ def serve(
 
         check_port(host, port)  # before the model loads: a port in use is known in a moment
         bilm = model.load(device, token_cache_size=token_cache_size)
+        if workers > 1 and "OMP_NUM_THREADS" not in os.environ:  # else the workers' torch threads share the cores
+            import torch
+
+            from .util.cores import threads_per_worker
+
+            torch.set_num_threads(threads_per_worker(workers))
         service = create_app(bilm, tokenizer=tokenize, model_name=name, limits=limits, **settings)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run(service, host, port)

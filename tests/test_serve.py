@@ -56,8 +56,9 @@ def requests_of(sentences: list[list[str]], n: int) -> list[list[list[str]]]:
     return out
 
 
-def test_concurrent_requests_get_their_own_vectors_in_order(parity_bilm, parity_sentences):
-    app = create_app(parity_bilm, max_wait_ms=50, max_batch_tokens=4096)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_concurrent_requests_get_their_own_vectors_in_order(parity_bilm, parity_sentences, workers):
+    app = create_app(parity_bilm, max_wait_ms=50, max_batch_tokens=4096, workers=workers)
     requests = requests_of(parity_sentences, 30)
 
     async def main():
@@ -80,6 +81,7 @@ def test_concurrent_requests_get_their_own_vectors_in_order(parity_bilm, parity_
     tokens = sum(len(s) for r in requests for s in r)
     assert samples[("spacy_elmo_tokens_total", ())] == tokens  # the warm-up is not counted
     assert samples[("spacy_elmo_requests_total", (("endpoint", "embed"), ("status", "200")))] == 30
+    assert app.state.service.extra_info["serving"]["workers"] == workers
 
 
 def test_a_batch_is_recorded_before_its_answers_are_handed_back():
@@ -478,6 +480,12 @@ def test_cli_serve_rejects_a_model_with_files_and_a_bad_tokenizer():
     result = CliRunner().invoke(app, ["serve", "--tokenizer", "zz9", "--ray", "local"])
     assert result.exit_code == 1
     assert "error: tokenizer 'zz9' is neither 'whitespace', a spaCy language code nor a pipeline" in result.output
+    if has_ray:
+        result = CliRunner().invoke(app, ["serve", "--ray", "local", "--workers", "2"])
+        assert result.exit_code == 1
+        assert "error: --workers is the local server's: on Ray Serve scale with --replicas (found workers=2)" in (
+            result.output
+        )
 
 
 @pytest.mark.slow  # a subprocess, so that Ray Serve's modules are not yet imported

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import threading
 
 import numpy as np
 import pytest
@@ -75,6 +76,34 @@ def test_lru_bound_and_recency(parity_files, monkeypatch):
     assert calls == [22, 1]
     bilm.embed_sentences([["w0"]])  # evicted long ago
     assert calls == [22, 1, 1] and len(bilm.token_cache) == 5
+
+
+def test_threads_sharing_a_small_cache_get_the_uncached_numbers(parity_files):
+    """Four threads through one cache of 8 entries (evicting all the time: slots are reused while other threads
+    read theirs) get what the model computes without a cache."""
+    plain = load_bilm(*parity_files, token_cache_size=0)
+    shared = load_bilm(*parity_files, token_cache_size=8)
+    batches = [[[f"t{(k * 7 + i) % 23}" for i in range(5 + k % 4)]] for k in range(24)]
+    expected = [plain.embed_sentences(b) for b in batches]
+    shared.embed_sentences(batches[0])  # packs the weights before the threads start
+    failures: list[str] = []
+
+    def run(worker: int) -> None:
+        for _ in range(3):
+            for k in range(worker, len(batches), 4):
+                got = shared.embed_sentences(batches[k])
+                error = float(np.abs(got[0] - expected[k][0]).max())
+                if error > 1e-5:
+                    failures.append(f"batch {k}: {error:.2e}")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert failures == [] and len(shared.token_cache) == 8
+    slots = list(shared.token_cache._slots.values())
+    assert sorted(slots) == list(range(8))  # every slot held by exactly one key
 
 
 def test_cache_follows_parameters_and_precision(pair):

@@ -23,6 +23,7 @@ between the products (biases, activations, outputs) in float32 (:func:`value_dty
 
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterable, TypeVar
 
 import torch
@@ -36,6 +37,7 @@ ROW_ALIGN = 32  # the last block's rows are padded to a multiple of this
 T = TypeVar("T")
 
 _CACHE_ATTR = "_onednn_packed"
+_BUILD_LOCK = threading.RLock()  # one build at a time (re-entrant: a build may pack a submodule)
 
 
 OPS = ("_linear_pointwise", "_reorder_linear_weight")  # the private ops this module wraps
@@ -180,14 +182,16 @@ def versions(tensors: Iterable[torch.Tensor]) -> tuple[tuple[int, int], ...]:
 
 
 def cached(module: nn.Module, dtype: torch.dtype, build: Callable[[], T]) -> T:
-    """``build()``'s result for ``module``'s current parameters in ``dtype``, built once."""
-    cache = module.__dict__.setdefault(_CACHE_ATTR, {})
+    """``build()``'s result for ``module``'s current parameters in ``dtype``, built once (also when threads
+    ask at the same time)."""
     key = versions(module.parameters())
-    entry = cache.get(dtype)
-    if entry is None or entry[0] != key:
-        cache.pop(dtype, None)  # free the stale copy before building the new one
-        with torch.no_grad():
-            entry = cache[dtype] = (key, build())
+    with _BUILD_LOCK:
+        cache = module.__dict__.setdefault(_CACHE_ATTR, {})
+        entry = cache.get(dtype)
+        if entry is None or entry[0] != key:
+            cache.pop(dtype, None)  # free the stale copy before building the new one
+            with torch.no_grad():
+                entry = cache[dtype] = (key, build())
     return entry[1]
 
 

@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from ..util.atomic import check_free_space, check_output, check_writable, write_text
 from ..util.checks import is_int
+from ..util.cores import threads_per_worker
 from ..util.hdf5 import atomic_hdf5
 from ..util.text import read_lines
 from .shards import EmbedSettings, RunnerFactory, Shard, local_shard_runner
@@ -197,7 +198,7 @@ def _embed_dir(
     if todo:
         check_free_space(output_dir, _estimate(jobs, todo, settings), output_dir)
     if threads is None and (workers > 1 or runner is not None):
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads_per_worker(workers)
     workers = min(workers, max(len(todo), 1))
     by_source = {job.source: job for job in jobs}
     for job in jobs:

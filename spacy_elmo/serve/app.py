@@ -32,7 +32,13 @@ from .schema import Tokenizer
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
 #: sentences per biLM forward within a batch (embed_sentences' default)
 FORWARD_SENTENCES = DEFAULT_BATCH_SIZE
-DEFAULTS: Dict[str, Any] = {"max_batch_tokens": 2048, "max_wait_ms": 5.0, "max_queue": 256, "max_request_tokens": 2048}
+DEFAULTS: Dict[str, Any] = {
+    "max_batch_tokens": 2048,
+    "max_wait_ms": 5.0,
+    "max_queue": 256,
+    "max_request_tokens": 2048,
+    "workers": 1,
+}
 #: the longest --max-wait-ms taken (a minute): the batcher's wait must be a finite, sane time
 MAX_WAIT_MS = 60_000.0
 
@@ -44,6 +50,7 @@ def create_app(
     max_wait_ms: float = DEFAULTS["max_wait_ms"],
     max_queue: int = DEFAULTS["max_queue"],
     max_request_tokens: int = DEFAULTS["max_request_tokens"],
+    workers: int = DEFAULTS["workers"],
     precision: Precision = "fp32",
     tokenizer: Optional[Tokenizer] = None,
     model_name: Optional[str] = None,
@@ -55,7 +62,9 @@ def create_app(
 
     Requests are batched across clients: up to ``max_batch_tokens`` tokens per biLM call, or what has
     arrived ``max_wait_ms`` after the oldest waiting request; at most ``max_queue`` requests wait (more get
-    503 with ``Retry-After``); a request may hold ``max_request_tokens`` tokens (more: 413).
+    503 with ``Retry-After``); a request may hold ``max_request_tokens`` tokens (more: 413). ``workers`` threads
+    run batches at the same time on the one ``bilm`` (give torch ``cores / workers`` threads:
+    ``torch.set_num_threads``).
     ``tokenizer`` splits ``"texts"`` (default: on whitespace); ``model_name`` is reported by ``/info``.
     ``limits``: body size, request and idle timeouts, connections (see :class:`.Limits`; :func:`run` applies the
     connection ones).
@@ -71,6 +80,7 @@ def create_app(
         ("max_batch_tokens", max_batch_tokens),
         ("max_queue", max_queue),
         ("max_request_tokens", max_request_tokens),
+        ("workers", workers),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, found {value!r}")
@@ -88,6 +98,7 @@ def create_app(
         max_batch_tokens=max_batch_tokens,
         max_wait_ms=max_wait_ms,
         max_queue=max_queue,
+        workers=workers,
         warm_up=lambda: embed(WARM_UP),
         on_batch=metrics.observe_batch,
         on_queue=metrics.observe_queue,
@@ -97,6 +108,7 @@ def create_app(
         "max_wait_ms": max_wait_ms,
         "max_queue": max_queue,
         "max_request_tokens": max_request_tokens,
+        "workers": workers,
         "precision": precision,
         **limits.to_json(),
     }

@@ -1,9 +1,11 @@
-"""Dynamic batching: requests wait in a bounded queue, one worker thread runs them through the biLM in batches.
+"""Dynamic batching: requests wait in a bounded queue, worker threads run them through the biLM in batches.
 
-The event loop only enqueues and awaits; the worker thread forms a batch of whole requests up to
+The event loop only enqueues and awaits; a free worker thread forms a batch of whole requests up to
 ``max_batch_tokens`` tokens, or whatever has arrived ``max_wait_ms`` after the oldest waiting request,
 runs it (torch releases the GIL meanwhile) and hands each request its own rows back on the loop.
-A request whose awaiting task is cancelled (its client went away) is dropped if it has not started.
+With several workers, batches run at the same time on one copy of the model (each on its own core
+when torch runs one thread per worker). A request whose awaiting task is cancelled (its client went
+away) is dropped if it has not started.
 """
 
 from __future__ import annotations
@@ -50,11 +52,12 @@ class _Job:
 
 
 class Batcher:
-    """Queue + worker thread around ``embed`` (sentences -> one array per sentence).
+    """Queue + worker threads around ``embed`` (sentences -> one array per sentence; called from ``workers``
+    threads at once when ``workers`` > 1, so it must be thread-safe).
 
     ``max_batch_tokens``: tokens per batch (a longer request runs alone); ``max_wait_ms``: how long the
     oldest waiting request may wait for others to join it; ``max_queue``: requests waiting at most
-    (more: :class:`QueueFull`). ``warm_up`` runs in the worker before the first batch; :attr:`ready` is
+    (more: :class:`QueueFull`). ``warm_up`` runs in the first worker before any batch; :attr:`ready` is
     set after it.
     """
 
@@ -65,11 +68,12 @@ class Batcher:
         max_batch_tokens: int,
         max_wait_ms: float,
         max_queue: int,
+        workers: int = 1,
         warm_up: Optional[Callable[[], object]] = None,
         on_batch: Optional[OnBatch] = None,
         on_queue: Optional[Callable[[int], None]] = None,
     ) -> None:
-        for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue", max_queue)):
+        for name, value in (("max_batch_tokens", max_batch_tokens), ("max_queue", max_queue), ("workers", workers)):
             if value < 1:
                 raise ValueError(f"{name} must be at least 1, found {value}")
         if not 0 <= max_wait_ms < math.inf:  # nan and inf too: the worker's wait must be a finite time
@@ -78,17 +82,19 @@ class Batcher:
         self.max_batch_tokens = max_batch_tokens
         self.max_wait = max_wait_ms / 1000.0
         self.max_queue = max_queue
+        self.workers = workers
         self.warm_up = warm_up
         self.on_batch = on_batch
         self.on_queue = on_queue
         self.ready = threading.Event()
+        self._warmed = threading.Event()  # the warm-up has ended, well or not
         self._waiting: deque[_Job] = deque()
         self._waiting_tokens = 0
         self._tokens_per_second = 0.0
         self._closing = False
         self._failure: Optional[BaseException] = None
         self._condition = threading.Condition()
-        self._thread: Optional[threading.Thread] = None
+        self._threads: List[threading.Thread] = []
 
     @property
     def depth(self) -> int:
@@ -102,11 +108,13 @@ class Batcher:
         return self.ready.is_set() and not self._closing and self._failure is None
 
     def start(self) -> None:
-        """Start the worker thread (once; later calls do nothing)."""
+        """Start the worker threads (once; later calls do nothing)."""
         with self._condition:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="spacy-elmo-batcher", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                for k in range(self.workers):
+                    thread = threading.Thread(target=self._work, args=(k,), name=f"spacy-elmo-batcher-{k}", daemon=True)
+                    self._threads.append(thread)
+                    thread.start()
 
     async def submit(self, sentences: Sentences) -> List[np.ndarray]:
         """The biLM's arrays ``(n_layers, n_tokens, dim)`` for ``sentences``, in order.
@@ -136,43 +144,56 @@ class Batcher:
             raise
 
     def close(self, timeout: Optional[float] = None) -> None:
-        """Admit nothing more, finish the admitted requests, stop the worker (blocks until it has)."""
+        """Admit nothing more, finish the admitted requests, stop the workers (blocks until they have, at most
+        ``timeout`` seconds in all)."""
         with self._condition:
             self._closing = True
             self._condition.notify_all()
-            thread = self._thread
-        if thread is not None:
-            thread.join(timeout)
+            threads = list(self._threads)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def _retry_after(self) -> int:
-        """Seconds until the waiting tokens are done at the recent speed (1 to 60)."""
+        """Seconds until the waiting tokens are done at the recent speed of all workers (1 to 60)."""
         if self._tokens_per_second <= 0:
             return 1
-        return int(min(60, max(1, math.ceil(self._waiting_tokens / self._tokens_per_second))))
+        seconds = self._waiting_tokens / (self._tokens_per_second * self.workers)
+        return int(min(60, max(1, math.ceil(seconds))))
 
     def _report_queue(self, depth: int) -> None:
         if self.on_queue is not None:
             self.on_queue(depth)
 
-    def _work(self) -> None:
-        """The worker; if it dies (a bug, not a failed batch), the waiting requests fail and nothing more is
-        admitted, so ``/ready`` says so instead of requests waiting for ever."""
+    def _work(self, worker: int) -> None:
+        """Worker ``worker``; if one dies (a bug, not a failed batch), the waiting requests fail, the other
+        workers stop after their batch and nothing more is admitted, so ``/ready`` says so instead of requests
+        waiting for ever."""
         try:
-            self._serve()
+            self._serve(worker)
         except BaseException as error:
-            logger.exception("the batch worker stopped")
+            logger.exception("a batch worker stopped")
             with self._condition:
                 self._failure = error
                 waiting = list(self._waiting)
                 self._waiting.clear()
                 self._waiting_tokens = 0
+                self._condition.notify_all()
             for job in waiting:
                 _post(job, _fail, _stopped(error))
+        finally:
+            self._warmed.set()
 
-    def _serve(self) -> None:
-        if self.warm_up is not None:
-            self.warm_up()
-        self.ready.set()
+    def _serve(self, worker: int) -> None:
+        if worker == 0:
+            if self.warm_up is not None:
+                self.warm_up()
+            self.ready.set()
+            self._warmed.set()
+        else:
+            self._warmed.wait()
+            if not self.ready.is_set():  # the warm-up failed
+                return
         while True:
             batch = self._next_batch()
             if batch is None:
@@ -181,11 +202,12 @@ class Batcher:
                 self._run(batch)
 
     def _next_batch(self) -> Optional[List[_Job]]:
-        """The next batch (empty when every waiting request was cancelled); ``None``: closed and drained."""
+        """The next batch (empty when every waiting request was cancelled); ``None``: closed and drained, or
+        another worker died."""
         with self._condition:
-            while not self._waiting and not self._closing:
+            while not self._waiting and not self._closing and self._failure is None:
                 self._condition.wait()
-            if not self._waiting:
+            if not self._waiting or self._failure is not None:
                 return None
             deadline = self._waiting[0].enqueued + self.max_wait
             while self._waiting_tokens < self.max_batch_tokens and not self._closing:

@@ -99,6 +99,7 @@ def deployment(
     max_wait_ms: float = DEFAULTS["max_wait_ms"],
     max_queue: int = DEFAULTS["max_queue"],
     max_request_tokens: int = DEFAULTS["max_request_tokens"],
+    workers: int = DEFAULTS["workers"],
     precision: Precision = "fp32",
     device: str = "cpu",
     token_cache_size: int = DEFAULT_TOKEN_CACHE_SIZE,
@@ -108,7 +109,12 @@ def deployment(
 ) -> Any:
     """The bound Ray Serve application (for ``serve.run``) of ``model`` (resolved by each replica: a released
     name is fetched into each node's cache). ``max_replicas`` above ``replicas`` turns on autoscaling between
-    the two. ``api_key``, ``playground``: as :func:`~.app.create_app` takes them (the key kept out of ``/info``)."""
+    the two. ``api_key``, ``playground``: as :func:`~.app.create_app` takes them (the key kept out of ``/info``).
+    ``workers``: 1 only (one batch at a time per replica: Ray scales by ``replicas``)."""
+    if workers != 1:
+        raise ValueError(
+            f"--workers is the local server's: on Ray Serve scale with --replicas (found workers={workers})"
+        )
     if replicas < 1 or (max_replicas is not None and max_replicas < replicas):
         raise ValueError(f"replicas must be >= 1 and max_replicas >= replicas, found {replicas} and {max_replicas}")
     options: Dict[str, Any] = {
