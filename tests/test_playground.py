@@ -39,6 +39,12 @@ def get(app, *paths: str, headers: dict | None = None) -> list:
     return asyncio.run(main())
 
 
+async def _post(app, path: str):
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://service") as client:
+        return await client.post(path)
+
+
 def test_the_page_is_self_contained_and_can_be_turned_off(parity_bilm):
     root, health = get(create_app(parity_bilm), "/", "/health")
     assert root.status_code == 200 and root.headers["content-type"] == "text/html; charset=utf-8"
@@ -52,6 +58,11 @@ def test_the_page_is_self_contained_and_can_be_turned_off(parity_bilm):
     # with a key the page (no data in it) still loads; what it asks for needs the key
     guarded = create_app(parity_bilm, api_key="k3y")
     assert [r.status_code for r in get(guarded, "/", "/info")] == [200, 401]
+    # the page is one of the service's routes: GET only, and its requests are counted
+    posted = asyncio.run(_post(create_app(parity_bilm), "/"))
+    assert posted.status_code == 405
+    metrics = get(create_app(parity_bilm), "/", "/metrics")[1].text
+    assert 'spacy_elmo_requests_total{endpoint="playground",status="200"} 1.0' in metrics
 
 
 class Drawn(HTMLParser):

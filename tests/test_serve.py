@@ -594,6 +594,7 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
         health = httpx.get(url + "/health", timeout=30)
         no_key = httpx.post(url + "/v1/embed", json={"texts": ["a"]}, timeout=30)
         page = httpx.get(url + "/", timeout=30)  # the playground: open without the key
+        post_page = httpx.post(url + "/", timeout=30)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -607,6 +608,7 @@ def test_ray_serve_deployment_answers(parity_files, parity_bilm, parity_sentence
     assert no_key.status_code == 401 and no_key.json()["error"].startswith("this server needs an API key")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert page.content == playground.page() and page.headers["content-security-policy"] == playground.POLICY
+    assert post_page.status_code == 405 and no_key.headers["www-authenticate"] == 'Bearer realm="spacy-elmo"'
 
 
 @pytest.mark.slow

@@ -19,14 +19,12 @@ from ..bilm import kernels
 from ..bilm.model import BiLM
 from ..bilm.outputs import DEFAULT_BATCH_SIZE
 from ..bilm.precision import Precision
-from .auth import OPEN_PATHS, RequireKey, check_key
+from .auth import RequireKey, check_key
 from .batcher import Batcher, Sentences
 from .handlers import Service
 from .json_io import JSONResponse
 from .limits import DEFAULT_LIMITS, Limits
 from .metrics import Metrics
-from .playground import PATH as PLAYGROUND_PATH
-from .playground import playground as playground_page
 from .schema import Tokenizer
 
 WARM_UP: Sentences = [["The", "service", "is", "warming", "up", "."]]
@@ -121,6 +119,7 @@ def create_app(
         tokenizer=tokenizer,
         limits=limits,
         info={"model": model_name, "serving": settings},
+        playground=playground,
     )
 
     @asynccontextmanager
@@ -130,10 +129,7 @@ def create_app(
         await asyncio.to_thread(batcher.close)
 
     routes = [Route(path, handler, methods=[method]) for path, (method, handler) in service.routes().items()]
-    if playground:
-        routes.append(Route(PLAYGROUND_PATH, playground_page, methods=["GET"]))
-    open_paths = OPEN_PATHS | ({PLAYGROUND_PATH} if playground else set())
-    middleware = [Middleware(RequireKey, key=api_key, open_paths=open_paths)] if api_key else []
+    middleware = [Middleware(RequireKey, key=api_key, open_paths=service.open_paths)] if api_key else []
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}, middleware=middleware
     )

@@ -19,6 +19,8 @@ OPEN_PATHS = frozenset({"/health"})
 ENV_VAR = "SPACY_ELMO_API_KEY"
 MISSING = "this server needs an API key: send the header 'Authorization: Bearer KEY'"
 WRONG = "the API key in 'Authorization: Bearer ...' is not this server's"
+#: the headers of a 401
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="spacy-elmo"'}
 
 
 def check_key(key: Optional[str]) -> Optional[str]:
@@ -55,8 +57,7 @@ class RequireKey:
         if scope["type"] == "http" and scope["path"] not in self.open_paths:
             problem = authorization_error(scope["headers"], self.key)
             if problem is not None:
-                headers = {"WWW-Authenticate": 'Bearer realm="spacy-elmo"'}
-                await JSONResponse({"error": problem, "status": 401}, 401, headers)(scope, receive, send)
+                await JSONResponse({"error": problem, "status": 401}, 401, CHALLENGE)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -21,10 +21,13 @@ from ..bilm import kernels
 from ..bilm.mix import cosine, mean_mixed_vector
 from ..bilm.model import BiLM
 from ..bilm.outputs import select_layers
+from .auth import OPEN_PATHS
 from .batcher import QueueFull, Sentences, ShuttingDown
 from .json_io import JSONResponse, dumps
 from .limits import DEFAULT_LIMITS, ClientGone, Limits, read_body
 from .metrics import Metrics
+from .playground import PATH as PLAYGROUND_PATH
+from .playground import playground as playground_page
 from .schema import Output, RequestError, Tokenizer, parse_embed, parse_similarity, whitespace_tokenizer
 
 AsyncEmbed = Callable[[Sentences], Awaitable[List[np.ndarray]]]
@@ -38,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 class Service:
     """The endpoints of one biLM: ``POST /v1/embed``, ``POST /v1/similarity``, ``GET /health``, ``/ready``,
-    ``/info``, ``/metrics`` (see :meth:`routes`).
+    ``/info``, ``/metrics`` and, with ``playground``, ``GET /`` (see :meth:`routes`).
 
     ``watch_disconnect``: drop the work of a client that disconnects (needs an ASGI server that reports
     ``http.disconnect``, as uvicorn does). ``limits``: the body's size and time (see :func:`.limits.read_body`).
@@ -56,6 +59,7 @@ class Service:
         info: Optional[Dict[str, Any]] = None,
         watch_disconnect: bool = True,
         limits: Limits = DEFAULT_LIMITS,
+        playground: bool = True,
     ) -> None:
         self.bilm = bilm
         self.embed_sentences = embed
@@ -66,13 +70,15 @@ class Service:
         self.extra_info = info or {}
         self.watch_disconnect = watch_disconnect
         self.limits = limits
-        self._routes = self._route_table()
+        #: paths answered without the API key: the probes, and the page (it holds no data; its calls carry the key)
+        self.open_paths = OPEN_PATHS | ({PLAYGROUND_PATH} if playground else frozenset())
+        self._routes = self._route_table(playground)
 
     def routes(self) -> Dict[str, tuple[str, Handler]]:
         """``path -> (method, handler)``, each handler recording its request in the metrics."""
         return dict(self._routes)
 
-    def _route_table(self) -> Dict[str, tuple[str, Handler]]:
+    def _route_table(self, playground: bool) -> Dict[str, tuple[str, Handler]]:
         table: Dict[str, tuple[str, Handler]] = {
             "/v1/embed": ("POST", self.embed),
             "/v1/similarity": ("POST", self.similarity),
@@ -81,6 +87,8 @@ class Service:
             "/info": ("GET", self.info),
             "/metrics": ("GET", self.metrics_text),
         }
+        if playground:
+            table[PLAYGROUND_PATH] = ("GET", playground_page)
         return {path: (method, self._measured(path, handler)) for path, (method, handler) in table.items()}
 
     async def dispatch(self, request: Request) -> Response:
@@ -175,7 +183,7 @@ class Service:
         return work.result()
 
     def _measured(self, path: str, handler: Handler) -> Handler:
-        endpoint = path.rsplit("/", 1)[-1]
+        endpoint = path.rsplit("/", 1)[-1] or "playground"
 
         async def measured(request: Request) -> Response:
             start = time.perf_counter()

@@ -26,13 +26,11 @@ from ..bilm.precision import Precision
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
 from .app import DEFAULTS, FORWARD_SENTENCES
-from .auth import OPEN_PATHS, authorization_error, check_key
+from .auth import CHALLENGE, authorization_error, check_key
 from .batcher import Sentences
 from .handlers import Service
 from .json_io import JSONResponse
 from .metrics import Metrics
-from .playground import PATH as PLAYGROUND_PATH
-from .playground import playground as playground_page
 from .tokenizers import make_tokenizer
 
 
@@ -42,7 +40,6 @@ class ElmoDeployment:
 
     def __init__(self, model: ModelSpec, settings: Dict[str, Any], api_key: Optional[str] = None) -> None:
         self.api_key = api_key
-        self.playground = settings["playground"]
 
         self.bilm = model.load(settings["device"], token_cache_size=settings["token_cache_size"])
         self.precision = kernels.resolve_precision(settings["precision"], self.bilm.device)
@@ -60,6 +57,7 @@ class ElmoDeployment:
             tokenizer=make_tokenizer(settings["tokenizer"]),
             info={"model": settings["model_name"], "serving": {**settings, "ray": True}},
             watch_disconnect=False,
+            playground=settings["playground"],
         )
 
     @serve.batch(batch_size_fn=lambda requests: sum(len(s) for sentences in requests for s in sentences))
@@ -79,12 +77,10 @@ class ElmoDeployment:
         return out
 
     async def __call__(self, request: Request) -> Response:
-        if self.playground and request.url.path == PLAYGROUND_PATH and request.method == "GET":
-            return await playground_page(request)  # open without the key, as on the local server
-        if self.api_key and request.url.path not in OPEN_PATHS:
+        if self.api_key and request.url.path not in self.service.open_paths:
             problem = authorization_error(request.headers.raw, self.api_key)
             if problem is not None:
-                return JSONResponse({"error": problem, "status": 401}, 401, {"WWW-Authenticate": "Bearer"})
+                return JSONResponse({"error": problem, "status": 401}, 401, CHALLENGE)
         return await self.service.dispatch(request)
 
 
