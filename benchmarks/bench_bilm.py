@@ -147,7 +147,7 @@ def matmul_gflops(device, dtype, m, k, n, method, budget_s: float) -> float:
 
         q = int8.quantize_rows(torch.randn(m, k))[0]
         weight = int8.quantize_weight(torch.randn(n, k))
-        return _best_rate(lambda: int8.product(q, weight), 2.0 * m * k * n, device, budget_s)
+        return best_rate(lambda: int8.product(q, weight), 2.0 * m * k * n, device, budget_s)
     x = torch.randn(m, k, device=device).to(dtype)
     w = torch.randn(k, n, device=device).to(dtype)
     if method == "torch.matmul":
@@ -155,10 +155,10 @@ def matmul_gflops(device, dtype, m, k, n, method, budget_s: float) -> float:
     else:
         packed = onednn.pack(w.t(), dtype)
         fn = lambda: onednn.linear(x, packed)  # noqa: E731
-    return _best_rate(fn, 2.0 * m * k * n, device, budget_s)
+    return best_rate(fn, 2.0 * m * k * n, device, budget_s)
 
 
-def _best_rate(fn, flops: float, device, budget_s: float) -> float:
+def best_rate(fn, flops: float, device, budget_s: float) -> float:
     """Best of 5 timed batches of ``fn`` (after two warm-up calls), as G(FL)OP/s."""
     with torch.inference_mode():
         fn(), fn()

@@ -92,15 +92,20 @@ def free_port() -> int:
 
 
 class Server:
-    """``python -m spacy_elmo serve`` on 127.0.0.1 in a subprocess (its log in a temporary file)."""
+    """``python -m spacy_elmo serve`` on 127.0.0.1 in a subprocess (its log in a temporary file; ``env``: variables
+    set for it on top of this process's)."""
 
-    def __init__(self, model_args: list[str], *extra: str) -> None:
+    def __init__(self, model_args: list[str], *extra: str, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log", delete=False)
         command = [sys.executable, "-m", "spacy_elmo", "serve", *model_args, "--port", str(self.port), *extra]
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -387,6 +392,13 @@ def main() -> None:
     parser.add_argument(
         "--threads", type=int, default=1, help="torch threads, here and in the server (OMP_NUM_THREADS)"
     )
+    parser.add_argument("--workers", type=int, default=1, help="the server's --workers (batches at once)")
+    parser.add_argument(
+        "--warm-pass",
+        action="store_true",
+        help="send the longest run's requests once, unmeasured, before the runs: the server's token cache then "
+        "holds what the offline warm pass's does",
+    )
     parser.add_argument("--soak", type=int, default=0, help="only a memory soak of this many requests (32 clients)")
     parser.add_argument("--soak-csv", type=Path, help="the soak's samples as CSV")
     parser.add_argument("--soak-plot", type=Path, help="the soak's RSS curve as a PNG (needs matplotlib)")
@@ -410,12 +422,12 @@ def main() -> None:
             del bilm
             print(f"model: {args.model} ({params:.1f}M parameters); soak of {args.soak} requests, 32 clients")
             limits = ["--max-batch-tokens", str(args.max_batch_tokens), "--max-wait-ms", str(args.max_wait_ms)]
-            soak(sentences, model_args, limits + ["--precision", args.precision], args)
+            soak(sentences, model_args, limits + ["--precision", args.precision, "--workers", str(args.workers)], args)
             return
         print(
             f"model: {args.model} ({params:.1f}M parameters, {bilm.n_layers} layers x {bilm.dim}); "
             f"text: {args.text.name}, {len(sentences)} sentences; output {args.output}; precision {args.precision}; "
-            f"--max-batch-tokens {args.max_batch_tokens} --max-wait-ms {args.max_wait_ms}"
+            f"--max-batch-tokens {args.max_batch_tokens} --max-wait-ms {args.max_wait_ms} --workers {args.workers}"
         )
         longest = max(levels, key=lambda level: level[1])
         main_requests = make_requests(sentences, longest[1], args.seed)
@@ -429,7 +441,7 @@ def main() -> None:
         )
         del bilm
         limits = ["--max-batch-tokens", str(args.max_batch_tokens), "--max-wait-ms", str(args.max_wait_ms)]
-        limits += ["--precision", args.precision]
+        limits += ["--precision", args.precision, "--workers", str(args.workers)]
         print(
             "\n| run | clients | requests | tokens/s | p50 / p95 / p99 ms | responses by status | "
             "rejections p50 / p95 / p99 ms | requests per batch | server RSS MB | s |"
@@ -437,6 +449,10 @@ def main() -> None:
         print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
         rows = {}
         server = Server(model_args, *limits)
+        if args.warm_pass:
+            bodies = [json.dumps({"sentences": r, "output": args.output}).encode() for r in main_requests]
+            warm = asyncio.run(load(server.url, bodies, 32, NPY, args.max_seconds))
+            print(f"| warm pass (not measured) | 32 | {len(warm['results'])} | | | | | | | {warm['wall']:.0f} |")
         for clients, n in levels:
             reqs = main_requests if (clients, n) == longest else make_requests(sentences, n, args.seed + clients)
             rows[clients] = run_level(server, "batching, .npy", reqs, clients, NPY, args)

@@ -1,13 +1,19 @@
 #!/usr/bin/env python
-"""Today's server (the biLM in a worker thread next to the event loop, one process) against K server processes,
-each with its own event loop, batcher and biLM (what ``uvicorn --workers K`` or K replicas behind a balancer give),
-so that no event loop competes with a biLM for its process's GIL; at 8 and 32 clients, ``.npy`` and JSON responses,
-interleaved in rounds so that a change of the machine's load hits every design alike.
+"""Four ways to serve on K cores, at 8 and 32 clients, ``.npy`` and JSON responses, interleaved in rounds so that a
+change of the machine's load hits every design alike:
+
+- one process, one batch worker thread next to the event loop, one torch thread (the baseline);
+- the same with K torch threads (each batch's products split over the cores);
+- one process, K batch worker threads (``serve --workers K``), one torch thread each: K batches at once on one
+  model, sharing its token cache, the queue and the event loop (and the GIL between torch operators);
+- K server processes, each with its own event loop, batcher and biLM (what ``uvicorn --workers K`` or K
+  replicas behind a balancer give), so that no event loop competes with a biLM for its process's GIL.
 
     python benchmarks/bench_serve_designs.py --text PATH/lee_background.cor --processes 2 --requests 600 --rounds 2
 
 The K processes are K ``spacy-elmo serve`` on their own ports, the clients spread over them evenly (a kernel's
-SO_REUSEPORT balancing, without its unevenness). Every server runs one torch thread. Also prints offline
+SO_REUSEPORT balancing, without its unevenness). Every server but the second design runs one torch thread per
+batch worker. Also prints offline
 ``embed_sentences`` at one thread (batch 64, warm cache) on the same sentences, the bound of the ``.npy`` target.
 """
 
@@ -41,7 +47,9 @@ async def spread(servers: list[Server], bodies: list[bytes], clients: int, heade
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--text", type=Path, required=True)
-    parser.add_argument("--processes", type=int, default=2, help="server processes of the second design")
+    parser.add_argument(
+        "--processes", type=int, default=2, help="K: cores the designs use (threads, workers, processes)"
+    )
     parser.add_argument("--requests", type=int, default=600, help="requests per run")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--clients", default="8,32")
@@ -57,8 +65,13 @@ def main() -> None:
     tokens = [sum(len(s) for s in r) for r in requests]
     off = offline(load_bilm(), [s for r in requests for s in r], 20_000, 2048, "fp32")
     print(f"offline embed_sentences, one thread, batch 64: {off['warm']:.0f} tokens/s (warm cache)")
-    designs = {"thread (1 process)": [Server([])], f"{args.processes} processes": []}
-    designs[f"{args.processes} processes"] = [Server([]) for _ in range(args.processes)]
+    k = args.processes
+    designs = {
+        "1 worker": [Server([])],
+        f"1 worker, {k} torch threads": [Server([], env={"OMP_NUM_THREADS": str(k)})],
+        f"{k} workers": [Server([], "--workers", str(k))],
+        f"{k} processes": [Server([]) for _ in range(k)],
+    }
     for servers in designs.values():  # warm every server's token cache on the same sentences
         asyncio.run(spread(servers, bodies, len(servers), NPY, args.max_seconds))
     speeds: dict[tuple[str, int, str], list[float]] = {}
@@ -95,13 +108,14 @@ def main() -> None:
                 f"{name}, {clients} clients: JSON / .npy {as_json / npy:.2f} (target >= 0.8 at 32); "
                 f".npy / offline one thread {npy / off['warm']:.2f} (target >= 0.8)"
             )
-    names = list(designs)
-    for clients in levels:
-        for response in (".npy", "JSON"):
-            ratio = statistics.median(speeds[(names[1], clients, response)]) / statistics.median(
-                speeds[(names[0], clients, response)]
-            )
-            print(f"{names[1]} / {names[0]}, {clients} clients, {response}: {ratio:.2f}x")
+    first, *others = list(designs)
+    for name in others:
+        for clients in levels:
+            for response in (".npy", "JSON"):
+                ratio = statistics.median(speeds[(name, clients, response)]) / statistics.median(
+                    speeds[(first, clients, response)]
+                )
+                print(f"{name} / {first}, {clients} clients, {response}: {ratio:.2f}x")
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

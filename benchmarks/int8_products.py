@@ -29,7 +29,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from int8_accuracy import model  # noqa: E402  (benchmarks/, beside this file)
+from bench_bilm import best_rate  # noqa: E402  (benchmarks/, beside this file)
+from int8_accuracy import model  # noqa: E402
 
 from machine import cpu_flags, cpu_model, load_text  # noqa: E402
 from spacy_elmo.bilm import int8  # noqa: E402
@@ -95,25 +96,18 @@ SHAPES = [
 
 
 def print_shapes() -> None:
-    """fp32 vs int8 time of one product per shape (best of 3 x 100 calls)."""
+    """fp32 vs int8 time of one product per shape (``bench_bilm.best_rate``: best of 5 timed runs)."""
     print(f"{'rows x in x out':>20} {'fp32 us':>9} {'int8 us':>9} {'fp32 / int8':>11} {'pays':>5}")
+    cpu = torch.device("cpu")
     for rows, inputs, outputs in SHAPES:
         x, weight, bias = torch.randn(rows, inputs), torch.randn(outputs, inputs), torch.randn(outputs)
         quantized = int8.quantize_weight(weight)
-        times = []
         calls = (
             lambda x=x, weight=weight, bias=bias: torch.nn.functional.linear(x, weight, bias),
             lambda x=x, quantized=quantized, bias=bias: int8.linear(x, quantized, bias),
         )
-        for call in calls:
-            call()
-            best = float("inf")
-            for _ in range(3):
-                start = time.perf_counter()
-                for _ in range(100):
-                    call()
-                best = min(best, (time.perf_counter() - start) / 100 * 1e6)
-            times.append(best)
+        # a rate of 1 "flop" per call: its inverse is the seconds of one call
+        times = [1e6 / (best_rate(call, 1.0, cpu, budget_s=0.5) * 1e9) for call in calls]
         shape = f"{rows} x {inputs} x {outputs}"
         kind = "recurrent" if rows <= 32 else "lstm_input"  # one step's batch of rows, or all tokens at once
         pays = "yes" if int8.pays(kind, weight) else "no"
