@@ -65,8 +65,9 @@ def test_limits_out_of_range_are_refused(setting, value, message):
         Limits(**{setting: value})
 
 
-def test_ready_fails_and_requests_are_answered_when_the_batch_worker_dies(parity_bilm):
-    app = create_app(parity_bilm)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ready_fails_and_requests_are_answered_when_the_batch_worker_dies(parity_bilm, workers):
+    app = create_app(parity_bilm, workers=workers)
 
     async def main():
         async with serving(app) as client:
@@ -80,6 +81,8 @@ def test_ready_fails_and_requests_are_answered_when_the_batch_worker_dies(parity
     assert embed.status_code == 503
     assert embed.json()["error"] == "the batch worker stopped (OverflowError); see the server log"
     assert after.status_code == 503
+    app.state.batcher.close(10)  # the other worker, if any, has stopped too
+    assert not any(thread.is_alive() for thread in app.state.batcher._threads)
 
 
 CLIENT_MISTAKES = [

@@ -22,6 +22,7 @@ from ..bilm.precision import Precision
 from .auth import RequireKey, check_key
 from .batcher import Batcher, Sentences
 from .handlers import Service
+from .heap import HeapTrimmer
 from .json_io import JSONResponse
 from .limits import DEFAULT_LIMITS, Limits
 from .metrics import Metrics
@@ -86,8 +87,12 @@ def create_app(
     precision = kernels.resolve_precision(precision, bilm.device)  # checks it too
     api_key = check_key(api_key)
 
+    heap = HeapTrimmer()
+
     def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
-        return bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
+        arrays = bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
+        heap.after_batch()  # a large batch's freed pages go back to the system, not into the plateau
+        return arrays
 
     metrics = Metrics()
     metrics.watch_token_cache(lambda: len(bilm.token_cache) if bilm.token_cache is not None else 0)
@@ -134,6 +139,7 @@ def create_app(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}, middleware=middleware
     )
     app.state.batcher = batcher
+    app.state.heap = heap
     app.state.service = service
     app.state.limits = limits
     return app
