@@ -46,8 +46,8 @@ EMBEDDING_OPTIONS = MODEL_OPTIONS + (
 def fields(*names: str, **option: Any) -> tuple[tuple[str, Any, dict[str, Any]], ...]:
     """Options from :class:`TrainConfig` fields: the default and help text are the field's (``option``: more
     ``typer.Option`` arguments, e.g. ``param_decls``)."""
-    fields = {field.name: field for field in dataclasses.fields(TrainConfig)}
-    return tuple((name, fields[name].default, {"help": fields[name].metadata["help"], **option}) for name in names)
+    by_name = {field.name: field for field in dataclasses.fields(TrainConfig)}
+    return tuple((name, by_name[name].default, {"help": by_name[name].metadata["help"], **option}) for name in names)
 
 
 #: settings shared by ``pretrain`` and ``adapt``

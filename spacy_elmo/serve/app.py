@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any, AsyncIterator, Dict, Iterator, List, Optional, Sequence
+from typing import Any, AsyncIterator, Callable, Dict, Iterator, List, Optional
 
 import numpy as np
 from starlette.applications import Starlette
@@ -86,14 +86,7 @@ def create_app(
     check_max_wait_ms(max_wait_ms)
     precision = kernels.resolve_precision(precision, bilm.device)  # checks it too
     api_key = check_key(api_key)
-
-    heap = HeapTrimmer()
-
-    def embed(sentences: Sequence[Sequence[str]]) -> List[np.ndarray]:
-        arrays = bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
-        heap.after_batch()  # a large batch's freed pages go back to the system, not into the plateau
-        return arrays
-
+    embed = batch_embedder(bilm, precision)
     metrics = Metrics()
     metrics.watch_token_cache(lambda: len(bilm.token_cache) if bilm.token_cache is not None else 0)
     batcher = Batcher(
@@ -139,10 +132,23 @@ def create_app(
         routes=routes, lifespan=lifespan, exception_handlers={HTTPException: _http_error}, middleware=middleware
     )
     app.state.batcher = batcher
-    app.state.heap = heap
     app.state.service = service
     app.state.limits = limits
     return app
+
+
+def batch_embedder(bilm: BiLM, precision: Precision) -> Callable[[Sentences], List[np.ndarray]]:
+    """A batch's sentences -> one array ``(n_layers, n_tokens, dim)`` each, in ``FORWARD_SENTENCES`` per forward;
+    after a batch, the heap's freed pages go back to the system (at most every few seconds: :mod:`.heap`), so a
+    large batch's activations do not stay in the memory plateau. Call it from a worker thread, not an event loop."""
+    heap = HeapTrimmer()
+
+    def embed(sentences: Sentences) -> List[np.ndarray]:
+        arrays = bilm.embed_sentences(sentences, batch_size=FORWARD_SENTENCES, precision=precision)
+        heap.after_batch()
+        return arrays
+
+    return embed
 
 
 def check_max_wait_ms(max_wait_ms: float) -> None:

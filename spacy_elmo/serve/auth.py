@@ -19,8 +19,6 @@ OPEN_PATHS = frozenset({"/health"})
 ENV_VAR = "SPACY_ELMO_API_KEY"
 MISSING = "this server needs an API key: send the header 'Authorization: Bearer KEY'"
 WRONG = "the API key in 'Authorization: Bearer ...' is not this server's"
-#: the headers of a 401
-CHALLENGE = {"WWW-Authenticate": 'Bearer realm="spacy-elmo"'}
 
 
 def check_key(key: Optional[str]) -> Optional[str]:
@@ -44,6 +42,11 @@ def authorization_error(headers: Iterable[Tuple[bytes, bytes]], key: str) -> Opt
     return None if hmac.compare_digest(token.strip(), key.encode()) else WRONG
 
 
+def unauthorized(problem: str) -> JSONResponse:
+    """The 401 answer saying ``problem`` (both servers send this one)."""
+    return JSONResponse({"error": problem, "status": 401}, 401, {"WWW-Authenticate": 'Bearer realm="spacy-elmo"'})
+
+
 class RequireKey:
     """ASGI middleware: 401 (``WWW-Authenticate: Bearer``) for any HTTP request outside ``open_paths`` without
     the key."""
@@ -57,7 +60,7 @@ class RequireKey:
         if scope["type"] == "http" and scope["path"] not in self.open_paths:
             problem = authorization_error(scope["headers"], self.key)
             if problem is not None:
-                await JSONResponse({"error": problem, "status": 401}, 401, CHALLENGE)(scope, receive, send)
+                await unauthorized(problem)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
 

@@ -25,11 +25,10 @@ from ..bilm import kernels
 from ..bilm.precision import Precision
 from ..bilm.token_cache import DEFAULT_TOKEN_CACHE_SIZE
 from ..hub.spec import ModelSpec
-from .app import DEFAULTS, FORWARD_SENTENCES
-from .auth import CHALLENGE, authorization_error, check_key
+from .app import DEFAULTS, batch_embedder
+from .auth import authorization_error, check_key, unauthorized
 from .batcher import Sentences
 from .handlers import Service
-from .json_io import JSONResponse
 from .metrics import Metrics
 from .tokenizers import make_tokenizer
 
@@ -42,7 +41,7 @@ class ElmoDeployment:
         self.api_key = api_key
 
         self.bilm = model.load(settings["device"], token_cache_size=settings["token_cache_size"])
-        self.precision = kernels.resolve_precision(settings["precision"], self.bilm.device)
+        self.embed = batch_embedder(self.bilm, kernels.resolve_precision(settings["precision"], self.bilm.device))
         batching = cast(Any, self.embed_batch)  # serve.batch's wrapper
         batching.set_max_batch_size(settings["max_batch_tokens"])
         batching.set_batch_wait_timeout_s(settings["max_wait_ms"] / 1000.0)
@@ -65,9 +64,7 @@ class ElmoDeployment:
         """One biLM call for the sentences of a batch of requests; each request gets its own arrays back."""
         sentences = [s for request in requests for s in request]
         start = time.perf_counter()
-        arrays = await asyncio.to_thread(
-            self.bilm.embed_sentences, sentences, batch_size=FORWARD_SENTENCES, precision=self.precision
-        )
+        arrays = await asyncio.to_thread(self.embed, sentences)
         out, offset = [], 0
         for request in requests:
             out.append(arrays[offset : offset + len(request)])
@@ -80,7 +77,7 @@ class ElmoDeployment:
         if self.api_key and request.url.path not in self.service.open_paths:
             problem = authorization_error(request.headers.raw, self.api_key)
             if problem is not None:
-                return JSONResponse({"error": problem, "status": 401}, 401, CHALLENGE)
+                return unauthorized(problem)
         return await self.service.dispatch(request)
 
 
