@@ -50,6 +50,15 @@ def test_a_wait_the_batcher_cannot_keep_is_refused(parity_bilm, wait):
             Batcher(lambda s: [], max_batch_tokens=1, max_wait_ms=wait, max_queue=1)
 
 
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True, 257, 10**9])
+def test_a_worker_count_out_of_range_is_refused(parity_bilm, workers):
+    message = (
+        "workers must be at most 256" if isinstance(workers, int) and workers > 1 else "workers must be an integer"
+    )
+    with pytest.raises(ValueError, match=message):
+        create_app(parity_bilm, workers=workers)
+
+
 @pytest.mark.parametrize(
     "setting, value, message",
     [

@@ -40,6 +40,8 @@ DEFAULTS: Dict[str, Any] = {
 }
 #: the longest --max-wait-ms taken (a minute): the batcher's wait must be a finite, sane time
 MAX_WAIT_MS = 60_000.0
+#: the most --workers taken: each is a thread holding a batch's activations, and more than cores buys nothing
+MAX_WORKERS = 256
 
 
 def create_app(
@@ -83,6 +85,10 @@ def create_app(
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be an integer >= 1, found {value!r}")
+    if workers > MAX_WORKERS:
+        raise ValueError(
+            f"workers must be at most {MAX_WORKERS} (one thread and one batch's memory each), found {workers}"
+        )
     check_max_wait_ms(max_wait_ms)
     precision = kernels.resolve_precision(precision, bilm.device)  # checks it too
     api_key = check_key(api_key)
